@@ -1,0 +1,45 @@
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+#[derive(Parser)]
+#[command(name = "entmin", version, about = "Entropy minimisation for language models: generate, inspect, evaluate")]
+struct Cli {
+    /// Worker threads (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate an answer, streamed as it is produced.
+    Generate(cli::generate::Args),
+    /// Per-position logits and entropies of a prompt (JSON for machines).
+    Logits(cli::logits::Args),
+    /// Architecture, sizes, dtypes and memory of a model.
+    Info(cli::info::Args),
+    /// Fetch a catalog model into the cache (or list the catalog).
+    Pull(cli::pull::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
+            eprintln!("entmin: cannot set {n} threads: {e}");
+            std::process::exit(2);
+        }
+    }
+    let result = match cli.command {
+        Command::Generate(a) => cli::generate::run(a),
+        Command::Logits(a) => cli::logits::run(a),
+        Command::Info(a) => cli::info::run(a),
+        Command::Pull(a) => cli::pull::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("entmin: error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,80 @@
+use crate::{DType, HostData, Result, Rng, SampleOutcome, SamplingParams, Tensor};
+
+/// What a backend can do, queried at run time rather than assumed.
+#[derive(Clone, Debug)]
+pub struct Capabilities {
+    /// Human-readable device name (CPU model, adapter name, GPU name).
+    pub device: String,
+    /// Storage dtypes the backend accepts for weights.
+    pub weight_dtypes: Vec<DType>,
+    /// Subgroup / warp / SIMD width used by reductions, if any.
+    pub simd_width: Option<u32>,
+    /// Largest single buffer the backend can allocate, in bytes.
+    pub max_buffer_bytes: u64,
+    /// Worker threads (CPU) or compute units (GPU).
+    pub parallelism: usize,
+}
+
+/// Geometry of one attention call: `q` holds `tokens` rows of `n_heads * head_dim`;
+/// query row `i` sits at position `start_pos + i` and attends causally to cache rows
+/// `0..=start_pos + i`.
+#[derive(Clone, Copy, Debug)]
+pub struct AttentionShape {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub start_pos: usize,
+}
+
+/// One method per op. Activations are f32 tensors of shape `[rows, cols]`; weights
+/// may be any [`DType`] the backend lists in [`Capabilities::weight_dtypes`].
+/// Every op has an f64 reference in [`crate::reference`] and a parity test.
+pub trait Backend: Send + Sync + Sized + 'static {
+    type Storage: Send + Sync;
+
+    fn name(&self) -> &'static str;
+    fn capabilities(&self) -> Capabilities;
+
+    // --- memory ---
+    fn upload(&self, data: HostData<'_>, shape: &[usize]) -> Result<Tensor<Self>>;
+    /// Upload `data`, converted to `dtype` on the way (e.g. f32 weights stored as bf16).
+    fn upload_as(&self, data: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor<Self>>;
+    fn zeros(&self, shape: &[usize], dtype: DType) -> Result<Tensor<Self>>;
+    fn to_host_f32(&self, t: &Tensor<Self>) -> Result<Vec<f32>>;
+    /// Rows `start..end` of a 2-D tensor, as a new tensor.
+    fn slice_rows(&self, x: &Tensor<Self>, start: usize, end: usize) -> Result<Tensor<Self>>;
+
+    // --- forward ops ---
+    /// Gather rows of `table [vocab, dim]` for `ids`: `[ids.len(), dim]` f32.
+    fn embedding(&self, table: &Tensor<Self>, ids: &[u32]) -> Result<Tensor<Self>>;
+    /// `x / rms(x) * weight` per row.
+    fn rms_norm(&self, x: &Tensor<Self>, weight: &Tensor<Self>, eps: f32) -> Result<Tensor<Self>>;
+    /// `x [m, k] · wᵀ` with `w [n, k]`, plus `bias [n]`.
+    fn linear(&self, x: &Tensor<Self>, w: &Tensor<Self>, bias: Option<&Tensor<Self>>) -> Result<Tensor<Self>>;
+    /// Rotary embedding in place, Hugging Face rotate-half layout: `x [tokens, heads * head_dim]`,
+    /// row `i` rotated for position `positions[i]`.
+    fn rope(&self, x: &mut Tensor<Self>, head_dim: usize, positions: &[u32], theta: f32) -> Result<()>;
+    /// Copy `x [t, dim]` into rows `start_pos..start_pos + t` of `cache [capacity, dim]`.
+    fn write_kv(&self, cache: &mut Tensor<Self>, x: &Tensor<Self>, start_pos: usize) -> Result<()>;
+    /// Causal grouped-query attention of `q` over the cached keys and values.
+    fn attention(
+        &self,
+        q: &Tensor<Self>,
+        k_cache: &Tensor<Self>,
+        v_cache: &Tensor<Self>,
+        shape: AttentionShape,
+    ) -> Result<Tensor<Self>>;
+    /// `silu(gate) * up`, elementwise.
+    fn silu_mul(&self, gate: &Tensor<Self>, up: &Tensor<Self>) -> Result<Tensor<Self>>;
+    /// `x += y`, elementwise.
+    fn add_assign(&self, x: &mut Tensor<Self>, y: &Tensor<Self>) -> Result<()>;
+
+    // --- entropy-minimisation kernels ---
+    /// One pass per row of `logits [rows, V]` at temperature `1 / inv_temperature`:
+    /// returns `(lse [rows], entropy [rows])` in nats. Rows of only −inf give
+    /// lse = −inf and entropy = 0.
+    fn softmax_entropy(&self, logits: &Tensor<Self>, inv_temperature: f32) -> Result<(Tensor<Self>, Tensor<Self>)>;
+    /// Sample one token per row with the row's generator. Never returns a token in
+    /// `params.banned`; errors on a row with NaN logits.
+    fn sample(&self, logits: &Tensor<Self>, params: &SamplingParams, rngs: &mut [Rng]) -> Result<Vec<SampleOutcome>>;
+}

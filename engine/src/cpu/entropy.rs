@@ -1,0 +1,113 @@
+//! Fused single-pass softmax-entropy (PAPER.md "Numerics").
+//!
+//! Per row we keep the running max m, s = Σ e^{x−m} and t′ = Σ e^{x−m}(x−m) and
+//! finish with lse = m + log s, H = log s − t′/s. The row is walked in blocks of
+//! `BLOCK` elements: the block max is found first (the block is then in L1, so
+//! memory is still read once), the accumulators are rescaled at most once per
+//! block, and the block's exponentials run through a vectorised exp.
+
+use rayon::prelude::*;
+
+use super::simd::{exp_f32, vectorized, Element, LANES};
+use super::{dims2, output, CpuStorage, CpuTensor};
+use crate::Result;
+
+const BLOCK: usize = 512;
+
+/// Running state of the online algorithm; `m = −inf` means nothing seen yet.
+#[derive(Clone, Copy, Debug)]
+struct Online {
+    m: f32,
+    s: f32,
+    t: f32,
+}
+
+impl Online {
+    const EMPTY: Online = Online { m: f32::NEG_INFINITY, s: 0.0, t: 0.0 };
+
+    /// Move the reference point to `m_new` ≥ m: c = e^{m−m′}; t′ ← c(t′ + (m−m′)s); s ← cs.
+    #[inline(always)]
+    fn rescale(&mut self, m_new: f32) {
+        if self.m == f32::NEG_INFINITY {
+            self.m = m_new;
+            return;
+        }
+        let d = self.m - m_new;
+        let c = d.exp();
+        self.t = c * (self.t + d * self.s);
+        self.s *= c;
+        self.m = m_new;
+    }
+
+    fn finish(self) -> (f32, f32) {
+        if self.m == f32::NEG_INFINITY || self.s == 0.0 {
+            // Every logit −inf (fully masked row) or an empty row.
+            return (f32::NEG_INFINITY, 0.0);
+        }
+        let log_s = self.s.ln();
+        let h = log_s - self.t / self.s;
+        // Rounding can leave a tiny negative H for one-hot rows; NaN must stay NaN.
+        (self.m + log_s, if h < 0.0 { 0.0 } else { h })
+    }
+}
+
+/// (lse, entropy) of softmax(row · inv_temperature). NaN in the row gives NaN.
+#[inline(always)]
+pub fn softmax_entropy_row<E: Element>(row: &[E], inv_temperature: f32) -> (f32, f32) {
+    let mut st = Online::EMPTY;
+    let mut buf = [0f32; BLOCK];
+    for block in row.chunks(BLOCK) {
+        let xs = &mut buf[..block.len()];
+        let mut bmax = [f32::NEG_INFINITY; LANES];
+        for (i, (x, z)) in xs.iter_mut().zip(block).enumerate() {
+            *x = z.to_f32() * inv_temperature;
+            // `max` ignores NaN, so NaN is caught below through the sums instead.
+            bmax[i % LANES] = bmax[i % LANES].max(*x);
+        }
+        let block_max = bmax.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if block_max == f32::NEG_INFINITY {
+            if xs.iter().any(|x| x.is_nan()) {
+                return (f32::NAN, f32::NAN);
+            }
+            continue;
+        }
+        if block_max > st.m {
+            st.rescale(block_max);
+        }
+        let m = st.m;
+        let mut s = [0f32; LANES];
+        let mut t = [0f32; LANES];
+        for (i, &x) in xs.iter().enumerate() {
+            let d = x - m;
+            // d is −inf for masked logits: exp_f32 gives 0 and the select keeps 0·(−inf) out of t′.
+            let e = exp_f32(d);
+            s[i % LANES] += e;
+            t[i % LANES] += if e > 0.0 { e * d } else { 0.0 };
+        }
+        st.s += s.iter().sum::<f32>();
+        st.t += t.iter().sum::<f32>();
+    }
+    st.finish()
+}
+
+pub fn softmax_entropy(logits: &CpuTensor, inv_temperature: f32) -> Result<(CpuTensor, CpuTensor)> {
+    let (rows, cols) = dims2("softmax_entropy", logits)?;
+    let mut lse = vec![0f32; rows];
+    let mut ent = vec![0f32; rows];
+    fn run<E: Element>(data: &[E], cols: usize, inv_t: f32, lse: &mut [f32], ent: &mut [f32]) {
+        let per_row = |(r, (l, h)): (usize, (&mut f32, &mut f32))| {
+            (*l, *h) = vectorized(|| softmax_entropy_row(&data[r * cols..(r + 1) * cols], inv_t));
+        };
+        if lse.len() > 1 {
+            lse.par_iter_mut().zip(ent.par_iter_mut()).enumerate().for_each(per_row);
+        } else {
+            lse.iter_mut().zip(ent.iter_mut()).enumerate().for_each(per_row);
+        }
+    }
+    match logits.storage() {
+        CpuStorage::F32(d) => run(d, cols, inv_temperature, &mut lse, &mut ent),
+        CpuStorage::F16(d) => run(d, cols, inv_temperature, &mut lse, &mut ent),
+        CpuStorage::BF16(d) => run(d, cols, inv_temperature, &mut lse, &mut ent),
+    }
+    Ok((output(lse, &[rows]), output(ent, &[rows])))
+}

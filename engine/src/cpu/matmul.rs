@@ -1,0 +1,125 @@
+//! `linear`: y = x · wᵀ + b with w stored [n, k] (the PyTorch / GGUF layout).
+//!
+//! Decode (few rows) is memory-bound: a rayon GEMV streams each weight row once
+//! and dots it with every input row, widening bf16/f16 in registers. Prefill
+//! (many rows) is compute-bound: the `gemm` crate's blocked SIMD kernel, fed
+//! f32 panels of w converted on the fly (see benches/RESULTS.md for the choice).
+
+use rayon::prelude::*;
+
+use super::simd::{dot, vectorized, Element};
+use super::{dims2, f32_data, output, CpuStorage, CpuTensor};
+use crate::{Backend, EngineError, Result};
+
+/// At or below this many input rows the GEMV path wins (measured: benches/kernels.rs).
+const GEMV_MAX_ROWS: usize = 4;
+/// Rows of w converted to f32 per gemm call when w is stored in 16 bits.
+const PANEL_ROWS: usize = 512;
+
+pub fn linear(x: &CpuTensor, w: &CpuTensor, bias: Option<&CpuTensor>) -> Result<CpuTensor> {
+    let (m, k) = dims2("linear", x)?;
+    let (n, wk) = dims2("linear", w)?;
+    if wk != k {
+        return Err(EngineError::shape("linear", format!("x {:?} · wᵀ with w {:?}", x.shape(), w.shape())));
+    }
+    let bias = match bias {
+        Some(b) if b.len() != n => {
+            return Err(EngineError::shape("linear", format!("bias of {} for {n} outputs", b.len())))
+        }
+        Some(b) => Some(super::CpuBackend.to_host_f32(b)?),
+        None => None,
+    };
+    let xs = f32_data("linear", x)?;
+    let mut out = vec![0f32; m * n];
+    if m > 0 && n > 0 {
+        match w.storage() {
+            CpuStorage::F32(ws) => matmul(xs, ws, &mut out, m, n, k),
+            CpuStorage::F16(ws) => matmul(xs, ws, &mut out, m, n, k),
+            CpuStorage::BF16(ws) => matmul(xs, ws, &mut out, m, n, k),
+        }
+    }
+    if let Some(b) = bias {
+        out.chunks_mut(n).for_each(|row| row.iter_mut().zip(&b).for_each(|(o, b)| *o += b));
+    }
+    Ok(output(out, &[m, n]))
+}
+
+fn matmul<W: Element>(x: &[f32], w: &[W], out: &mut [f32], m: usize, n: usize, k: usize) {
+    if m <= GEMV_MAX_ROWS {
+        gemv(x, w, out, m, n, k);
+    } else if let Some(wf) = as_f32(w) {
+        gemm_f32(x, wf, out, m, n, k, 0, n);
+    } else {
+        // Convert one panel of rows at a time so the f32 copy stays cache-sized.
+        let mut panel = vec![0f32; PANEL_ROWS * k];
+        for start in (0..n).step_by(PANEL_ROWS) {
+            let rows = PANEL_ROWS.min(n - start);
+            let dst = &mut panel[..rows * k];
+            dst.par_chunks_mut(k).zip(w[start * k..(start + rows) * k].par_chunks(k)).for_each(|(d, s)| {
+                d.iter_mut().zip(s).for_each(|(d, s)| *d = s.to_f32());
+            });
+            gemm_f32(x, dst, out, m, n, k, start, rows);
+        }
+    }
+}
+
+fn as_f32<W: Element>(w: &[W]) -> Option<&[f32]> {
+    (std::any::TypeId::of::<W>() == std::any::TypeId::of::<f32>())
+        // SAFETY: W is f32, checked just above.
+        .then(|| unsafe { std::slice::from_raw_parts(w.as_ptr() as *const f32, w.len()) })
+}
+
+/// Each task owns a block of output columns (weight rows) and computes them for all m inputs.
+fn gemv<W: Element>(x: &[f32], w: &[W], out: &mut [f32], m: usize, n: usize, k: usize) {
+    const BLOCK: usize = 64;
+    let mut cols = vec![0f32; m * n];
+    cols.par_chunks_mut(BLOCK * m).enumerate().for_each(|(b, chunk)| {
+        vectorized(|| {
+            for (r, dst) in chunk.chunks_mut(m).enumerate() {
+                let row = b * BLOCK + r;
+                let wrow = &w[row * k..(row + 1) * k];
+                for (i, d) in dst.iter_mut().enumerate() {
+                    *d = dot(&x[i * k..(i + 1) * k], wrow);
+                }
+            }
+        })
+    });
+    // cols is [n, m]; transpose into out [m, n].
+    for (row, c) in cols.chunks(m).enumerate() {
+        for (i, &v) in c.iter().enumerate() {
+            out[i * n + row] = v;
+        }
+    }
+}
+
+/// out[:, col0..col0+cols] = x · w_panelᵀ, where w_panel holds rows col0.. of w.
+#[allow(clippy::too_many_arguments)]
+fn gemm_f32(x: &[f32], w_panel: &[f32], out: &mut [f32], m: usize, n: usize, k: usize, col0: usize, cols: usize) {
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // SAFETY: strides describe x [m, k] row-major, w_panelᵀ [k, cols] (w_panel [cols, k]
+    // row-major) and the out sub-block [m, cols] with row stride n, all within bounds.
+    unsafe {
+        gemm::gemm(
+            m,
+            cols,
+            k,
+            out.as_mut_ptr().add(col0),
+            1,
+            n as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w_panel.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}

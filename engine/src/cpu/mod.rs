@@ -1,0 +1,196 @@
+//! The CPU backend: multi-threaded with rayon, f32 compute, weights f32 / f16 /
+//! bf16 widened on the fly, AVX2 code paths chosen at run time.
+
+mod attention;
+mod elementwise;
+mod entropy;
+mod matmul;
+mod norm;
+mod rope;
+mod sample;
+pub mod simd;
+
+use half::{bf16, f16};
+
+use crate::backend::{AttentionShape, Backend, Capabilities};
+use crate::{DType, EngineError, HostData, Result, Rng, SampleOutcome, SamplingParams, Tensor};
+
+pub use entropy::softmax_entropy_row;
+
+/// Host memory in one of the storage dtypes.
+#[derive(Clone, Debug)]
+pub enum CpuStorage {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    BF16(Vec<bf16>),
+}
+
+pub type CpuTensor = Tensor<CpuBackend>;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuBackend;
+
+impl CpuBackend {
+    pub fn new() -> Self {
+        CpuBackend
+    }
+
+    /// Wrap an owned f32 vector without copying.
+    pub fn tensor(&self, data: Vec<f32>, shape: &[usize]) -> Result<CpuTensor> {
+        check_len("tensor", data.len(), shape)?;
+        Ok(Tensor::from_parts(CpuStorage::F32(data), shape.to_vec(), DType::F32))
+    }
+}
+
+fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
+    let n: usize = shape.iter().product();
+    if n != len {
+        return Err(EngineError::shape(op, format!("{len} elements for shape {shape:?} ({n})")));
+    }
+    Ok(())
+}
+
+/// The f32 data of an activation tensor, or a dtype error naming the op.
+pub(crate) fn f32_data<'a>(op: &'static str, t: &'a CpuTensor) -> Result<&'a [f32]> {
+    match t.storage() {
+        CpuStorage::F32(v) => Ok(v),
+        _ => Err(EngineError::DType { op, dtype: t.dtype() }),
+    }
+}
+
+pub(crate) fn f32_data_mut<'a>(op: &'static str, t: &'a mut CpuTensor) -> Result<&'a mut [f32]> {
+    let dtype = t.dtype();
+    match t.storage_mut() {
+        CpuStorage::F32(v) => Ok(v),
+        _ => Err(EngineError::DType { op, dtype }),
+    }
+}
+
+pub(crate) fn output(data: Vec<f32>, shape: &[usize]) -> CpuTensor {
+    Tensor::from_parts(CpuStorage::F32(data), shape.to_vec(), DType::F32)
+}
+
+/// Require a 2-D tensor and return (rows, cols).
+pub(crate) fn dims2(op: &'static str, t: &CpuTensor) -> Result<(usize, usize)> {
+    match t.shape() {
+        [r, c] => Ok((*r, *c)),
+        s => Err(EngineError::shape(op, format!("expected a 2-D tensor, got {s:?}"))),
+    }
+}
+
+impl Backend for CpuBackend {
+    type Storage = CpuStorage;
+
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            device: cpu_model_name(),
+            weight_dtypes: vec![DType::F32, DType::F16, DType::BF16],
+            simd_width: Some(if simd::has_avx2() { 8 } else { 4 }),
+            max_buffer_bytes: isize::MAX as u64,
+            parallelism: rayon::current_num_threads(),
+        }
+    }
+
+    fn upload(&self, data: HostData<'_>, shape: &[usize]) -> Result<CpuTensor> {
+        check_len("upload", data.len(), shape)?;
+        let storage = match data {
+            HostData::F32(d) => CpuStorage::F32(d.to_vec()),
+            HostData::F16(d) => CpuStorage::F16(d.to_vec()),
+            HostData::BF16(d) => CpuStorage::BF16(d.to_vec()),
+        };
+        Ok(Tensor::from_parts(storage, shape.to_vec(), data.dtype()))
+    }
+
+    fn upload_as(&self, data: &[f32], shape: &[usize], dtype: DType) -> Result<CpuTensor> {
+        check_len("upload_as", data.len(), shape)?;
+        let storage = match dtype {
+            DType::F32 => CpuStorage::F32(data.to_vec()),
+            DType::F16 => CpuStorage::F16(data.iter().map(|&v| f16::from_f32(v)).collect()),
+            DType::BF16 => CpuStorage::BF16(data.iter().map(|&v| bf16::from_f32(v)).collect()),
+        };
+        Ok(Tensor::from_parts(storage, shape.to_vec(), dtype))
+    }
+
+    fn zeros(&self, shape: &[usize], dtype: DType) -> Result<CpuTensor> {
+        let n = shape.iter().product();
+        let storage = match dtype {
+            DType::F32 => CpuStorage::F32(vec![0.0; n]),
+            DType::F16 => CpuStorage::F16(vec![f16::ZERO; n]),
+            DType::BF16 => CpuStorage::BF16(vec![bf16::ZERO; n]),
+        };
+        Ok(Tensor::from_parts(storage, shape.to_vec(), dtype))
+    }
+
+    fn to_host_f32(&self, t: &CpuTensor) -> Result<Vec<f32>> {
+        Ok(match t.storage() {
+            CpuStorage::F32(v) => v.clone(),
+            CpuStorage::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            CpuStorage::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
+        })
+    }
+
+    fn slice_rows(&self, x: &CpuTensor, start: usize, end: usize) -> Result<CpuTensor> {
+        let (rows, cols) = dims2("slice_rows", x)?;
+        if start > end || end > rows {
+            return Err(EngineError::shape("slice_rows", format!("rows {start}..{end} of {rows}")));
+        }
+        let data = f32_data("slice_rows", x)?;
+        Ok(output(data[start * cols..end * cols].to_vec(), &[end - start, cols]))
+    }
+
+    fn embedding(&self, table: &CpuTensor, ids: &[u32]) -> Result<CpuTensor> {
+        elementwise::embedding(table, ids)
+    }
+
+    fn rms_norm(&self, x: &CpuTensor, weight: &CpuTensor, eps: f32) -> Result<CpuTensor> {
+        norm::rms_norm(x, weight, eps)
+    }
+
+    fn linear(&self, x: &CpuTensor, w: &CpuTensor, bias: Option<&CpuTensor>) -> Result<CpuTensor> {
+        matmul::linear(x, w, bias)
+    }
+
+    fn rope(&self, x: &mut CpuTensor, head_dim: usize, positions: &[u32], theta: f32) -> Result<()> {
+        rope::rope(x, head_dim, positions, theta)
+    }
+
+    fn write_kv(&self, cache: &mut CpuTensor, x: &CpuTensor, start_pos: usize) -> Result<()> {
+        attention::write_kv(cache, x, start_pos)
+    }
+
+    fn attention(&self, q: &CpuTensor, k: &CpuTensor, v: &CpuTensor, shape: AttentionShape) -> Result<CpuTensor> {
+        attention::attention(q, k, v, shape)
+    }
+
+    fn silu_mul(&self, gate: &CpuTensor, up: &CpuTensor) -> Result<CpuTensor> {
+        elementwise::silu_mul(gate, up)
+    }
+
+    fn add_assign(&self, x: &mut CpuTensor, y: &CpuTensor) -> Result<()> {
+        elementwise::add_assign(x, y)
+    }
+
+    fn softmax_entropy(&self, logits: &CpuTensor, inv_temperature: f32) -> Result<(CpuTensor, CpuTensor)> {
+        entropy::softmax_entropy(logits, inv_temperature)
+    }
+
+    fn sample(&self, logits: &CpuTensor, params: &SamplingParams, rngs: &mut [Rng]) -> Result<Vec<SampleOutcome>> {
+        sample::sample(logits, params, rngs)
+    }
+}
+
+fn cpu_model_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}

@@ -1,0 +1,108 @@
+//! Token sampling on the host: banned ids, temperature, top-k, top-p, min-p, then
+//! an inverse-CDF draw in f64. Top-k / top-p never sort the whole vocabulary:
+//! candidates are found by selection and only the short head is sorted.
+
+use rayon::prelude::*;
+
+use super::{dims2, f32_data, CpuTensor};
+use crate::{EngineError, Result, Rng, SampleOutcome, SamplingParams};
+
+pub fn sample(logits: &CpuTensor, params: &SamplingParams, rngs: &mut [Rng]) -> Result<Vec<SampleOutcome>> {
+    params.validate()?;
+    let (rows, cols) = dims2("sample", logits)?;
+    if rngs.len() != rows {
+        return Err(EngineError::shape("sample", format!("{} generators for {rows} rows", rngs.len())));
+    }
+    let data = f32_data("sample", logits)?;
+    rngs.par_iter_mut()
+        .enumerate()
+        .map(|(r, rng)| sample_row(&data[r * cols..(r + 1) * cols], params, rng).map_err(|what| EngineError::NonFinite { row: r, what }))
+        .collect()
+}
+
+fn sample_row(row: &[f32], params: &SamplingParams, rng: &mut Rng) -> Result<SampleOutcome, &'static str> {
+    let mut z: Vec<f32> = row.to_vec();
+    for &b in &params.banned {
+        if let Some(v) = z.get_mut(b as usize) {
+            *v = f32::NEG_INFINITY;
+        }
+    }
+    if z.iter().any(|v| v.is_nan()) {
+        return Err("NaN");
+    }
+    let temperature = if params.temperature == 0.0 { 1.0 } else { params.temperature };
+    let inv_t = 1.0 / temperature as f64;
+    let (best, &max) = z
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .ok_or("an empty row")?;
+    if max == f32::NEG_INFINITY {
+        return Err("every token masked or −inf");
+    }
+    if max == f32::INFINITY {
+        return Err("+inf");
+    }
+    let max = max as f64;
+    let lse = max * inv_t + z.iter().map(|&v| ((v as f64 - max) * inv_t).exp()).sum::<f64>().ln();
+    let logprob = |i: usize| (z[i] as f64 * inv_t - lse) as f32;
+    if params.temperature == 0.0 {
+        return Ok(SampleOutcome { token: best as u32, logprob: logprob(best) });
+    }
+    let weight = |i: u32| ((z[i as usize] as f64 - max) * inv_t).exp();
+    let by_logit = |a: &u32, b: &u32| z[*b as usize].total_cmp(&z[*a as usize]).then(a.cmp(b));
+    let finite: Vec<u32> = (0..z.len() as u32).filter(|&i| z[i as usize] > f32::NEG_INFINITY).collect();
+    // Candidates: the sorted top-k head; or, for top-p, a sorted head grown (×4) until it
+    // holds top_p of the mass; or every finite token in id order.
+    let cands: Vec<u32> = if params.top_k > 0 {
+        top_sorted(finite, params.top_k, by_logit)
+    } else if params.top_p < 1.0 {
+        let total: f64 = finite.iter().map(|&i| weight(i)).sum();
+        let mut want = 256;
+        loop {
+            let head = top_sorted(finite.clone(), want, by_logit);
+            let head_mass: f64 = head.iter().map(|&i| weight(i)).sum();
+            if head.len() == finite.len() || head_mass >= params.top_p as f64 * total {
+                break head;
+            }
+            want *= 4;
+        }
+    } else {
+        finite
+    };
+    let cand_mass: f64 = cands.iter().map(|&i| weight(i)).sum();
+    let keep_mass = params.top_p as f64 * cand_mass;
+    let mut kept = Vec::with_capacity(cands.len());
+    let mut mass = 0.0;
+    for &i in &cands {
+        let w = weight(i);
+        // Weights are relative to the best token, so min-p compares w with min_p directly.
+        if w < params.min_p as f64 {
+            continue;
+        }
+        kept.push((i, w));
+        mass += w;
+        if params.top_p < 1.0 && mass >= keep_mass {
+            break;
+        }
+    }
+    let mut u = rng.next_f64() * mass;
+    for &(i, w) in &kept {
+        if u < w {
+            return Ok(SampleOutcome { token: i, logprob: logprob(i as usize) });
+        }
+        u -= w;
+    }
+    let (last, _) = *kept.last().expect("kept holds at least the best token");
+    Ok(SampleOutcome { token: last, logprob: logprob(last as usize) })
+}
+
+/// The `k` largest entries of `ids` by `cmp`, sorted; selection first so only k are sorted.
+fn top_sorted(mut ids: Vec<u32>, k: usize, cmp: impl Fn(&u32, &u32) -> std::cmp::Ordering) -> Vec<u32> {
+    if k < ids.len() {
+        ids.select_nth_unstable_by(k, &cmp);
+        ids.truncate(k);
+    }
+    ids.sort_unstable_by(cmp);
+    ids
+}

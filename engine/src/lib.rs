@@ -1,0 +1,19 @@
+//! entmin's tensor runtime: a [`Backend`] trait with one method per op, the
+//! CPU backend, and f64 references that every backend is tested against.
+//!
+//! Activations are always f32; weights may be stored f32, f16 or bf16 and are
+//! widened on the fly. Models and EM code are written once against [`Backend`].
+
+mod backend;
+pub mod cpu;
+mod dtype;
+mod error;
+pub mod reference;
+mod sampling;
+mod tensor;
+
+pub use backend::{AttentionShape, Backend, Capabilities};
+pub use dtype::{DType, HostData};
+pub use error::{EngineError, Result};
+pub use sampling::{Rng, SampleOutcome, SamplingParams};
+pub use tensor::Tensor;

@@ -1,0 +1,93 @@
+//! Plain f64 implementations of every op: the oracle each backend is tested
+//! against. Written for clarity, not speed; inputs are f32 as the backends see
+//! them, outputs f64.
+
+use crate::AttentionShape;
+
+pub fn rms_norm(x: &[f32], dim: usize, w: &[f32], eps: f32) -> Vec<f64> {
+    x.chunks(dim)
+        .flat_map(|row| {
+            let ms = row.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / dim as f64;
+            let inv = 1.0 / (ms + eps as f64).sqrt();
+            row.iter().zip(w).map(move |(&v, &w)| v as f64 * inv * w as f64).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// y [m, n] = x [m, k] · w [n, k]ᵀ + b.
+pub fn linear(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<f64> {
+    let mut y = vec![0f64; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let dot: f64 = (0..k).map(|p| x[i * k + p] as f64 * w[j * k + p] as f64).sum();
+            y[i * n + j] = dot + bias.map_or(0.0, |b| b[j] as f64);
+        }
+    }
+    y
+}
+
+/// Rotate-half RoPE: (a, b) = (x[i], x[i + d/2]) → (a cos − b sin, b cos + a sin).
+pub fn rope(x: &[f32], cols: usize, head_dim: usize, positions: &[u32], theta: f32) -> Vec<f64> {
+    let half = head_dim / 2;
+    let mut y: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    for (r, &pos) in positions.iter().enumerate() {
+        for h in 0..cols / head_dim {
+            let base = r * cols + h * head_dim;
+            for i in 0..half {
+                let angle = pos as f64 / (theta as f64).powf(2.0 * i as f64 / head_dim as f64);
+                let (a, b) = (x[base + i] as f64, x[base + i + half] as f64);
+                y[base + i] = a * angle.cos() - b * angle.sin();
+                y[base + i + half] = b * angle.cos() + a * angle.sin();
+            }
+        }
+    }
+    y
+}
+
+/// Causal GQA attention; k and v are [capacity, kv_heads · head_dim].
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], s: AttentionShape) -> Vec<f64> {
+    let (h, kvh, d) = (s.n_heads, s.n_kv_heads, s.head_dim);
+    let t = q.len() / (h * d);
+    let mut out = vec![0f64; q.len()];
+    for i in 0..t {
+        for head in 0..h {
+            let kv = head / (h / kvh);
+            let qrow = &q[(i * h + head) * d..][..d];
+            let n_keys = s.start_pos + i + 1;
+            let scores: Vec<f64> = (0..n_keys)
+                .map(|j| {
+                    let krow = &k[(j * kvh + kv) * d..][..d];
+                    qrow.iter().zip(krow).map(|(&a, &b)| a as f64 * b as f64).sum::<f64>() / (d as f64).sqrt()
+                })
+                .collect();
+            let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let sum: f64 = exps.iter().sum();
+            for (j, e) in exps.iter().enumerate() {
+                let vrow = &v[(j * kvh + kv) * d..][..d];
+                for (o, &vv) in out[(i * h + head) * d..][..d].iter_mut().zip(vrow) {
+                    *o += e / sum * vv as f64;
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn silu_mul(gate: &[f32], up: &[f32]) -> Vec<f64> {
+    gate.iter().zip(up).map(|(&g, &u)| g as f64 / (1.0 + (-(g as f64)).exp()) * u as f64).collect()
+}
+
+/// Two-pass textbook (lse, H) in f64: lse = max + log Σ e^{x−max}, H = lse − Σ p·x.
+/// Rows of only −inf (and empty rows) give (−inf, 0).
+pub fn softmax_entropy(row: &[f32], inv_temperature: f32) -> (f64, f64) {
+    let x: Vec<f64> = row.iter().map(|&z| z as f64 * inv_temperature as f64).collect();
+    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if max == f64::NEG_INFINITY {
+        return (f64::NEG_INFINITY, 0.0);
+    }
+    let sum: f64 = x.iter().map(|&v| (v - max).exp()).sum();
+    let lse = max + sum.ln();
+    let mean: f64 = x.iter().filter(|v| v.is_finite()).map(|&v| (v - lse).exp() * v).sum();
+    (lse, lse - mean)
+}

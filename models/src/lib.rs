@@ -1,0 +1,20 @@
+//! Llama and Qwen2 decoder models for entmin: GGUF and Hugging Face loading,
+//! tokenizer, chat templates, KV-cache generation.
+
+pub mod chat;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod gguf;
+pub mod loader;
+pub mod model;
+pub mod tokenizer;
+pub mod weights;
+
+pub use chat::{ChatTemplate, Message};
+pub use config::{Architecture, ModelConfig};
+pub use error::{ModelError, Result};
+pub use generate::{generate, Generation, GenerationParams, StopReason};
+pub use loader::{load, Format, LoadedModel};
+pub use model::{KvCache, Logits, Model};
+pub use tokenizer::Tokenizer;

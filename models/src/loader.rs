@@ -1,0 +1,124 @@
+//! Open a model from a `.gguf` file or a Hugging Face folder: config, weights,
+//! tokenizer, chat template and stop tokens, all checked against each other.
+
+use std::path::{Path, PathBuf};
+
+use entmin_engine::{Backend, DType};
+
+use crate::chat::ChatTemplate;
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::gguf::GgufFile;
+use crate::model::Model;
+use crate::tokenizer::Tokenizer;
+use crate::weights::{GgufSource, SafetensorsSource};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Gguf,
+    HfFolder,
+}
+
+pub struct LoadedModel<B: Backend> {
+    pub model: Model<B>,
+    pub tokenizer: Tokenizer,
+    pub chat: ChatTemplate,
+    pub path: PathBuf,
+    pub format: Format,
+    /// Storage types found in the file, e.g. "Q4_K, Q6_K, F32".
+    pub file_dtypes: String,
+    /// Token ids that end a generation.
+    pub stop_ids: Vec<u32>,
+    /// Token ids never to sample (padding rows and ids the tokenizer does not know).
+    pub banned_ids: Vec<u32>,
+}
+
+pub fn load<B: Backend>(backend: &B, path: &Path, weight_dtype: DType) -> Result<LoadedModel<B>> {
+    if path.is_dir() {
+        load_hf_folder(backend, path, weight_dtype)
+    } else if path.exists() {
+        load_gguf(backend, path, weight_dtype)
+    } else {
+        Err(ModelError::io(path, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")))
+    }
+}
+
+fn finish<B: Backend>(
+    model: Model<B>,
+    tokenizer: Tokenizer,
+    chat: ChatTemplate,
+    path: &Path,
+    format: Format,
+    file_dtypes: String,
+    extra_stops: &[u32],
+) -> Result<LoadedModel<B>> {
+    let vocab = model.config.vocab_size;
+    if tokenizer.vocab_size() > vocab {
+        return Err(ModelError::corrupt(
+            path,
+            format!("tokenizer knows {} tokens but the model has only {vocab} vocabulary rows", tokenizer.vocab_size()),
+        ));
+    }
+    let mut stop_ids: Vec<u32> = tokenizer.stop_ids().iter().chain(extra_stops).copied().filter(|&i| (i as usize) < vocab).collect();
+    stop_ids.sort_unstable();
+    stop_ids.dedup();
+    let banned_ids = tokenizer.unsampleable(vocab);
+    Ok(LoadedModel { model, tokenizer, chat, path: path.to_path_buf(), format, file_dtypes, stop_ids, banned_ids })
+}
+
+fn load_gguf<B: Backend>(backend: &B, path: &Path, weight_dtype: DType) -> Result<LoadedModel<B>> {
+    let file = GgufFile::open(path)?;
+    let config = ModelConfig::from_gguf(&file)?;
+    let tokenizer = Tokenizer::from_gguf(&file)?;
+    let token_text = |key: &str| -> String {
+        file.get(key).and_then(|v| v.as_u64()).and_then(|id| tokenizer.id_to_token(id as u32)).unwrap_or_default()
+    };
+    let chat = ChatTemplate::new(
+        file.get("tokenizer.chat_template").and_then(|v| v.as_str()).map(String::from),
+        &token_text("tokenizer.ggml.bos_token_id"),
+        &token_text("tokenizer.ggml.eos_token_id"),
+    );
+    let mut types: Vec<&str> = file.tensors.iter().map(|t| t.ggml_type.name()).collect();
+    types.sort_unstable();
+    types.dedup();
+    let model = Model::load(backend, config.clone(), &GgufSource { file: &file, config: &config }, weight_dtype)?;
+    finish(model, tokenizer, chat, path, Format::Gguf, types.join(", "), &[])
+}
+
+fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    serde_json::from_str(&text).map(Some).map_err(|e| ModelError::corrupt(path, format!("invalid JSON: {e}")))
+}
+
+/// A special token in tokenizer_config.json is either a string or {"content": ...}.
+fn token_field(v: &serde_json::Value) -> String {
+    v.as_str().or_else(|| v["content"].as_str()).unwrap_or_default().to_string()
+}
+
+fn load_hf_folder<B: Backend>(backend: &B, dir: &Path, weight_dtype: DType) -> Result<LoadedModel<B>> {
+    let config = ModelConfig::from_hf_json(&dir.join("config.json"))?;
+    let tok_path = dir.join("tokenizer.json");
+    if !tok_path.exists() {
+        return Err(ModelError::corrupt(dir, "tokenizer.json is missing"));
+    }
+    let tokenizer = Tokenizer::from_file(&tok_path)?;
+    let tcfg = read_json(&dir.join("tokenizer_config.json"))?.unwrap_or_default();
+    let chat = ChatTemplate::new(
+        tcfg["chat_template"].as_str().map(String::from),
+        &token_field(&tcfg["bos_token"]),
+        &token_field(&tcfg["eos_token"]),
+    );
+    let mut extra_stops = Vec::new();
+    if let Some(gen) = read_json(&dir.join("generation_config.json"))? {
+        match &gen["eos_token_id"] {
+            serde_json::Value::Array(ids) => extra_stops.extend(ids.iter().filter_map(|i| i.as_u64()).map(|i| i as u32)),
+            v => extra_stops.extend(v.as_u64().map(|i| i as u32)),
+        }
+    }
+    let src = SafetensorsSource::open(dir)?;
+    let model = Model::load(backend, config, &src, weight_dtype)?;
+    finish(model, tokenizer, chat, dir, Format::HfFolder, "safetensors".into(), &extra_stops)
+}

@@ -1,0 +1,189 @@
+//! The decoder shared by Llama and Qwen2 (they differ only in config flags:
+//! q/k/v biases and tied embeddings), written once against [`Backend`].
+
+use entmin_engine::{AttentionShape, Backend, DType, Tensor};
+
+use crate::config::ModelConfig;
+use crate::error::{ModelError, Result};
+use crate::weights::TensorSource;
+
+pub struct Linear<B: Backend> {
+    pub weight: Tensor<B>,
+    pub bias: Option<Tensor<B>>,
+}
+
+pub struct Layer<B: Backend> {
+    pub attn_norm: Tensor<B>,
+    pub q: Linear<B>,
+    pub k: Linear<B>,
+    pub v: Linear<B>,
+    pub o: Linear<B>,
+    pub ffn_norm: Tensor<B>,
+    pub gate: Linear<B>,
+    pub up: Linear<B>,
+    pub down: Linear<B>,
+}
+
+pub struct Model<B: Backend> {
+    pub config: ModelConfig,
+    pub embed: Tensor<B>,
+    pub layers: Vec<Layer<B>>,
+    pub norm: Tensor<B>,
+    /// None when the head is tied to `embed`.
+    pub lm_head: Option<Tensor<B>>,
+    pub weight_dtype: DType,
+}
+
+/// Which positions of a forward pass produce logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last position (decoding).
+    Last,
+    /// Every position (scoring, inspection, training).
+    All,
+}
+
+/// Per-layer key and value caches of shape [capacity, kv_dim], f32.
+pub struct KvCache<B: Backend> {
+    pub k: Vec<Tensor<B>>,
+    pub v: Vec<Tensor<B>>,
+    /// Positions filled so far.
+    pub len: usize,
+    pub capacity: usize,
+}
+
+impl<B: Backend> KvCache<B> {
+    pub fn new(backend: &B, config: &ModelConfig, capacity: usize) -> Result<Self> {
+        let shape = [capacity, config.kv_dim()];
+        let mut k = Vec::with_capacity(config.n_layers);
+        let mut v = Vec::with_capacity(config.n_layers);
+        for _ in 0..config.n_layers {
+            k.push(backend.zeros(&shape, DType::F32)?);
+            v.push(backend.zeros(&shape, DType::F32)?);
+        }
+        Ok(KvCache { k, v, len: 0, capacity })
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.k.iter().chain(&self.v).map(|t| t.size_bytes()).sum()
+    }
+}
+
+fn load_checked(
+    src: &dyn TensorSource,
+    name: &str,
+    expected: &[usize],
+) -> Result<Vec<f32>> {
+    let path = src.path_of(name);
+    let t = src.load(name)?.ok_or_else(|| ModelError::MissingTensor { path: path.clone(), tensor: name.into() })?;
+    // A 1-D tensor may be stored as [n] or [1, n]; anything else must match exactly.
+    let found_n: usize = t.shape.iter().product();
+    let same = t.shape == expected || (expected.len() == 1 && found_n == expected[0] && t.shape.len() <= 2);
+    if !same {
+        return Err(ModelError::Shape { path, tensor: name.into(), expected: expected.to_vec(), found: t.shape });
+    }
+    let mut bad = t.data.iter().enumerate().filter(|(_, v)| !v.is_finite());
+    if let Some((first, _)) = bad.next() {
+        return Err(ModelError::NonFinite { path, tensor: name.into(), count: 1 + bad.count(), first });
+    }
+    Ok(t.data)
+}
+
+impl<B: Backend> Model<B> {
+    /// Load and check every tensor; matrices are stored as `weight_dtype`, norms and biases as f32.
+    pub fn load(backend: &B, config: ModelConfig, src: &dyn TensorSource, weight_dtype: DType) -> Result<Self> {
+        let c = &config;
+        let (h, q, kv, f, v) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size, c.vocab_size);
+        let matrix = |name: &str, shape: [usize; 2]| -> Result<Tensor<B>> {
+            let data = load_checked(src, name, &shape)?;
+            Ok(backend.upload_as(&data, &shape, weight_dtype)?)
+        };
+        let vector = |name: &str, n: usize| -> Result<Tensor<B>> {
+            let data = load_checked(src, name, &[n])?;
+            Ok(backend.upload_as(&data, &[n], DType::F32)?)
+        };
+        let linear = |prefix: &str, out: usize, inp: usize, bias: bool| -> Result<Linear<B>> {
+            Ok(Linear {
+                weight: matrix(&format!("{prefix}.weight"), [out, inp])?,
+                bias: if bias { Some(vector(&format!("{prefix}.bias"), out)?) } else { None },
+            })
+        };
+        let mut layers = Vec::with_capacity(c.n_layers);
+        for l in 0..c.n_layers {
+            let p = format!("model.layers.{l}");
+            layers.push(Layer {
+                attn_norm: vector(&format!("{p}.input_layernorm.weight"), h)?,
+                q: linear(&format!("{p}.self_attn.q_proj"), q, h, c.qkv_bias)?,
+                k: linear(&format!("{p}.self_attn.k_proj"), kv, h, c.qkv_bias)?,
+                v: linear(&format!("{p}.self_attn.v_proj"), kv, h, c.qkv_bias)?,
+                o: linear(&format!("{p}.self_attn.o_proj"), h, q, false)?,
+                ffn_norm: vector(&format!("{p}.post_attention_layernorm.weight"), h)?,
+                gate: linear(&format!("{p}.mlp.gate_proj"), f, h, false)?,
+                up: linear(&format!("{p}.mlp.up_proj"), f, h, false)?,
+                down: linear(&format!("{p}.mlp.down_proj"), h, f, false)?,
+            });
+        }
+        let embed = matrix("model.embed_tokens.weight", [v, h])?;
+        let lm_head = if c.tie_embeddings { None } else { Some(matrix("lm_head.weight", [v, h])?) };
+        let norm = vector("model.norm.weight", h)?;
+        Ok(Model { config, embed, layers, norm, lm_head, weight_dtype })
+    }
+
+    pub fn head(&self) -> &Tensor<B> {
+        self.lm_head.as_ref().unwrap_or(&self.embed)
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        let lin = |l: &Linear<B>| l.weight.size_bytes() + l.bias.as_ref().map_or(0, |b| b.size_bytes());
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.attn_norm.size_bytes()
+                    + l.ffn_norm.size_bytes()
+                    + [&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down].iter().map(|x| lin(x)).sum::<usize>()
+            })
+            .sum();
+        self.embed.size_bytes() + layers + self.norm.size_bytes() + self.lm_head.as_ref().map_or(0, |t| t.size_bytes())
+    }
+
+    /// Run `ids` at positions `cache.len..`, append their keys and values to the
+    /// cache and return logits `[1 or ids.len(), vocab]`.
+    pub fn forward(&self, backend: &B, ids: &[u32], cache: &mut KvCache<B>, which: Logits) -> Result<Tensor<B>> {
+        let c = &self.config;
+        let t = ids.len();
+        if t == 0 {
+            return Err(ModelError::Invalid("forward called with no tokens".into()));
+        }
+        let start = cache.len;
+        if start + t > cache.capacity {
+            return Err(ModelError::ContextOverflow { prompt: start, new: t, context: cache.capacity });
+        }
+        let positions: Vec<u32> = (start..start + t).map(|p| p as u32).collect();
+        let shape = AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim, start_pos: start };
+        let lin = |x: &Tensor<B>, l: &Linear<B>| backend.linear(x, &l.weight, l.bias.as_ref());
+        let mut x = backend.embedding(&self.embed, ids)?;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let h = backend.rms_norm(&x, &layer.attn_norm, c.rms_eps)?;
+            let mut q = lin(&h, &layer.q)?;
+            let mut k = lin(&h, &layer.k)?;
+            let v = lin(&h, &layer.v)?;
+            backend.rope(&mut q, c.head_dim, &positions, c.rope_theta)?;
+            backend.rope(&mut k, c.head_dim, &positions, c.rope_theta)?;
+            backend.write_kv(&mut cache.k[l], &k, start)?;
+            backend.write_kv(&mut cache.v[l], &v, start)?;
+            let a = backend.attention(&q, &cache.k[l], &cache.v[l], shape)?;
+            backend.add_assign(&mut x, &lin(&a, &layer.o)?)?;
+            let h = backend.rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;
+            let m = backend.silu_mul(&lin(&h, &layer.gate)?, &lin(&h, &layer.up)?)?;
+            backend.add_assign(&mut x, &lin(&m, &layer.down)?)?;
+        }
+        cache.len = start + t;
+        let x = match which {
+            Logits::All => x,
+            Logits::Last => backend.slice_rows(&x, t - 1, t)?,
+        };
+        let x = backend.rms_norm(&x, &self.norm, c.rms_eps)?;
+        Ok(backend.linear(&x, self.head(), None)?)
+    }
+}

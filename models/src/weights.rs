@@ -1,0 +1,181 @@
+//! Where weights come from. A [`TensorSource`] hands out tensors by their
+//! Hugging Face name as row-major f32, whatever the file stores; the GGUF source
+//! maps names and undoes llama.cpp's q/k row permutation so that every model runs
+//! with the same rotate-half RoPE (docs/design.md).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use half::{bf16, f16};
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::config::{Architecture, ModelConfig};
+use crate::error::{ModelError, Result};
+use crate::gguf::GgufFile;
+
+/// One tensor as f32, with its row-major shape.
+pub struct HostTensor {
+    pub data: Vec<f32>,
+    pub shape: Vec<usize>,
+}
+
+pub trait TensorSource {
+    /// The file a tensor named `name` lives in (for error messages).
+    fn path_of(&self, name: &str) -> PathBuf;
+    /// The tensor with this Hugging Face name, or None if the file has none.
+    fn load(&self, name: &str) -> Result<Option<HostTensor>>;
+}
+
+/// GGUF tensor name for a Hugging Face name.
+fn gguf_name(hf: &str) -> Option<String> {
+    let simple = match hf {
+        "model.embed_tokens.weight" => Some("token_embd.weight"),
+        "model.norm.weight" => Some("output_norm.weight"),
+        "lm_head.weight" => Some("output.weight"),
+        _ => None,
+    };
+    if let Some(s) = simple {
+        return Some(s.to_string());
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (layer, tail) = rest.split_once('.')?;
+    let (module, kind) = tail.rsplit_once('.')?;
+    let g = match module {
+        "input_layernorm" => "attn_norm",
+        "post_attention_layernorm" => "ffn_norm",
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.o_proj" => "attn_output",
+        "mlp.gate_proj" => "ffn_gate",
+        "mlp.up_proj" => "ffn_up",
+        "mlp.down_proj" => "ffn_down",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{g}.{kind}"))
+}
+
+pub struct GgufSource<'a> {
+    pub file: &'a GgufFile,
+    pub config: &'a ModelConfig,
+}
+
+impl TensorSource for GgufSource<'_> {
+    fn path_of(&self, _name: &str) -> PathBuf {
+        self.file.path().to_path_buf()
+    }
+
+    fn load(&self, name: &str) -> Result<Option<HostTensor>> {
+        let Some(gname) = gguf_name(name) else { return Ok(None) };
+        let Some(info) = self.file.tensor_info(&gname) else { return Ok(None) };
+        let mut data = self.file.tensor_f32(info)?;
+        let shape = info.shape.clone();
+        if self.config.arch == Architecture::Llama {
+            let heads = if name.ends_with("q_proj.weight") || name.ends_with("q_proj.bias") {
+                Some(self.config.n_heads)
+            } else if name.ends_with("k_proj.weight") || name.ends_with("k_proj.bias") {
+                Some(self.config.n_kv_heads)
+            } else {
+                None
+            };
+            if let Some(heads) = heads {
+                let cols = if shape.len() == 2 { shape[1] } else { 1 };
+                data = unpermute_rows(&data, heads, shape[0], cols).map_err(|msg| {
+                    ModelError::corrupt(self.file.path(), format!("tensor {gname}: {msg}"))
+                })?;
+            }
+        }
+        Ok(Some(HostTensor { data, shape }))
+    }
+}
+
+/// Undo llama.cpp's q/k permutation: within each head, GGUF row 2i + j holds
+/// Hugging Face row j·(head_dim/2) + i.
+pub fn unpermute_rows(data: &[f32], heads: usize, rows: usize, cols: usize) -> Result<Vec<f32>, String> {
+    if heads == 0 || rows % heads != 0 || (rows / heads) % 2 != 0 || data.len() != rows * cols {
+        return Err(format!("{rows} rows cannot be split into {heads} heads of even size"));
+    }
+    let head_dim = rows / heads;
+    let half = head_dim / 2;
+    let mut out = vec![0f32; data.len()];
+    for h in 0..heads {
+        for i in 0..half {
+            for j in 0..2 {
+                let src = (h * head_dim + 2 * i + j) * cols;
+                let dst = (h * head_dim + j * half + i) * cols;
+                out[dst..dst + cols].copy_from_slice(&data[src..src + cols]);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A Hugging Face folder: model.safetensors or the shards named by model.safetensors.index.json.
+pub struct SafetensorsSource {
+    files: Vec<(PathBuf, Mmap)>,
+    /// tensor name → index into `files`
+    index: BTreeMap<String, usize>,
+}
+
+impl SafetensorsSource {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let single = dir.join("model.safetensors");
+        let index_path = dir.join("model.safetensors.index.json");
+        let shard_names: Vec<String> = if single.exists() {
+            vec!["model.safetensors".into()]
+        } else if index_path.exists() {
+            let text = std::fs::read_to_string(&index_path).map_err(|e| ModelError::io(&index_path, e))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| ModelError::corrupt(&index_path, format!("invalid JSON: {e}")))?;
+            let map = v["weight_map"]
+                .as_object()
+                .ok_or_else(|| ModelError::corrupt(&index_path, "no weight_map object"))?;
+            let mut names: Vec<String> = map.values().filter_map(|f| f.as_str().map(String::from)).collect();
+            names.sort();
+            names.dedup();
+            names
+        } else {
+            return Err(ModelError::corrupt(dir, "neither model.safetensors nor model.safetensors.index.json found"));
+        };
+        let mut files = Vec::new();
+        let mut index = BTreeMap::new();
+        for name in shard_names {
+            let path = dir.join(&name);
+            let file = File::open(&path).map_err(|e| ModelError::io(&path, e))?;
+            // SAFETY: read-only map of a weights file nobody writes while it is loaded.
+            let mmap = unsafe { Mmap::map(&file) }.map_err(|e| ModelError::io(&path, e))?;
+            let st = SafeTensors::deserialize(&mmap)
+                .map_err(|e| ModelError::corrupt(&path, format!("invalid safetensors: {e}")))?;
+            for tname in st.names() {
+                index.insert(tname.to_string(), files.len());
+            }
+            files.push((path, mmap));
+        }
+        Ok(SafetensorsSource { files, index })
+    }
+}
+
+impl TensorSource for SafetensorsSource {
+    fn path_of(&self, name: &str) -> PathBuf {
+        self.index.get(name).map_or_else(|| self.files[0].0.clone(), |&i| self.files[i].0.clone())
+    }
+
+    fn load(&self, name: &str) -> Result<Option<HostTensor>> {
+        let Some(&i) = self.index.get(name) else { return Ok(None) };
+        let (path, mmap) = &self.files[i];
+        let st = SafeTensors::deserialize(mmap).map_err(|e| ModelError::corrupt(path, format!("invalid safetensors: {e}")))?;
+        let view = st.tensor(name).map_err(|e| ModelError::corrupt(path, format!("tensor {name}: {e}")))?;
+        let bytes = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+            Dtype::F16 => bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::BF16 => bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            other => {
+                return Err(ModelError::unsupported(path, format!("tensor {name}: dtype {other:?} is not supported (F32, F16, BF16 are)")))
+            }
+        };
+        Ok(Some(HostTensor { data, shape: view.shape().to_vec() }))
+    }
+}

@@ -1,0 +1,63 @@
+//! Shared helpers of the integration tests: seeded random data, comparisons
+//! against the f64 references, tiny random models, and the real-model fixtures.
+
+pub mod parity;
+pub mod tiny;
+
+use std::path::PathBuf;
+
+use entmin_engine::Rng;
+
+/// Uniform values in [-scale, scale).
+pub fn random_vec(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| ((rng.next_f64() * 2.0 - 1.0) * scale as f64) as f32).collect()
+}
+
+/// Largest |got − want| / (|want| + floor), with the index where it happens.
+pub fn max_rel_err(got: &[f32], want: &[f64], floor: f64) -> (f64, usize) {
+    assert_eq!(got.len(), want.len(), "length mismatch");
+    got.iter()
+        .zip(want)
+        .enumerate()
+        .map(|(i, (&g, &w))| {
+            if g as f64 == w {
+                (0.0, i)
+            } else {
+                ((g as f64 - w).abs() / (w.abs() + floor), i)
+            }
+        })
+        .fold((0.0, 0), |a, b| if b.0 > a.0 || b.0.is_nan() { b } else { a })
+}
+
+#[track_caller]
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
+    let (err, i) = max_rel_err(got, want, 1.0);
+    assert!(err <= tol, "{what}: error {err:.3e} > {tol:.1e} at {i}: got {} want {}", got[i], want[i]);
+}
+
+/// `$ENTMIN_HOME`, or `~/.cache/entmin` — where `entmin pull` and scripts/fetch-test-assets.sh put things.
+pub fn entmin_home() -> PathBuf {
+    std::env::var_os("ENTMIN_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| ".".into())).join(".cache/entmin"))
+}
+
+/// A cached catalog model, or None (with a message) when absent. With
+/// ENTMIN_REQUIRE_ASSETS=1 (set by the test script) absence is a failure.
+pub fn cached_model(name: &str) -> Option<PathBuf> {
+    let path = entmin_home().join("models").join(name).join("model.gguf");
+    if path.exists() {
+        return Some(path);
+    }
+    let msg = format!("{} missing: run `scripts/fetch-test-assets.sh` (or `entmin pull {name}`)", path.display());
+    if std::env::var("ENTMIN_REQUIRE_ASSETS").as_deref() == Ok("1") {
+        panic!("{msg}");
+    }
+    eprintln!("skipped: {msg}");
+    None
+}
+
+/// Path of a committed reference file under tests/reference/.
+pub fn reference_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("reference").join(rel)
+}

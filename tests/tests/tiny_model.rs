@@ -1,0 +1,72 @@
+//! Whole-model checks on tiny random Llama and Qwen2 configs: the forward pass
+//! against an f64 composition of reference ops, the KV cache against a full
+//! recompute, and clear errors for broken weights.
+
+use entmin_engine::cpu::CpuBackend;
+use entmin_engine::{Backend, DType};
+use entmin_models::weights::HostTensor;
+use entmin_models::{Architecture, KvCache, Logits, Model, ModelError};
+use entmin_tests::assert_close;
+use entmin_tests::tiny::{config, random_weights, reference_forward};
+
+const IDS: [u32; 9] = [5, 17, 96, 0, 42, 42, 7, 63, 1];
+
+#[test]
+fn forward_matches_the_f64_reference() {
+    for (arch, tie) in [(Architecture::Llama, true), (Architecture::Llama, false), (Architecture::Qwen2, false), (Architecture::Qwen2, true)] {
+        let c = config(arch, tie);
+        let w = random_weights(&c, 11);
+        let want = reference_forward(&c, &w, &IDS);
+        for dtype in [DType::F32, DType::BF16] {
+            let model = Model::load(&CpuBackend, c.clone(), &w, dtype).unwrap();
+            if dtype == DType::BF16 {
+                // bf16 weights are a different model; only check that it runs and is close-ish.
+                let mut cache = KvCache::new(&CpuBackend, &c, IDS.len()).unwrap();
+                let got = CpuBackend.to_host_f32(&model.forward(&CpuBackend, &IDS, &mut cache, Logits::All).unwrap()).unwrap();
+                assert_close(&format!("{arch:?} tie={tie} bf16"), &got, &want, 0.1);
+                continue;
+            }
+            let mut cache = KvCache::new(&CpuBackend, &c, IDS.len()).unwrap();
+            let got = CpuBackend.to_host_f32(&model.forward(&CpuBackend, &IDS, &mut cache, Logits::All).unwrap()).unwrap();
+            assert_close(&format!("{arch:?} tie={tie}"), &got, &want, 1e-4);
+        }
+    }
+}
+
+#[test]
+fn incremental_decoding_equals_full_prefill() {
+    let c = config(Architecture::Qwen2, false);
+    let model = Model::load(&CpuBackend, c.clone(), &random_weights(&c, 12), DType::F32).unwrap();
+    let want = reference_forward(&c, &random_weights(&c, 12), &IDS);
+    let mut cache = KvCache::new(&CpuBackend, &c, IDS.len()).unwrap();
+    // Prefill 4 tokens, then one at a time; each step's last-position logits must match.
+    let first = model.forward(&CpuBackend, &IDS[..4], &mut cache, Logits::Last).unwrap();
+    let v = c.vocab_size;
+    assert_close("prefill last", &CpuBackend.to_host_f32(&first).unwrap(), &want[3 * v..4 * v], 1e-4);
+    for i in 4..IDS.len() {
+        let got = model.forward(&CpuBackend, &IDS[i..i + 1], &mut cache, Logits::Last).unwrap();
+        assert_close(&format!("decode step {i}"), &CpuBackend.to_host_f32(&got).unwrap(), &want[i * v..(i + 1) * v], 1e-4);
+    }
+    assert_eq!(cache.len, IDS.len());
+    let err = model.forward(&CpuBackend, &[1], &mut cache, Logits::Last).unwrap_err();
+    assert!(matches!(err, ModelError::ContextOverflow { .. }), "{err}");
+}
+
+#[test]
+fn broken_weights_are_clear_errors() {
+    let c = config(Architecture::Llama, false);
+    let mut w = random_weights(&c, 13);
+    w.0.remove("model.layers.1.mlp.up_proj.weight");
+    let err = Model::load(&CpuBackend, c.clone(), &w, DType::F32).err().expect("missing tensor").to_string();
+    assert!(err.contains("missing tensor model.layers.1.mlp.up_proj.weight"), "{err}");
+
+    let mut w = random_weights(&c, 13);
+    w.0.insert("model.layers.0.self_attn.k_proj.weight".into(), HostTensor { data: vec![0.0; 48 * 17], shape: vec![17, 48] });
+    let err = Model::load(&CpuBackend, c.clone(), &w, DType::F32).err().expect("bad shape").to_string();
+    assert!(err.contains("k_proj.weight") && err.contains("[16, 48]") && err.contains("[17, 48]"), "{err}");
+
+    let mut w = random_weights(&c, 13);
+    w.0.get_mut("model.norm.weight").unwrap().data[5] = f32::NAN;
+    let err = Model::load(&CpuBackend, c.clone(), &w, DType::F32).err().expect("NaN").to_string();
+    assert!(err.contains("model.norm.weight") && err.contains("non-finite") && err.contains("index 5"), "{err}");
+}
