@@ -27,7 +27,8 @@ use crate::error::ModelError;
 use crate::gguf::GgufFile;
 
 /// Pre-tokenizer regex of Qwen2 (`tokenizer.ggml.pre = "qwen2"`), as in its tokenizer.json.
-pub const QWEN2_REGEX: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+pub const QWEN2_REGEX: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// Names whose ids end generation when they exist (besides the declared EOS).
 const STOP_TOKENS: [&str; 3] = ["<|im_end|>", "<|endoftext|>", "<|eot_id|>"];
@@ -87,22 +88,19 @@ impl GgufVocab {
         let strings = |key: &str| -> Result<Vec<String>, ModelError> {
             let Some(v) = file.get(key) else { return Ok(Vec::new()) };
             let arr = v.as_array().ok_or_else(|| bad(key, "an array"))?;
-            arr.iter()
-                .map(|s| s.as_str().map(str::to_string).ok_or_else(|| bad(key, "an array of strings")))
-                .collect()
+            arr.iter().map(|s| s.as_str().map(str::to_string).ok_or_else(|| bad(key, "an array of strings"))).collect()
         };
         let id = |key: &str| -> Result<Option<u32>, ModelError> {
             match file.get(key) {
                 None => Ok(None),
-                Some(v) => v
-                    .as_u64()
-                    .and_then(|x| u32::try_from(x).ok())
-                    .map(Some)
-                    .ok_or_else(|| bad(key, "a token id")),
+                Some(v) => {
+                    v.as_u64().and_then(|x| u32::try_from(x).ok()).map(Some).ok_or_else(|| bad(key, "a token id"))
+                }
             }
         };
-        let model = string("tokenizer.ggml.model")?
-            .ok_or_else(|| ModelError::corrupt(path, "missing metadata key tokenizer.ggml.model (no tokenizer in this GGUF)"))?;
+        let model = string("tokenizer.ggml.model")?.ok_or_else(|| {
+            ModelError::corrupt(path, "missing metadata key tokenizer.ggml.model (no tokenizer in this GGUF)")
+        })?;
         let token_types = match file.get("tokenizer.ggml.token_type") {
             None => Vec::new(),
             Some(v) => v
@@ -185,7 +183,10 @@ impl Tokenizer {
         }
         for (key, id) in [("bos_token_id", v.bos), ("eos_token_id", v.eos)] {
             if let Some(id) = id.filter(|&id| id as usize >= n) {
-                return Err(ModelError::corrupt(path, format!("tokenizer.ggml.{key} {id} is not below the {n} tokens")));
+                return Err(ModelError::corrupt(
+                    path,
+                    format!("tokenizer.ggml.{key} {id} is not below the {n} tokens"),
+                ));
             }
         }
         let ty = |i: usize| v.token_types.get(i).copied().unwrap_or(1);
@@ -214,9 +215,9 @@ impl Tokenizer {
             .iter()
             .enumerate()
             .map(|(i, m)| {
-                m.split_once(' ')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| ModelError::corrupt(path, format!("tokenizer.ggml.merges[{i}] = {m:?} is not \"left right\"")))
+                m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| {
+                    ModelError::corrupt(path, format!("tokenizer.ggml.merges[{i}] = {m:?} is not \"left right\""))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let bpe = BPE::builder()
@@ -227,10 +228,11 @@ impl Tokenizer {
         let mut inner = Inner::new(bpe);
         let pre: PreTokenizerWrapper = match v.pre.as_str() {
             "qwen2" => {
-                let _ = NormalizerWrapper::NFC(NFC);
-                let split = Split::new(SplitPattern::Regex(QWEN2_REGEX.into()), SplitDelimiterBehavior::Isolated, false)
-                    .map_err(|e| tok_err("qwen2 pre-tokenizer regex", e))?;
-                { let _ = split; ByteLevel::new(false, false, true).into() }
+                inner.with_normalizer(Some(NormalizerWrapper::NFC(NFC)));
+                let split =
+                    Split::new(SplitPattern::Regex(QWEN2_REGEX.into()), SplitDelimiterBehavior::Isolated, false)
+                        .map_err(|e| tok_err("qwen2 pre-tokenizer regex", e))?;
+                Sequence::new(vec![split.into(), ByteLevel::new(false, false, false).into()]).into()
             }
             "smollm" => Sequence::new(vec![Digits::new(true).into(), ByteLevel::new(false, false, true).into()]).into(),
             // GPT-2's own regex, inside ByteLevel.
@@ -242,7 +244,14 @@ impl Tokenizer {
         Ok(Self::finish(inner, n, unused, v.eos, v.bos, v.add_bos))
     }
 
-    fn finish(inner: Inner, vocab_size: usize, unused: Vec<u32>, eos: Option<u32>, bos: Option<u32>, add_bos: bool) -> Tokenizer {
+    fn finish(
+        inner: Inner,
+        vocab_size: usize,
+        unused: Vec<u32>,
+        eos: Option<u32>,
+        bos: Option<u32>,
+        add_bos: bool,
+    ) -> Tokenizer {
         let mut stop: Vec<u32> = eos.into_iter().collect();
         for name in STOP_TOKENS {
             if let Some(id) = inner.token_to_id(name) {
@@ -281,7 +290,10 @@ impl Tokenizer {
     /// Ids the tokenizer does not know (≥ `vocab_size()`) are an error; unused ids decode to "".
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, ModelError> {
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
-            return Err(ModelError::Tokenizer(format!("id {bad} is outside the vocabulary of {} tokens", self.vocab_size)));
+            return Err(ModelError::Tokenizer(format!(
+                "id {bad} is outside the vocabulary of {} tokens",
+                self.vocab_size
+            )));
         }
         self.inner.decode(ids, skip_special).map_err(|e| tok_err("decode", e))
     }
@@ -318,7 +330,6 @@ impl Tokenizer {
         self.bos
     }
 }
-
 
 /// Incremental detokeniser for streaming: push ids one at a time and get the text they
 /// complete. Text is held back while it ends in an incomplete UTF-8 character (a byte-level
@@ -381,7 +392,16 @@ mod tests {
     fn toy(model: &str, pre: &str) -> GgufVocab {
         let mut tokens: Vec<String> = (0u8..=255).map(|b| byte_symbol(b).to_string()).collect();
         let mut types = vec![1i64; 256];
-        for (t, ty) in [("he", 1), ("ll", 1), ("hell", 1), ("hello", 1), ("<|im_start|>", 3), ("<|im_end|>", 3), ("<tool>", 4), ("[PAD]", 5)] {
+        for (t, ty) in [
+            ("he", 1),
+            ("ll", 1),
+            ("hell", 1),
+            ("hello", 1),
+            ("<|im_start|>", 3),
+            ("<|im_end|>", 3),
+            ("<tool>", 4),
+            ("[PAD]", 5),
+        ] {
             tokens.push(t.to_string());
             types.push(ty);
         }

@@ -254,7 +254,8 @@ fn smollm2_round_trip_and_specials() {
     for digits in ["1234567890", "x = 31415926"] {
         let ids = tok.encode(digits, true).unwrap();
         let n_digits = digits.chars().filter(char::is_ascii_digit).count();
-        let digit_ids = ids.iter().filter(|&&id| tok.decode(&[id], false).unwrap().chars().all(|c| c.is_ascii_digit())).count();
+        let digit_ids =
+            ids.iter().filter(|&&id| tok.decode(&[id], false).unwrap().chars().all(|c| c.is_ascii_digit())).count();
         assert_eq!(digit_ids, n_digits, "{digits:?}: {ids:?}");
     }
     assert_eq!(tok.encode("Hello", true).unwrap(), vec![19556]);
