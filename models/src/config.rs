@@ -96,7 +96,9 @@ impl ModelConfig {
             n_layers: int("block_count")?,
             n_heads,
             n_kv_heads: match file.get(&key("attention.head_count_kv")) {
-                Some(v) => v.as_u64().ok_or_else(|| ModelError::corrupt(path, "head_count_kv is not an integer"))? as usize,
+                Some(v) => {
+                    v.as_u64().ok_or_else(|| ModelError::corrupt(path, "head_count_kv is not an integer"))? as usize
+                }
                 None => n_heads,
             },
             head_dim: match file.get(&key("attention.key_length")).and_then(|v| v.as_u64()) {
@@ -121,19 +123,25 @@ impl ModelConfig {
 
     pub fn from_hf_json(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-        let v: Value = serde_json::from_str(&text).map_err(|e| ModelError::corrupt(path, format!("invalid JSON: {e}")))?;
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| ModelError::corrupt(path, format!("invalid JSON: {e}")))?;
         let arch_name = v["model_type"]
             .as_str()
             .or_else(|| v["architectures"][0].as_str())
             .ok_or_else(|| ModelError::corrupt(path, "neither model_type nor architectures is set"))?;
         let arch = Architecture::parse(arch_name, path)?;
         let int = |k: &str| -> Result<usize> {
-            v[k].as_u64().map(|x| x as usize).ok_or_else(|| ModelError::corrupt(path, format!("{k} is missing or not an integer")))
+            v[k].as_u64()
+                .map(|x| x as usize)
+                .ok_or_else(|| ModelError::corrupt(path, format!("{k} is missing or not an integer")))
         };
         let float = |k: &str, default: f64| -> Result<f32> {
             match &v[k] {
                 Value::Null => Ok(default as f32),
-                x => x.as_f64().map(|x| x as f32).ok_or_else(|| ModelError::corrupt(path, format!("{k} is not a number"))),
+                x => x
+                    .as_f64()
+                    .map(|x| x as f32)
+                    .ok_or_else(|| ModelError::corrupt(path, format!("{k} is not a number"))),
             }
         };
         if !v["rope_scaling"].is_null() {
@@ -163,7 +171,12 @@ impl ModelConfig {
     /// Reject configurations no weights could match.
     pub fn validate(&self, path: &Path) -> Result<()> {
         let bad = |msg: String| Err(ModelError::corrupt(path, msg));
-        if self.hidden_size == 0 || self.n_layers == 0 || self.n_heads == 0 || self.n_kv_heads == 0 || self.vocab_size == 0 {
+        if self.hidden_size == 0
+            || self.n_layers == 0
+            || self.n_heads == 0
+            || self.n_kv_heads == 0
+            || self.vocab_size == 0
+        {
             return bad(format!("config has a zero size: {self:?}"));
         }
         if self.n_heads % self.n_kv_heads != 0 {

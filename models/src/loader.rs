@@ -59,7 +59,8 @@ fn finish<B: Backend>(
             format!("tokenizer knows {} tokens but the model has only {vocab} vocabulary rows", tokenizer.vocab_size()),
         ));
     }
-    let mut stop_ids: Vec<u32> = tokenizer.stop_ids().iter().chain(extra_stops).copied().filter(|&i| (i as usize) < vocab).collect();
+    let mut stop_ids: Vec<u32> =
+        tokenizer.stop_ids().iter().chain(extra_stops).copied().filter(|&i| (i as usize) < vocab).collect();
     stop_ids.sort_unstable();
     stop_ids.dedup();
     let banned_ids = tokenizer.unsampleable(vocab);
@@ -114,7 +115,9 @@ fn load_hf_folder<B: Backend>(backend: &B, dir: &Path, weight_dtype: DType) -> R
     let mut extra_stops = Vec::new();
     if let Some(gen) = read_json(&dir.join("generation_config.json"))? {
         match &gen["eos_token_id"] {
-            serde_json::Value::Array(ids) => extra_stops.extend(ids.iter().filter_map(|i| i.as_u64()).map(|i| i as u32)),
+            serde_json::Value::Array(ids) => {
+                extra_stops.extend(ids.iter().filter_map(|i| i.as_u64()).map(|i| i as u32))
+            }
             v => extra_stops.extend(v.as_u64().map(|i| i as u32)),
         }
     }

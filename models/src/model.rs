@@ -69,11 +69,7 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
-fn load_checked(
-    src: &dyn TensorSource,
-    name: &str,
-    expected: &[usize],
-) -> Result<Vec<f32>> {
+fn load_checked(src: &dyn TensorSource, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
     let path = src.path_of(name);
     let t = src.load(name)?.ok_or_else(|| ModelError::MissingTensor { path: path.clone(), tensor: name.into() })?;
     // A 1-D tensor may be stored as [n] or [1, n]; anything else must match exactly.
@@ -160,7 +156,8 @@ impl<B: Backend> Model<B> {
             return Err(ModelError::ContextOverflow { prompt: start, new: t, context: cache.capacity });
         }
         let positions: Vec<u32> = (start..start + t).map(|p| p as u32).collect();
-        let shape = AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim, start_pos: start };
+        let shape =
+            AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim, start_pos: start };
         let lin = |x: &Tensor<B>, l: &Linear<B>| backend.linear(x, &l.weight, l.bias.as_ref());
         let mut x = backend.embedding(&self.embed, ids)?;
         for (l, layer) in self.layers.iter().enumerate() {

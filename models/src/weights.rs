@@ -28,8 +28,8 @@ pub trait TensorSource {
     fn load(&self, name: &str) -> Result<Option<HostTensor>>;
 }
 
-/// GGUF tensor name for a Hugging Face name.
-fn gguf_name(hf: &str) -> Option<String> {
+/// GGUF tensor name for a Hugging Face name (llama.cpp convention).
+pub fn gguf_name(hf: &str) -> Option<String> {
     let simple = match hf {
         "model.embed_tokens.weight" => Some("token_embd.weight"),
         "model.norm.weight" => Some("output_norm.weight"),
@@ -82,9 +82,8 @@ impl TensorSource for GgufSource<'_> {
             };
             if let Some(heads) = heads {
                 let cols = if shape.len() == 2 { shape[1] } else { 1 };
-                data = unpermute_rows(&data, heads, shape[0], cols).map_err(|msg| {
-                    ModelError::corrupt(self.file.path(), format!("tensor {gname}: {msg}"))
-                })?;
+                data = unpermute_rows(&data, heads, shape[0], cols)
+                    .map_err(|msg| ModelError::corrupt(self.file.path(), format!("tensor {gname}: {msg}")))?;
             }
         }
         Ok(Some(HostTensor { data, shape }))
@@ -129,9 +128,8 @@ impl SafetensorsSource {
             let text = std::fs::read_to_string(&index_path).map_err(|e| ModelError::io(&index_path, e))?;
             let v: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| ModelError::corrupt(&index_path, format!("invalid JSON: {e}")))?;
-            let map = v["weight_map"]
-                .as_object()
-                .ok_or_else(|| ModelError::corrupt(&index_path, "no weight_map object"))?;
+            let map =
+                v["weight_map"].as_object().ok_or_else(|| ModelError::corrupt(&index_path, "no weight_map object"))?;
             let mut names: Vec<String> = map.values().filter_map(|f| f.as_str().map(String::from)).collect();
             names.sort();
             names.dedup();
@@ -165,7 +163,8 @@ impl TensorSource for SafetensorsSource {
     fn load(&self, name: &str) -> Result<Option<HostTensor>> {
         let Some(&i) = self.index.get(name) else { return Ok(None) };
         let (path, mmap) = &self.files[i];
-        let st = SafeTensors::deserialize(mmap).map_err(|e| ModelError::corrupt(path, format!("invalid safetensors: {e}")))?;
+        let st = SafeTensors::deserialize(mmap)
+            .map_err(|e| ModelError::corrupt(path, format!("invalid safetensors: {e}")))?;
         let view = st.tensor(name).map_err(|e| ModelError::corrupt(path, format!("tensor {name}: {e}")))?;
         let bytes = view.data();
         let data: Vec<f32> = match view.dtype() {
@@ -173,7 +172,10 @@ impl TensorSource for SafetensorsSource {
             Dtype::F16 => bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             Dtype::BF16 => bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             other => {
-                return Err(ModelError::unsupported(path, format!("tensor {name}: dtype {other:?} is not supported (F32, F16, BF16 are)")))
+                return Err(ModelError::unsupported(
+                    path,
+                    format!("tensor {name}: dtype {other:?} is not supported (F32, F16, BF16 are)"),
+                ))
             }
         };
         Ok(Some(HostTensor { data, shape: view.shape().to_vec() }))

@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests: seeded random data, comparisons
 //! against the f64 references, tiny random models, and the real-model fixtures.
 
+pub mod gguf_writer;
 pub mod parity;
 pub mod tiny;
 
@@ -19,13 +20,7 @@ pub fn max_rel_err(got: &[f32], want: &[f64], floor: f64) -> (f64, usize) {
     got.iter()
         .zip(want)
         .enumerate()
-        .map(|(i, (&g, &w))| {
-            if g as f64 == w {
-                (0.0, i)
-            } else {
-                ((g as f64 - w).abs() / (w.abs() + floor), i)
-            }
-        })
+        .map(|(i, (&g, &w))| if g as f64 == w { (0.0, i) } else { ((g as f64 - w).abs() / (w.abs() + floor), i) })
         .fold((0.0, 0), |a, b| if b.0 > a.0 || b.0.is_nan() { b } else { a })
 }
 
@@ -60,4 +55,12 @@ pub fn cached_model(name: &str) -> Option<PathBuf> {
 /// Path of a committed reference file under tests/reference/.
 pub fn reference_path(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("reference").join(rel)
+}
+
+/// A fresh empty folder under the system temp dir, unique to this process and `tag`.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("entmin-test-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

@@ -33,7 +33,8 @@ pub fn rms_norm<B: Backend>(b: &B) {
 pub fn linear<B: Backend>(b: &B) {
     let mut rng = Rng::new(2);
     for dtype in [DType::F32, DType::BF16, DType::F16] {
-        for (m, n, k) in [(1, 1, 1), (1, 37, 19), (2, 70, 33), (4, 129, 64), (5, 67, 45), (33, 600, 576), (7, 1030, 17)] {
+        for (m, n, k) in [(1, 1, 1), (1, 37, 19), (2, 70, 33), (4, 129, 64), (5, 67, 45), (33, 600, 576), (7, 1030, 17)]
+        {
             let x = random_vec(&mut rng, m * k, 1.0);
             let w = random_vec(&mut rng, n * k, 1.0);
             let bias = random_vec(&mut rng, n, 1.0);
@@ -59,7 +60,12 @@ pub fn rope<B: Backend>(b: &B) {
         let positions: Vec<u32> = (0..rows as u32).map(|i| i * 997 + 5).collect();
         let mut t = upload(b, &x, &[rows, cols]);
         b.rope(&mut t, head_dim, &positions, theta).unwrap();
-        assert_close("rope", &b.to_host_f32(&t).unwrap(), &reference::rope(&x, cols, head_dim, &positions, theta), 1e-5);
+        assert_close(
+            "rope",
+            &b.to_host_f32(&t).unwrap(),
+            &reference::rope(&x, cols, head_dim, &positions, theta),
+            1e-5,
+        );
     }
     let mut t = upload(b, &[0.0; 6], &[1, 6]);
     assert!(b.rope(&mut t, 4, &[0], 1e4).is_err(), "head_dim must divide the row");
@@ -68,7 +74,9 @@ pub fn rope<B: Backend>(b: &B) {
 
 pub fn attention<B: Backend>(b: &B) {
     let mut rng = Rng::new(4);
-    for (heads, kv_heads, head_dim, start, t) in [(1, 1, 2, 0, 1), (9, 3, 64, 0, 7), (14, 2, 64, 5, 3), (4, 4, 8, 20, 1)] {
+    for (heads, kv_heads, head_dim, start, t) in
+        [(1, 1, 2, 0, 1), (9, 3, 64, 0, 7), (14, 2, 64, 5, 3), (4, 4, 8, 20, 1)]
+    {
         let capacity = start + t + 3;
         let (qd, kvd) = (heads * head_dim, kv_heads * head_dim);
         let q = random_vec(&mut rng, t * qd, 1.0);
@@ -79,7 +87,12 @@ pub fn attention<B: Backend>(b: &B) {
         v[(start + t) * kvd..].fill(f32::NAN);
         let shape = AttentionShape { n_heads: heads, n_kv_heads: kv_heads, head_dim, start_pos: start };
         let got = b
-            .attention(&upload(b, &q, &[t, qd]), &upload(b, &k, &[capacity, kvd]), &upload(b, &v, &[capacity, kvd]), shape)
+            .attention(
+                &upload(b, &q, &[t, qd]),
+                &upload(b, &k, &[capacity, kvd]),
+                &upload(b, &v, &[capacity, kvd]),
+                shape,
+            )
             .unwrap();
         assert_close("attention", &b.to_host_f32(&got).unwrap(), &reference::attention(&q, &k, &v, shape), 1e-5);
     }
@@ -93,7 +106,10 @@ pub fn write_kv<B: Backend>(b: &B) {
     let mut cache = b.zeros(&[5, 3], DType::F32).unwrap();
     b.write_kv(&mut cache, &upload(b, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]), 2).unwrap();
     assert_eq!(b.to_host_f32(&cache).unwrap(), [0., 0., 0., 0., 0., 0., 1., 2., 3., 4., 5., 6., 0., 0., 0.]);
-    assert!(b.write_kv(&mut cache, &upload(b, &[0.0; 6], &[2, 3]), 4).is_err(), "overflowing the cache must be an error");
+    assert!(
+        b.write_kv(&mut cache, &upload(b, &[0.0; 6], &[2, 3]), 4).is_err(),
+        "overflowing the cache must be an error"
+    );
 }
 
 pub fn elementwise<B: Backend>(b: &B) {
@@ -113,7 +129,8 @@ pub fn elementwise<B: Backend>(b: &B) {
         let t = b.upload_as(&table, &[11, 6], dtype).unwrap();
         let got = b.to_host_f32(&b.embedding(&t, &[3, 0, 10, 3]).unwrap()).unwrap();
         let r = rounded(&table, dtype);
-        let want: Vec<f64> = [3, 0, 10, 3].iter().flat_map(|&i| r[i * 6..i * 6 + 6].iter().map(|&v| v as f64)).collect();
+        let want: Vec<f64> =
+            [3, 0, 10, 3].iter().flat_map(|&i| r[i * 6..i * 6 + 6].iter().map(|&v| v as f64)).collect();
         assert_close("embedding", &got, &want, 0.0);
         assert!(b.embedding(&t, &[11]).is_err(), "id past the vocabulary must be an error");
     }
@@ -158,8 +175,16 @@ pub fn softmax_entropy<B: Backend>(b: &B) {
                         continue;
                     }
                     // PAPER.md: the t′ form keeps H within ~1.5e-5 relative at V = 152k.
-                    assert!(((lse[r] as f64 - want_lse) / want_lse.abs().max(1.0)).abs() < 2e-6, "{what}: lse {} vs {want_lse}", lse[r]);
-                    assert!((ent[r] as f64 - want_h).abs() <= 2e-5 * want_h.max(0.05), "{what}: H {} vs {want_h}", ent[r]);
+                    assert!(
+                        ((lse[r] as f64 - want_lse) / want_lse.abs().max(1.0)).abs() < 2e-6,
+                        "{what}: lse {} vs {want_lse}",
+                        lse[r]
+                    );
+                    assert!(
+                        (ent[r] as f64 - want_h).abs() <= 2e-5 * want_h.max(0.05),
+                        "{what}: H {} vs {want_h}",
+                        ent[r]
+                    );
                 }
             }
         }

@@ -83,7 +83,8 @@ pub fn reference_forward(c: &ModelConfig, w: &MemorySource, ids: &[u32]) -> Vec<
     let get = |name: &str| &w.0[name].data;
     let (h, t) = (c.hidden_size, ids.len());
     let emb = get("model.embed_tokens.weight");
-    let mut x: Vec<f64> = ids.iter().flat_map(|&i| emb[i as usize * h..(i as usize + 1) * h].iter().map(|&v| v as f64)).collect();
+    let mut x: Vec<f64> =
+        ids.iter().flat_map(|&i| emb[i as usize * h..(i as usize + 1) * h].iter().map(|&v| v as f64)).collect();
     let positions: Vec<u32> = (0..t as u32).collect();
     let bias = |name: String| if c.qkv_bias { Some(get(&name).as_slice()) } else { None };
     for l in 0..c.n_layers {
@@ -92,14 +93,27 @@ pub fn reference_forward(c: &ModelConfig, w: &MemorySource, ids: &[u32]) -> Vec<
         let proj = |name: &str, out: usize| {
             reference::linear(&hn, get(&format!("{p}.{name}.weight")), bias(format!("{p}.{name}.bias")), t, out, h)
         };
-        let q = reference::rope(&f32s(&proj("self_attn.q_proj", c.q_dim())), c.q_dim(), c.head_dim, &positions, c.rope_theta);
-        let k = reference::rope(&f32s(&proj("self_attn.k_proj", c.kv_dim())), c.kv_dim(), c.head_dim, &positions, c.rope_theta);
+        let q = reference::rope(
+            &f32s(&proj("self_attn.q_proj", c.q_dim())),
+            c.q_dim(),
+            c.head_dim,
+            &positions,
+            c.rope_theta,
+        );
+        let k = reference::rope(
+            &f32s(&proj("self_attn.k_proj", c.kv_dim())),
+            c.kv_dim(),
+            c.head_dim,
+            &positions,
+            c.rope_theta,
+        );
         let v = proj("self_attn.v_proj", c.kv_dim());
         let shape = AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim, start_pos: 0 };
         let a = reference::attention(&f32s(&q), &f32s(&k), &f32s(&v), shape);
         let o = reference::linear(&f32s(&a), get(&format!("{p}.self_attn.o_proj.weight")), None, t, h, c.q_dim());
         x.iter_mut().zip(&o).for_each(|(x, o)| *x += o);
-        let hn = f32s(&reference::rms_norm(&f32s(&x), h, get(&format!("{p}.post_attention_layernorm.weight")), c.rms_eps));
+        let hn =
+            f32s(&reference::rms_norm(&f32s(&x), h, get(&format!("{p}.post_attention_layernorm.weight")), c.rms_eps));
         let f = c.intermediate_size;
         let g = reference::linear(&hn, get(&format!("{p}.mlp.gate_proj.weight")), None, t, f, h);
         let u = reference::linear(&hn, get(&format!("{p}.mlp.up_proj.weight")), None, t, f, h);

@@ -18,7 +18,8 @@ const NEAR_TIE: f64 = 0.05;
 fn check_model(name: &str) {
     let Some(path) = cached_model(name) else { return };
     let golden: Value =
-        serde_json::from_str(&std::fs::read_to_string(reference_path(&format!("golden/{name}.json"))).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(reference_path(&format!("golden/{name}.json"))).unwrap())
+            .unwrap();
     let b = CpuBackend;
     let lm = load(&b, &path, DType::F32).unwrap();
     let vocab = lm.model.config.vocab_size;
@@ -51,7 +52,8 @@ fn check_model(name: &str) {
         }
 
         // Greedy continuation through the KV cache, from the prefill's last row.
-        let greedy: Vec<u32> = prompt["greedy"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let greedy: Vec<u32> =
+            prompt["greedy"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
         let gaps: Vec<f64> = prompt["greedy_gap"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
         let mut last = b.slice_rows(&logits, ids.len() - 1, ids.len()).unwrap();
         for (step, (&want, &gap)) in greedy.iter().zip(&gaps).enumerate() {

@@ -13,7 +13,12 @@ const IDS: [u32; 9] = [5, 17, 96, 0, 42, 42, 7, 63, 1];
 
 #[test]
 fn forward_matches_the_f64_reference() {
-    for (arch, tie) in [(Architecture::Llama, true), (Architecture::Llama, false), (Architecture::Qwen2, false), (Architecture::Qwen2, true)] {
+    for (arch, tie) in [
+        (Architecture::Llama, true),
+        (Architecture::Llama, false),
+        (Architecture::Qwen2, false),
+        (Architecture::Qwen2, true),
+    ] {
         let c = config(arch, tie);
         let w = random_weights(&c, 11);
         let want = reference_forward(&c, &w, &IDS);
@@ -22,12 +27,15 @@ fn forward_matches_the_f64_reference() {
             if dtype == DType::BF16 {
                 // bf16 weights are a different model; only check that it runs and is close-ish.
                 let mut cache = KvCache::new(&CpuBackend, &c, IDS.len()).unwrap();
-                let got = CpuBackend.to_host_f32(&model.forward(&CpuBackend, &IDS, &mut cache, Logits::All).unwrap()).unwrap();
+                let got = CpuBackend
+                    .to_host_f32(&model.forward(&CpuBackend, &IDS, &mut cache, Logits::All).unwrap())
+                    .unwrap();
                 assert_close(&format!("{arch:?} tie={tie} bf16"), &got, &want, 0.1);
                 continue;
             }
             let mut cache = KvCache::new(&CpuBackend, &c, IDS.len()).unwrap();
-            let got = CpuBackend.to_host_f32(&model.forward(&CpuBackend, &IDS, &mut cache, Logits::All).unwrap()).unwrap();
+            let got =
+                CpuBackend.to_host_f32(&model.forward(&CpuBackend, &IDS, &mut cache, Logits::All).unwrap()).unwrap();
             assert_close(&format!("{arch:?} tie={tie}"), &got, &want, 1e-4);
         }
     }
@@ -45,7 +53,12 @@ fn incremental_decoding_equals_full_prefill() {
     assert_close("prefill last", &CpuBackend.to_host_f32(&first).unwrap(), &want[3 * v..4 * v], 1e-4);
     for i in 4..IDS.len() {
         let got = model.forward(&CpuBackend, &IDS[i..i + 1], &mut cache, Logits::Last).unwrap();
-        assert_close(&format!("decode step {i}"), &CpuBackend.to_host_f32(&got).unwrap(), &want[i * v..(i + 1) * v], 1e-4);
+        assert_close(
+            &format!("decode step {i}"),
+            &CpuBackend.to_host_f32(&got).unwrap(),
+            &want[i * v..(i + 1) * v],
+            1e-4,
+        );
     }
     assert_eq!(cache.len, IDS.len());
     let err = model.forward(&CpuBackend, &[1], &mut cache, Logits::Last).unwrap_err();
@@ -61,7 +74,10 @@ fn broken_weights_are_clear_errors() {
     assert!(err.contains("missing tensor model.layers.1.mlp.up_proj.weight"), "{err}");
 
     let mut w = random_weights(&c, 13);
-    w.0.insert("model.layers.0.self_attn.k_proj.weight".into(), HostTensor { data: vec![0.0; 48 * 17], shape: vec![17, 48] });
+    w.0.insert(
+        "model.layers.0.self_attn.k_proj.weight".into(),
+        HostTensor { data: vec![0.0; 48 * 17], shape: vec![17, 48] },
+    );
     let err = Model::load(&CpuBackend, c.clone(), &w, DType::F32).err().expect("bad shape").to_string();
     assert!(err.contains("k_proj.weight") && err.contains("[16, 48]") && err.contains("[17, 48]"), "{err}");
 

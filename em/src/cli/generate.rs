@@ -40,7 +40,13 @@ pub fn run(a: Args) -> Result<()> {
     let lm = a.model.load(true)?;
     let ids = encode_prompt(&lm, &a.prompt, a.system.as_deref(), a.raw)?;
     let params = GenerationParams {
-        sampling: SamplingParams { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, min_p: a.min_p, banned: vec![] },
+        sampling: SamplingParams {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            min_p: a.min_p,
+            banned: vec![],
+        },
         max_new_tokens: a.max_new_tokens,
         seed: a.seed,
         stop_strings: a.stop.clone(),

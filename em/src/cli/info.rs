@@ -20,16 +20,26 @@ pub fn run(a: Args) -> Result<()> {
     println!("layers         {}", c.n_layers);
     println!("hidden         {} (ffn {})", c.hidden_size, c.intermediate_size);
     println!("heads          {} query / {} kv, head_dim {}", c.n_heads, c.n_kv_heads, c.head_dim);
-    println!("vocabulary     {} rows ({} tokenizer ids, {} never sampled)", c.vocab_size, lm.tokenizer.vocab_size(), lm.banned_ids.len());
+    println!(
+        "vocabulary     {} rows ({} tokenizer ids, {} never sampled)",
+        c.vocab_size,
+        lm.tokenizer.vocab_size(),
+        lm.banned_ids.len()
+    );
     println!("context        {} tokens", c.context_length);
     println!("rope theta     {}", c.rope_theta);
     println!("rms eps        {:e}", c.rms_eps);
     println!("tied head      {}", c.tie_embeddings);
     println!("qkv bias       {}", c.qkv_bias);
     println!("weights        {} in memory, {:.3} GiB", lm.model.weight_dtype, gib(lm.model.size_bytes()));
-    println!("kv cache       {:.1} KiB per token (f32), {:.3} GiB at full context", kv_per_token as f64 / 1024.0, gib(kv_per_token * c.context_length));
+    println!(
+        "kv cache       {:.1} KiB per token (f32), {:.3} GiB at full context",
+        kv_per_token as f64 / 1024.0,
+        gib(kv_per_token * c.context_length)
+    );
     println!("chat template  {}", if lm.chat.is_model_template() { "model's own (Jinja)" } else { "ChatML fallback" });
-    let stops: Vec<String> = lm.stop_ids.iter().map(|&i| format!("{i} {:?}", lm.tokenizer.id_to_token(i).unwrap_or_default())).collect();
+    let stops: Vec<String> =
+        lm.stop_ids.iter().map(|&i| format!("{i} {:?}", lm.tokenizer.id_to_token(i).unwrap_or_default())).collect();
     println!("stop tokens    {}", stops.join(", "));
     Ok(())
 }

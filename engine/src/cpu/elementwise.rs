@@ -2,8 +2,8 @@
 
 use rayon::prelude::*;
 
-use super::{dims2, f32_data, f32_data_mut, output, CpuStorage, CpuTensor};
 use super::simd::Element;
+use super::{dims2, f32_data, f32_data_mut, output, CpuStorage, CpuTensor};
 use crate::{EngineError, Result};
 
 const PAR_MIN: usize = 1 << 15;

@@ -16,8 +16,7 @@ pub fn rope(x: &mut CpuTensor, head_dim: usize, positions: &[u32], theta: f32) -
         return Err(EngineError::shape("rope", format!("{} positions for {rows} rows", positions.len())));
     }
     let half = head_dim / 2;
-    let inv_freq: Vec<f64> =
-        (0..half).map(|i| 1.0 / (theta as f64).powf(2.0 * i as f64 / head_dim as f64)).collect();
+    let inv_freq: Vec<f64> = (0..half).map(|i| 1.0 / (theta as f64).powf(2.0 * i as f64 / head_dim as f64)).collect();
     let data = f32_data_mut("rope", x)?;
     data.par_chunks_mut(cols).zip(positions.par_iter()).for_each(|(row, &pos)| {
         let (cos, sin): (Vec<f32>, Vec<f32>) = inv_freq

@@ -16,7 +16,10 @@ pub fn sample(logits: &CpuTensor, params: &SamplingParams, rngs: &mut [Rng]) -> 
     let data = f32_data("sample", logits)?;
     rngs.par_iter_mut()
         .enumerate()
-        .map(|(r, rng)| sample_row(&data[r * cols..(r + 1) * cols], params, rng).map_err(|what| EngineError::NonFinite { row: r, what }))
+        .map(|(r, rng)| {
+            sample_row(&data[r * cols..(r + 1) * cols], params, rng)
+                .map_err(|what| EngineError::NonFinite { row: r, what })
+        })
         .collect()
 }
 
@@ -32,11 +35,7 @@ fn sample_row(row: &[f32], params: &SamplingParams, rng: &mut Rng) -> Result<Sam
     }
     let temperature = if params.temperature == 0.0 { 1.0 } else { params.temperature };
     let inv_t = 1.0 / temperature as f64;
-    let (best, &max) = z
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .ok_or("an empty row")?;
+    let (best, &max) = z.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).ok_or("an empty row")?;
     if max == f32::NEG_INFINITY {
         return Err("every token masked or −inf");
     }

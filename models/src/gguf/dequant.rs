@@ -60,9 +60,8 @@ pub(super) const QK_K: usize = 256;
 const ALL: [GgmlType; 32] = {
     use GgmlType::*;
     [
-        F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2K, Q3K, Q4K, Q5K, Q6K, Q8K, IQ2_XXS,
-        IQ2_XS, IQ3_XXS, IQ1_S, IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, I8, I16, I32, I64, F64, IQ1_M,
-        BF16, TQ1_0, TQ2_0, MXFP4,
+        F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2K, Q3K, Q4K, Q5K, Q6K, Q8K, IQ2_XXS, IQ2_XS, IQ3_XXS, IQ1_S,
+        IQ4_NL, IQ3_S, IQ2_S, IQ4_XS, I8, I16, I32, I64, F64, IQ1_M, BF16, TQ1_0, TQ2_0, MXFP4,
     ]
 };
 
@@ -158,8 +157,8 @@ impl GgmlType {
         match self {
             F32 | F16 | BF16 | I8 | I16 | I32 | I64 | F64 => 1,
             Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q8_1 | IQ4_NL | MXFP4 => 32,
-            Q2K | Q3K | Q4K | Q5K | Q6K | Q8K | IQ2_XXS | IQ2_XS | IQ3_XXS | IQ1_S | IQ3_S
-            | IQ2_S | IQ4_XS | IQ1_M | TQ1_0 | TQ2_0 => QK_K,
+            Q2K | Q3K | Q4K | Q5K | Q6K | Q8K | IQ2_XXS | IQ2_XS | IQ3_XXS | IQ1_S | IQ3_S | IQ2_S | IQ4_XS | IQ1_M
+            | TQ1_0 | TQ2_0 => QK_K,
         }
     }
 
@@ -284,9 +283,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), Deq
         f(bytes, out);
     } else {
         let blocks = (PAR_CHUNK_ELEMENTS / be).max(1);
-        out.par_chunks_mut(blocks * be)
-            .zip(bytes.par_chunks(blocks * bb))
-            .for_each(|(y, x)| f(x, y));
+        out.par_chunks_mut(blocks * be).zip(bytes.par_chunks(blocks * bb)).for_each(|(y, x)| f(x, y));
     }
     Ok(())
 }
@@ -298,8 +295,7 @@ pub(super) fn f16le(x: &[u8], at: usize) -> f32 {
 }
 
 /// `kvalues_iq4nl` (ggml-common.h), shared by IQ4_NL and IQ4_XS.
-pub(super) const KVALUES_IQ4NL: [i8; 16] =
-    [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+pub(super) const KVALUES_IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
 fn row_f32(x: &[u8], y: &mut [f32]) {
     for (y, x) in y.iter_mut().zip(x.chunks_exact(4)) {
@@ -424,8 +420,7 @@ mod tests {
     /// through the parallel path (the case repeated past PAR_MIN_ELEMENTS).
     fn check_fixture(ty: GgmlType) {
         let path = fixture_dir().join(format!("{}.json", ty.name()));
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(doc["type"], ty.name());
         assert_eq!(doc["id"].as_u64(), Some(ty.id() as u64));

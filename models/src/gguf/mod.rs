@@ -155,7 +155,9 @@ impl<'a> Cursor<'a> {
         let n = self.u64(what)?;
         let left = (self.bytes.len() - self.pos) as u64;
         if n.saturating_mul(unit as u64) > left {
-            return Err(self.corrupt(format!("{what} = {n} is larger than the rest of the file")));
+            return Err(
+                self.corrupt(format!("{what} = {n} does not fit in the rest of the file: truncated or corrupt"))
+            );
         }
         Ok(n as usize)
     }
@@ -209,10 +211,7 @@ impl GgufFile {
     }
 
     #[allow(clippy::type_complexity)]
-    fn parse(
-        path: &Path,
-        bytes: &[u8],
-    ) -> Result<(u32, BTreeMap<String, GgufValue>, Vec<GgufTensorInfo>), ModelError> {
+    fn parse(path: &Path, bytes: &[u8]) -> Result<(u32, BTreeMap<String, GgufValue>, Vec<GgufTensorInfo>), ModelError> {
         let mut cur = Cursor { bytes, pos: 0, path };
         if cur.take(4, "magic")? != MAGIC {
             return Err(ModelError::corrupt(path, "not a GGUF file (bad magic)"));
@@ -256,9 +255,8 @@ impl GgufFile {
         let data_start = (cur.pos as u64).div_ceil(alignment) * alignment;
         let mut tensors = Vec::with_capacity(raw.len());
         for (name, dims, type_id, offset) in raw {
-            let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| {
-                ModelError::corrupt(path, format!("tensor {name}: unknown ggml type id {type_id}"))
-            })?;
+            let ggml_type = GgmlType::from_id(type_id)
+                .ok_or_else(|| ModelError::corrupt(path, format!("tensor {name}: unknown ggml type id {type_id}")))?;
             let shape: Vec<usize> = dims.iter().rev().map(|&d| d as usize).collect();
             let n = dims
                 .iter()
