@@ -36,6 +36,19 @@ impl ChatTemplate {
         ChatTemplate::new(None, "", "")
     }
 
+    /// The Jinja source, or None for the built-in ChatML.
+    pub fn source(&self) -> Option<&str> {
+        self.source.as_deref()
+    }
+
+    pub fn bos_token(&self) -> &str {
+        &self.bos_token
+    }
+
+    pub fn eos_token(&self) -> &str {
+        &self.eos_token
+    }
+
     pub fn is_model_template(&self) -> bool {
         self.source.is_some()
     }

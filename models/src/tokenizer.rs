@@ -154,6 +154,11 @@ impl Tokenizer {
         Ok(Self::finish(inner, vocab_size, Vec::new(), eos, bos, add_bos))
     }
 
+    /// Write a Hugging Face tokenizer.json that [`Tokenizer::from_file`] reads back to the same ids.
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        self.inner.save(path, false).map_err(|e| ModelError::Tokenizer(format!("writing {}: {e}", path.display())))
+    }
+
     /// Built from the GGUF metadata `tokenizer.ggml.*`.
     pub fn from_gguf(file: &GgufFile) -> Result<Tokenizer, ModelError> {
         Self::from_vocab(GgufVocab::read(file)?)

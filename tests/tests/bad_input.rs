@@ -4,6 +4,7 @@
 
 use entmin_engine::cpu::CpuBackend;
 use entmin_engine::{Backend, DType};
+use entmin_models::export::save_hf_folder;
 use entmin_models::{load, Architecture, KvCache, Logits};
 use entmin_tests::gguf_writer::{tiny_model_gguf, Meta};
 use entmin_tests::tiny::{config, random_weights, reference_forward};
@@ -105,4 +106,36 @@ fn broken_hf_folders_are_named_errors() {
     std::fs::write(dir.join("config.json"), "{not json").unwrap();
     let e = load_err(&dir);
     assert!(e.contains("config.json") && e.contains("invalid JSON"), "{e}");
+}
+
+#[test]
+fn hf_folder_round_trip_and_broken_safetensors() {
+    let dir = scratch_dir("hf-tiny");
+    let c = config(Architecture::Qwen2, false);
+    let w = random_weights(&c, 23);
+    let gguf = write(&dir, "tiny.gguf", &tiny_model_gguf(&c, &w).build());
+    let lm = load(&CpuBackend, &gguf, DType::BF16).unwrap();
+    let folder = dir.join("hf");
+    save_hf_folder(&CpuBackend, &lm, &folder, DType::BF16).unwrap();
+    let back = load(&CpuBackend, &folder, DType::BF16).unwrap();
+    assert_eq!(back.model.config, c);
+    let ids = [1u32, 50, 96];
+    let logits = |m: &entmin_models::LoadedModel<CpuBackend>| {
+        let mut cache = KvCache::new(&CpuBackend, &c, ids.len()).unwrap();
+        CpuBackend.to_host_f32(&m.model.forward(&CpuBackend, &ids, &mut cache, Logits::All).unwrap()).unwrap()
+    };
+    assert_eq!(logits(&lm), logits(&back), "bf16 weights survive the safetensors round trip exactly");
+
+    let st = folder.join("model.safetensors");
+    let bytes = std::fs::read(&st).unwrap();
+    std::fs::write(&st, &bytes[..bytes.len() / 2]).unwrap();
+    let e = load_err(&folder);
+    assert!(e.contains("model.safetensors") && e.contains("invalid safetensors"), "{e}");
+    std::fs::write(&st, &bytes).unwrap();
+
+    let cfg_path = folder.join("config.json");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    std::fs::write(&cfg_path, cfg.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3")).unwrap();
+    let e = load_err(&folder);
+    assert!(e.contains("model.safetensors") && e.contains("missing tensor model.layers.2."), "{e}");
 }

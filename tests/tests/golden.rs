@@ -5,9 +5,10 @@
 
 use entmin_engine::cpu::CpuBackend;
 use entmin_engine::{Backend, DType, Rng, SamplingParams};
+use entmin_models::export::save_hf_folder;
 use entmin_models::generate::row_entropies;
 use entmin_models::{load, KvCache, Logits};
-use entmin_tests::{cached_model, reference_path};
+use entmin_tests::{cached_model, reference_path, scratch_dir};
 use serde_json::Value;
 
 /// Relative logit error allowed (issue: ≤ 1e-3 with f32 weights).
@@ -15,13 +16,13 @@ const LOGIT_TOL: f64 = 1e-3;
 /// Greedy steps are compared until the reference's top-2 gap falls below this.
 const NEAR_TIE: f64 = 0.05;
 
-fn check_model(name: &str) {
-    let Some(path) = cached_model(name) else { return };
+/// Check the model at `path` against the golden file of catalog model `name`.
+fn check_model(name: &str, path: &std::path::Path) {
     let golden: Value =
         serde_json::from_str(&std::fs::read_to_string(reference_path(&format!("golden/{name}.json"))).unwrap())
             .unwrap();
     let b = CpuBackend;
-    let lm = load(&b, &path, DType::F32).unwrap();
+    let lm = load(&b, path, DType::F32).unwrap();
     let vocab = lm.model.config.vocab_size;
     let mut worst_logit = 0f64;
     let mut worst_entropy = 0f64;
@@ -71,10 +72,35 @@ fn check_model(name: &str) {
 
 #[test]
 fn smollm2_matches_numpy_reference() {
-    check_model("smollm2-135m-instruct");
+    let name = "smollm2-135m-instruct";
+    if let Some(path) = cached_model(name) {
+        check_model(name, &path);
+    }
 }
 
 #[test]
 fn qwen2_matches_numpy_reference() {
-    check_model("qwen2.5-coder-0.5b-instruct");
+    let name = "qwen2.5-coder-0.5b-instruct";
+    if let Some(path) = cached_model(name) {
+        check_model(name, &path);
+    }
+}
+
+/// The same model exported as a Hugging Face folder (safetensors in the Hugging
+/// Face q/k layout, tokenizer.json) and loaded through the other loader.
+#[test]
+fn smollm2_hf_folder_matches_numpy_reference() {
+    let name = "smollm2-135m-instruct";
+    let Some(path) = cached_model(name) else { return };
+    let lm = load(&CpuBackend, &path, DType::F32).unwrap();
+    let dir = scratch_dir("golden-hf").join("smollm2");
+    save_hf_folder(&CpuBackend, &lm, &dir, DType::F32).unwrap();
+    drop(lm);
+    for file in
+        ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"]
+    {
+        assert!(dir.join(file).exists(), "{file} missing from the exported folder");
+    }
+    check_model(name, &dir);
+    std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
 }

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Make PyPI's CUDA torch wheel importable on a CPU-only box without the
+multi-GB nvidia-* wheels.
+
+PyPI only ships CUDA builds of torch for Linux x86-64; their shared libraries
+list libcudart, libcublas, libcudnn, libnccl, ... as DT_NEEDED. We install torch
+with `--no-deps` and drop tiny stub libraries with the same sonames into
+torch/lib (on the libraries' $ORIGIN RPATH). Each stub exports every symbol
+torch imports from it (with the right symbol version) as a function that
+returns an error code, and cudaGetDeviceCount reports 0 devices, so
+torch.cuda.is_available() is False and everything runs on the CPU kernels in
+libtorch_cpu.so, which are the same code as in the CPU-only wheel.
+
+Usage: python cuda_stubs.py [TORCH_DIR]   (default: the importable-by-path
+torch of this interpreter's site-packages). Needs gcc and readelf (binutils).
+"""
+import glob
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+import tempfile
+
+
+def sh(*args):
+    return subprocess.run(args, check=True, capture_output=True, text=True).stdout
+
+
+def needed(path):
+    return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", sh("readelf", "-d", "-W", path))
+
+
+def verneeds(path):
+    """{version name: file} from .gnu.version_r."""
+    out, cur = {}, None
+    for line in sh("readelf", "-V", "-W", path).splitlines():
+        m = re.search(r"File: (\S+)", line)
+        if m:
+            cur = m.group(1)
+            continue
+        m = re.search(r"Name: (\S+)\s+Flags", line)
+        if m and cur:
+            out[m.group(1)] = cur
+    return out
+
+
+def dynsyms(path):
+    """Yield (name, version or None, defined?, weak?) for .dynsym."""
+    for line in sh("readelf", "--dyn-syms", "-W", path).splitlines():
+        f = line.split()
+        if len(f) < 8 or not f[0].endswith(":"):
+            continue
+        name, ver = f[7], None
+        if "@" in name:
+            name, _, ver = name.partition("@")
+            ver = ver.lstrip("@")
+        yield name, ver, f[6] != "UND", f[4] == "WEAK"
+
+
+def system_lib(soname):
+    """Path of a system library from the ld.so cache, or None."""
+    m = re.search(r"^\s*" + re.escape(soname) + r" \(.*x86-64.*\) => (\S+)$", sh("ldconfig", "-p"), re.M)
+    return m.group(1) if m else None
+
+
+def main():
+    tdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(sysconfig.get_paths()["purelib"], "torch")
+    lib = os.path.join(tdir, "lib")
+    # Load closure of torch._C inside torch/lib (dlopen-only libs are skipped).
+    todo = glob.glob(os.path.join(tdir, "_C*.so")) + [os.path.join(lib, "libtorch_global_deps.so")]
+    marker = os.path.join(lib, "CUDA_STUBS")  # lists stubs made by an earlier run
+    stubs = set(open(marker).read().split()) if os.path.exists(marker) else set()
+    seen, missing, system = set(), set(), set()
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        for n in needed(p):
+            q = os.path.join(lib, n)
+            if os.path.exists(q) and n not in stubs:
+                todo.append(q)
+            elif system_lib(n):
+                system.add(system_lib(n))
+            else:
+                missing.add(n)
+    if not missing:
+        print("nothing to stub")
+        return
+    defined = set()
+    for p in seen | system:
+        defined |= {n for n, _, d, _ in dynsyms(p) if d}
+    py = set()
+    for p in [sys.executable] + glob.glob(os.path.join(sysconfig.get_config_var("LIBDIR") or "", "libpython*.so*")):
+        try:
+            py |= {n for n, _, d, _ in dynsyms(os.path.realpath(p)) if d}
+        except subprocess.CalledProcessError:
+            pass
+    per_lib = {m: {} for m in missing}  # soname -> {symbol: version or None}
+    loose = set()  # unversioned, resolved nowhere: goes into every stub
+    for p in seen:
+        vn = verneeds(p)
+        for name, ver, d, weak in dynsyms(p):
+            if d:
+                continue
+            if ver and vn.get(ver) in missing:
+                per_lib[vn[ver]][name] = ver
+            elif not ver and not weak and name not in defined and name not in py:
+                loose.add(name)
+    special = {
+        "cudaGetDeviceCount": "int cudaGetDeviceCount(int *n){ if(n) *n = 0; return 0; }",
+        "cudaGetLastError": "int cudaGetLastError(void){ return 0; }",
+        "cudaPeekAtLastError": "int cudaPeekAtLastError(void){ return 0; }",
+        "cudaGetErrorString": 'const char *cudaGetErrorString(int e){ (void)e; return "no CUDA (stub library)"; }',
+        "cudaGetErrorName": 'const char *cudaGetErrorName(int e){ (void)e; return "cudaErrorNoDevice"; }',
+    }
+    with open(marker, "w") as f:
+        f.write("\n".join(sorted(missing)) + "\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        for soname, syms in sorted(per_lib.items()):
+            for s in loose:
+                syms.setdefault(s, None)
+            src = ["/* generated by cuda_stubs.py */"]
+            for s in sorted(syms):
+                # 100 == cudaErrorNoDevice; non-zero is an error status for every CUDA library
+                src.append(special.get(s, f"int {s}(void){{ return 100; }}"))
+            c = os.path.join(tmp, "stub.c")
+            with open(c, "w") as f:
+                f.write("\n".join(src) + "\n")
+            cmd = ["gcc", "-shared", "-fPIC", "-O1", "-w", "-o", os.path.join(lib, soname), c, f"-Wl,-soname,{soname}"]
+            versions = sorted({v for v in syms.values() if v})
+            if versions:
+                vs = os.path.join(tmp, "ver.map")
+                with open(vs, "w") as f:
+                    for v in versions:
+                        names = sorted(s for s, sv in syms.items() if sv == v)
+                        f.write(f"{v} {{ global: {' '.join(n + ';' for n in names)} }};\n")
+                cmd.append(f"-Wl,--version-script={vs}")
+            subprocess.run(cmd, check=True)
+            print(f"stub {soname}: {len(syms)} symbols, versions {versions or '-'}")
+
+
+if __name__ == "__main__":
+    main()

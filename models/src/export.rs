@@ -1,0 +1,149 @@
+//! Save a model as a Hugging Face folder (config.json, model.safetensors,
+//! tokenizer.json, tokenizer_config.json, generation_config.json) that both
+//! entmin and transformers load. The folder appears atomically: it is written
+//! beside the target and renamed into place, so a crash never leaves half a model.
+
+use std::path::{Path, PathBuf};
+
+use entmin_engine::{Backend, DType, Tensor};
+use safetensors::tensor::TensorView;
+use serde_json::json;
+
+use crate::config::Architecture;
+use crate::error::{ModelError, Result};
+use crate::loader::LoadedModel;
+
+/// Every weight of `lm` by Hugging Face name, in load order.
+pub fn named_weights<B: Backend>(lm: &LoadedModel<B>) -> Vec<(String, &Tensor<B>)> {
+    let m = &lm.model;
+    let mut out: Vec<(String, &Tensor<B>)> = vec![("model.embed_tokens.weight".into(), &m.embed)];
+    for (l, layer) in m.layers.iter().enumerate() {
+        let p = format!("model.layers.{l}");
+        out.push((format!("{p}.input_layernorm.weight"), &layer.attn_norm));
+        out.push((format!("{p}.post_attention_layernorm.weight"), &layer.ffn_norm));
+        for (name, lin) in [
+            ("self_attn.q_proj", &layer.q),
+            ("self_attn.k_proj", &layer.k),
+            ("self_attn.v_proj", &layer.v),
+            ("self_attn.o_proj", &layer.o),
+            ("mlp.gate_proj", &layer.gate),
+            ("mlp.up_proj", &layer.up),
+            ("mlp.down_proj", &layer.down),
+        ] {
+            out.push((format!("{p}.{name}.weight"), &lin.weight));
+            if let Some(b) = &lin.bias {
+                out.push((format!("{p}.{name}.bias"), b));
+            }
+        }
+    }
+    out.push(("model.norm.weight".into(), &m.norm));
+    if let Some(h) = &m.lm_head {
+        out.push(("lm_head.weight".into(), h));
+    }
+    out
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialise");
+    std::fs::write(path, text).map_err(|e| ModelError::io(path, e))
+}
+
+/// Write `lm` to `dir` with weight matrices stored as `dtype`; norms and biases stay f32.
+pub fn save_hf_folder<B: Backend>(backend: &B, lm: &LoadedModel<B>, dir: &Path, dtype: DType) -> Result<()> {
+    let name = dir.file_name().ok_or_else(|| ModelError::Invalid(format!("{} is not a folder name", dir.display())))?;
+    let parent = dir.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    std::fs::create_dir_all(&parent).map_err(|e| ModelError::io(&parent, e))?;
+    let staging = parent.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| ModelError::io(&staging, e))?;
+    let written = write_folder(backend, lm, &staging, dtype);
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    let old = parent.join(format!(".{}.old-{}", name.to_string_lossy(), std::process::id()));
+    if dir.exists() {
+        std::fs::rename(dir, &old).map_err(|e| ModelError::io(dir, e))?;
+    }
+    std::fs::rename(&staging, dir).map_err(|e| ModelError::io(dir, e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+fn write_folder<B: Backend>(backend: &B, lm: &LoadedModel<B>, dir: &Path, dtype: DType) -> Result<()> {
+    let st_dtype = |d: DType| match d {
+        DType::F32 => safetensors::Dtype::F32,
+        DType::BF16 => safetensors::Dtype::BF16,
+        DType::F16 => safetensors::Dtype::F16,
+    };
+    let torch_dtype = match dtype {
+        DType::F32 => "float32",
+        DType::BF16 => "bfloat16",
+        DType::F16 => "float16",
+    };
+    let mut buffers = Vec::new();
+    for (name, t) in named_weights(lm) {
+        let data = backend.to_host_f32(t)?;
+        // Norms and biases stay f32, as the model holds them; matrices take `dtype`.
+        let dtype = if t.shape().len() == 1 { DType::F32 } else { dtype };
+        let bytes: Vec<u8> = match dtype {
+            DType::F32 => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            DType::BF16 => data.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect(),
+            DType::F16 => data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
+        };
+        buffers.push((name, t.shape().to_vec(), dtype, bytes));
+    }
+    let views: Vec<(String, TensorView<'_>)> = buffers
+        .iter()
+        .map(|(n, shape, dtype, bytes)| {
+            let view = TensorView::new(st_dtype(*dtype), shape.clone(), bytes).expect("byte length matches the shape");
+            (n.clone(), view)
+        })
+        .collect();
+    let st_path = dir.join("model.safetensors");
+    let meta = std::collections::HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(views, Some(meta), &st_path)
+        .map_err(|e| ModelError::corrupt(&st_path, format!("writing safetensors: {e}")))?;
+
+    let c = &lm.model.config;
+    let tok = &lm.tokenizer;
+    let (model_type, class) = match c.arch {
+        Architecture::Llama => ("llama", "LlamaForCausalLM"),
+        Architecture::Qwen2 => ("qwen2", "Qwen2ForCausalLM"),
+    };
+    let eos: Vec<u32> = lm.stop_ids.clone();
+    write_json(
+        &dir.join("config.json"),
+        &json!({
+            "architectures": [class],
+            "model_type": model_type,
+            "hidden_size": c.hidden_size,
+            "intermediate_size": c.intermediate_size,
+            "num_hidden_layers": c.n_layers,
+            "num_attention_heads": c.n_heads,
+            "num_key_value_heads": c.n_kv_heads,
+            "head_dim": c.head_dim,
+            "vocab_size": c.vocab_size,
+            "rope_theta": c.rope_theta,
+            "rms_norm_eps": c.rms_eps,
+            "max_position_embeddings": c.context_length,
+            "tie_word_embeddings": c.tie_embeddings,
+            "attention_bias": c.qkv_bias,
+            "hidden_act": "silu",
+            "torch_dtype": torch_dtype,
+            "bos_token_id": tok.bos_id(),
+            "eos_token_id": eos.first(),
+        }),
+    )?;
+    write_json(&dir.join("generation_config.json"), &json!({ "bos_token_id": tok.bos_id(), "eos_token_id": eos }))?;
+    let mut tcfg = json!({
+        "bos_token": lm.chat.bos_token(),
+        "eos_token": lm.chat.eos_token(),
+        "add_bos_token": false,
+    });
+    if let Some(src) = lm.chat.source() {
+        tcfg["chat_template"] = json!(src);
+    }
+    write_json(&dir.join("tokenizer_config.json"), &tcfg)?;
+    tok.save(&dir.join("tokenizer.json"))
+}
