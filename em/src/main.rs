@@ -22,6 +22,8 @@ enum Command {
     Info(cli::info::Args),
     /// Fetch a catalog model into the cache (or list the catalog).
     Pull(cli::pull::Args),
+    /// Prefill and decode speed and peak memory of a model on this machine.
+    Bench(cli::bench::Args),
 }
 
 fn main() {
@@ -37,6 +39,7 @@ fn main() {
         Command::Logits(a) => cli::logits::run(a),
         Command::Info(a) => cli::info::run(a),
         Command::Pull(a) => cli::pull::run(a),
+        Command::Bench(a) => cli::bench::run(a),
     };
     if let Err(e) = result {
         eprintln!("entmin: error: {e:#}");

@@ -1,4 +1,4 @@
-use crate::{DType, HostData, Result, Rng, SampleOutcome, SamplingParams, Tensor};
+use crate::{DType, HostData, HostVec, Result, Rng, SampleOutcome, SamplingParams, Tensor};
 
 /// What a backend can do, queried at run time rather than assumed.
 #[derive(Clone, Debug)]
@@ -39,6 +39,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn upload(&self, data: HostData<'_>, shape: &[usize]) -> Result<Tensor<Self>>;
     /// Upload `data`, converted to `dtype` on the way (e.g. f32 weights stored as bf16).
     fn upload_as(&self, data: &[f32], shape: &[usize], dtype: DType) -> Result<Tensor<Self>>;
+    /// Upload data the caller no longer needs (the CPU backend keeps it without copying).
+    fn upload_owned(&self, data: HostVec, shape: &[usize]) -> Result<Tensor<Self>>;
     fn zeros(&self, shape: &[usize], dtype: DType) -> Result<Tensor<Self>>;
     fn to_host_f32(&self, t: &Tensor<Self>) -> Result<Vec<f32>>;
     /// Rows `start..end` of a 2-D tensor, as a new tensor.

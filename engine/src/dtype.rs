@@ -69,3 +69,83 @@ impl HostData<'_> {
         }
     }
 }
+
+/// Owned host data: what loaders build in the target dtype and hand to
+/// [`crate::Backend::upload_owned`] without an extra copy on the CPU.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HostVec {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    BF16(Vec<bf16>),
+}
+
+impl HostVec {
+    pub fn with_capacity(dtype: DType, n: usize) -> Self {
+        match dtype {
+            DType::F32 => HostVec::F32(Vec::with_capacity(n)),
+            DType::F16 => HostVec::F16(Vec::with_capacity(n)),
+            DType::BF16 => HostVec::BF16(Vec::with_capacity(n)),
+        }
+    }
+
+    /// Append f32 values, rounded to this vector's dtype.
+    pub fn extend_from_f32(&mut self, data: &[f32]) {
+        match self {
+            HostVec::F32(v) => v.extend_from_slice(data),
+            HostVec::F16(v) => v.extend(data.iter().map(|&x| f16::from_f32(x))),
+            HostVec::BF16(v) => v.extend(data.iter().map(|&x| bf16::from_f32(x))),
+        }
+    }
+
+    pub fn from_f32(data: &[f32], dtype: DType) -> Self {
+        let mut v = HostVec::with_capacity(dtype, data.len());
+        v.extend_from_f32(data);
+        v
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_data().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.as_data().dtype()
+    }
+
+    pub fn as_data(&self) -> HostData<'_> {
+        match self {
+            HostVec::F32(v) => HostData::F32(v),
+            HostVec::F16(v) => HostData::F16(v),
+            HostVec::BF16(v) => HostData::BF16(v),
+        }
+    }
+
+    /// Index of the first NaN or infinity, and how many there are.
+    pub fn non_finite(&self) -> Option<(usize, usize)> {
+        fn scan<T: Copy>(v: &[T], finite: impl Fn(T) -> bool) -> Option<(usize, usize)> {
+            let mut bad = v.iter().enumerate().filter(|(_, &x)| !finite(x));
+            let (first, _) = bad.next()?;
+            Some((first, 1 + bad.count()))
+        }
+        match self {
+            HostVec::F32(v) => scan(v, f32::is_finite),
+            HostVec::F16(v) => scan(v, f16::is_finite),
+            HostVec::BF16(v) => scan(v, bf16::is_finite),
+        }
+    }
+
+    /// Reorder rows of `cols` elements: row `i` of the result is row `src(i)` of self.
+    pub fn permute_rows(&self, cols: usize, src: impl Fn(usize) -> usize) -> Self {
+        fn go<T: Copy>(v: &[T], cols: usize, src: impl Fn(usize) -> usize) -> Vec<T> {
+            (0..v.len() / cols.max(1)).flat_map(|i| v[src(i) * cols..(src(i) + 1) * cols].iter().copied()).collect()
+        }
+        match self {
+            HostVec::F32(v) => HostVec::F32(go(v, cols, src)),
+            HostVec::F16(v) => HostVec::F16(go(v, cols, src)),
+            HostVec::BF16(v) => HostVec::BF16(go(v, cols, src)),
+        }
+    }
+}

@@ -13,7 +13,7 @@ mod sampling;
 mod tensor;
 
 pub use backend::{AttentionShape, Backend, Capabilities};
-pub use dtype::{DType, HostData};
+pub use dtype::{DType, HostData, HostVec};
 pub use error::{EngineError, Result};
 pub use sampling::{Rng, SampleOutcome, SamplingParams};
 pub use tensor::Tensor;

@@ -69,20 +69,26 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
-fn load_checked(src: &dyn TensorSource, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+fn load_checked<B: Backend>(
+    backend: &B,
+    src: &dyn TensorSource,
+    name: &str,
+    expected: &[usize],
+    dtype: DType,
+) -> Result<Tensor<B>> {
     let path = src.path_of(name);
-    let t = src.load(name)?.ok_or_else(|| ModelError::MissingTensor { path: path.clone(), tensor: name.into() })?;
+    let t =
+        src.load(name, dtype)?.ok_or_else(|| ModelError::MissingTensor { path: path.clone(), tensor: name.into() })?;
     // A 1-D tensor may be stored as [n] or [1, n]; anything else must match exactly.
     let found_n: usize = t.shape.iter().product();
     let same = t.shape == expected || (expected.len() == 1 && found_n == expected[0] && t.shape.len() <= 2);
     if !same {
         return Err(ModelError::Shape { path, tensor: name.into(), expected: expected.to_vec(), found: t.shape });
     }
-    let mut bad = t.data.iter().enumerate().filter(|(_, v)| !v.is_finite());
-    if let Some((first, _)) = bad.next() {
-        return Err(ModelError::NonFinite { path, tensor: name.into(), count: 1 + bad.count(), first });
+    if let Some((first, count)) = t.data.non_finite() {
+        return Err(ModelError::NonFinite { path, tensor: name.into(), count, first });
     }
-    Ok(t.data)
+    Ok(backend.upload_owned(t.data, expected)?)
 }
 
 impl<B: Backend> Model<B> {
@@ -90,14 +96,8 @@ impl<B: Backend> Model<B> {
     pub fn load(backend: &B, config: ModelConfig, src: &dyn TensorSource, weight_dtype: DType) -> Result<Self> {
         let c = &config;
         let (h, q, kv, f, v) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size, c.vocab_size);
-        let matrix = |name: &str, shape: [usize; 2]| -> Result<Tensor<B>> {
-            let data = load_checked(src, name, &shape)?;
-            Ok(backend.upload_as(&data, &shape, weight_dtype)?)
-        };
-        let vector = |name: &str, n: usize| -> Result<Tensor<B>> {
-            let data = load_checked(src, name, &[n])?;
-            Ok(backend.upload_as(&data, &[n], DType::F32)?)
-        };
+        let matrix = |name: &str, shape: [usize; 2]| load_checked(backend, src, name, &shape, weight_dtype);
+        let vector = |name: &str, n: usize| load_checked(backend, src, name, &[n], DType::F32);
         let linear = |prefix: &str, out: usize, inp: usize, bias: bool| -> Result<Linear<B>> {
             Ok(Linear {
                 weight: matrix(&format!("{prefix}.weight"), [out, inp])?,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use entmin_engine::{DType, HostVec};
 use half::{bf16, f16};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
@@ -15,17 +16,17 @@ use crate::config::{Architecture, ModelConfig};
 use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
 
-/// One tensor as f32, with its row-major shape.
+/// One tensor in host memory, with its row-major shape.
 pub struct HostTensor {
-    pub data: Vec<f32>,
+    pub data: HostVec,
     pub shape: Vec<usize>,
 }
 
 pub trait TensorSource {
     /// The file a tensor named `name` lives in (for error messages).
     fn path_of(&self, name: &str) -> PathBuf;
-    /// The tensor with this Hugging Face name, or None if the file has none.
-    fn load(&self, name: &str) -> Result<Option<HostTensor>>;
+    /// The tensor with this Hugging Face name converted to `dtype`, or None if the file has none.
+    fn load(&self, name: &str, dtype: DType) -> Result<Option<HostTensor>>;
 }
 
 /// GGUF tensor name for a Hugging Face name (llama.cpp convention).
@@ -67,10 +68,10 @@ impl TensorSource for GgufSource<'_> {
         self.file.path().to_path_buf()
     }
 
-    fn load(&self, name: &str) -> Result<Option<HostTensor>> {
+    fn load(&self, name: &str, dtype: DType) -> Result<Option<HostTensor>> {
         let Some(gname) = gguf_name(name) else { return Ok(None) };
         let Some(info) = self.file.tensor_info(&gname) else { return Ok(None) };
-        let mut data = self.file.tensor_f32(info)?;
+        let mut data = self.file.tensor_as(info, dtype)?;
         let shape = info.shape.clone();
         if self.config.arch == Architecture::Llama {
             let heads = if name.ends_with("q_proj.weight") || name.ends_with("q_proj.bias") {
@@ -92,23 +93,18 @@ impl TensorSource for GgufSource<'_> {
 
 /// Undo llama.cpp's q/k permutation: within each head, GGUF row 2i + j holds
 /// Hugging Face row j·(head_dim/2) + i.
-pub fn unpermute_rows(data: &[f32], heads: usize, rows: usize, cols: usize) -> Result<Vec<f32>, String> {
+pub fn unpermute_rows(data: &HostVec, heads: usize, rows: usize, cols: usize) -> Result<HostVec, String> {
     if heads == 0 || rows % heads != 0 || (rows / heads) % 2 != 0 || data.len() != rows * cols {
         return Err(format!("{rows} rows cannot be split into {heads} heads of even size"));
     }
     let head_dim = rows / heads;
     let half = head_dim / 2;
-    let mut out = vec![0f32; data.len()];
-    for h in 0..heads {
-        for i in 0..half {
-            for j in 0..2 {
-                let src = (h * head_dim + 2 * i + j) * cols;
-                let dst = (h * head_dim + j * half + i) * cols;
-                out[dst..dst + cols].copy_from_slice(&data[src..src + cols]);
-            }
-        }
-    }
-    Ok(out)
+    // Hugging Face row r = h·head_dim + j·half + i comes from GGUF row h·head_dim + 2i + j.
+    Ok(data.permute_rows(cols, |r| {
+        let (h, within) = (r / head_dim, r % head_dim);
+        let (j, i) = (within / half, within % half);
+        h * head_dim + 2 * i + j
+    }))
 }
 
 /// A Hugging Face folder: model.safetensors or the shards named by model.safetensors.index.json.
@@ -160,24 +156,32 @@ impl TensorSource for SafetensorsSource {
         self.index.get(name).map_or_else(|| self.files[0].0.clone(), |&i| self.files[i].0.clone())
     }
 
-    fn load(&self, name: &str) -> Result<Option<HostTensor>> {
+    fn load(&self, name: &str, dtype: DType) -> Result<Option<HostTensor>> {
         let Some(&i) = self.index.get(name) else { return Ok(None) };
         let (path, mmap) = &self.files[i];
         let st = SafeTensors::deserialize(mmap)
             .map_err(|e| ModelError::corrupt(path, format!("invalid safetensors: {e}")))?;
         let view = st.tensor(name).map_err(|e| ModelError::corrupt(path, format!("tensor {name}: {e}")))?;
         let bytes = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
-            Dtype::F16 => bytes.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            Dtype::BF16 => bytes.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            other => {
-                return Err(ModelError::unsupported(
-                    path,
-                    format!("tensor {name}: dtype {other:?} is not supported (F32, F16, BF16 are)"),
-                ))
+        // Convert a slice at a time so no full-size f32 copy is ever made.
+        let width = (view.dtype().bitsize() / 8).max(1);
+        let mut data = HostVec::with_capacity(dtype, bytes.len() / width);
+        let mut buf = Vec::with_capacity(1 << 16);
+        for chunk in bytes.chunks(width << 16) {
+            buf.clear();
+            match view.dtype() {
+                Dtype::F32 => buf.extend(chunk.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()))),
+                Dtype::F16 => buf.extend(chunk.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())),
+                Dtype::BF16 => buf.extend(chunk.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())),
+                other => {
+                    return Err(ModelError::unsupported(
+                        path,
+                        format!("tensor {name}: dtype {other:?} is not supported (F32, F16, BF16 are)"),
+                    ))
+                }
             }
-        };
+            data.extend_from_f32(&buf);
+        }
         Ok(Some(HostTensor { data, shape: view.shape().to_vec() }))
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use entmin_engine::{reference, AttentionShape, Rng};
+use entmin_engine::{reference, AttentionShape, DType, HostVec, Rng};
 use entmin_models::weights::{HostTensor, TensorSource};
 use entmin_models::{Architecture, ModelConfig, Result};
 
@@ -28,17 +28,24 @@ pub fn config(arch: Architecture, tie: bool) -> ModelConfig {
     }
 }
 
+/// An f32 tensor and its row-major shape.
+#[derive(Clone, Debug)]
+pub struct F32Tensor {
+    pub data: Vec<f32>,
+    pub shape: Vec<usize>,
+}
+
 /// Named f32 tensors in memory, by Hugging Face name.
-#[derive(Default)]
-pub struct MemorySource(pub BTreeMap<String, HostTensor>);
+#[derive(Clone, Default)]
+pub struct MemorySource(pub BTreeMap<String, F32Tensor>);
 
 impl TensorSource for MemorySource {
     fn path_of(&self, _name: &str) -> PathBuf {
         PathBuf::from("<memory>")
     }
 
-    fn load(&self, name: &str) -> Result<Option<HostTensor>> {
-        Ok(self.0.get(name).map(|t| HostTensor { data: t.data.clone(), shape: t.shape.clone() }))
+    fn load(&self, name: &str, dtype: DType) -> Result<Option<HostTensor>> {
+        Ok(self.0.get(name).map(|t| HostTensor { data: HostVec::from_f32(&t.data, dtype), shape: t.shape.clone() }))
     }
 }
 
@@ -48,7 +55,7 @@ pub fn random_weights(c: &ModelConfig, seed: u64) -> MemorySource {
     let mut put = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
         let n = shape.iter().product();
         let data = random_vec(&mut rng, n, scale).into_iter().map(|v| v + offset).collect();
-        m.insert(name, HostTensor { data, shape });
+        m.insert(name, F32Tensor { data, shape });
     };
     let (h, q, kv, f, v) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size, c.vocab_size);
     put("model.embed_tokens.weight".into(), vec![v, h], 1.0, 0.0);

@@ -4,10 +4,9 @@
 
 use entmin_engine::cpu::CpuBackend;
 use entmin_engine::{Backend, DType};
-use entmin_models::weights::HostTensor;
 use entmin_models::{Architecture, KvCache, Logits, Model, ModelError};
 use entmin_tests::assert_close;
-use entmin_tests::tiny::{config, random_weights, reference_forward};
+use entmin_tests::tiny::{config, random_weights, reference_forward, F32Tensor};
 
 const IDS: [u32; 9] = [5, 17, 96, 0, 42, 42, 7, 63, 1];
 
@@ -76,7 +75,7 @@ fn broken_weights_are_clear_errors() {
     let mut w = random_weights(&c, 13);
     w.0.insert(
         "model.layers.0.self_attn.k_proj.weight".into(),
-        HostTensor { data: vec![0.0; 48 * 17], shape: vec![17, 48] },
+        F32Tensor { data: vec![0.0; 48 * 17], shape: vec![17, 48] },
     );
     let err = Model::load(&CpuBackend, c.clone(), &w, DType::F32).err().expect("bad shape").to_string();
     assert!(err.contains("k_proj.weight") && err.contains("[16, 48]") && err.contains("[17, 48]"), "{err}");

@@ -1,5 +1,6 @@
 //! One file per subcommand; shared model options here.
 
+pub mod bench;
 pub mod generate;
 pub mod info;
 pub mod logits;

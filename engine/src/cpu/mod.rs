@@ -13,7 +13,7 @@ pub mod simd;
 use half::{bf16, f16};
 
 use crate::backend::{AttentionShape, Backend, Capabilities};
-use crate::{DType, EngineError, HostData, Result, Rng, SampleOutcome, SamplingParams, Tensor};
+use crate::{DType, EngineError, HostData, HostVec, Result, Rng, SampleOutcome, SamplingParams, Tensor};
 
 pub use entropy::softmax_entropy_row;
 
@@ -111,6 +111,17 @@ impl Backend for CpuBackend {
             DType::F32 => CpuStorage::F32(data.to_vec()),
             DType::F16 => CpuStorage::F16(data.iter().map(|&v| f16::from_f32(v)).collect()),
             DType::BF16 => CpuStorage::BF16(data.iter().map(|&v| bf16::from_f32(v)).collect()),
+        };
+        Ok(Tensor::from_parts(storage, shape.to_vec(), dtype))
+    }
+
+    fn upload_owned(&self, data: HostVec, shape: &[usize]) -> Result<CpuTensor> {
+        check_len("upload_owned", data.len(), shape)?;
+        let dtype = data.dtype();
+        let storage = match data {
+            HostVec::F32(v) => CpuStorage::F32(v),
+            HostVec::F16(v) => CpuStorage::F16(v),
+            HostVec::BF16(v) => CpuStorage::BF16(v),
         };
         Ok(Tensor::from_parts(storage, shape.to_vec(), dtype))
     }

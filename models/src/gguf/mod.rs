@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
+use entmin_engine::{DType, HostVec};
+use memmap2::{Mmap, UncheckedAdvice};
 
 pub use dequant::GgmlType;
 
@@ -310,15 +311,37 @@ impl GgufFile {
 
     /// Dequantise a tensor to f32 (row-major, shape as in `info.shape`).
     pub fn tensor_f32(&self, info: &GgufTensorInfo) -> Result<Vec<f32>, ModelError> {
-        if !info.ggml_type.is_supported() {
+        match self.tensor_as(info, DType::F32)? {
+            HostVec::F32(v) => Ok(v),
+            _ => unreachable!("tensor_as returns the dtype it is asked for"),
+        }
+    }
+
+    /// Dequantise a tensor straight into `dtype`, a slice of blocks at a time, so the
+    /// only full-size buffer is the result; afterwards the tensor's file pages are
+    /// released from this process (they stay in the page cache), which keeps peak
+    /// memory near the size of the loaded weights.
+    pub fn tensor_as(&self, info: &GgufTensorInfo, dtype: DType) -> Result<HostVec, ModelError> {
+        const CHUNK_ELEMENTS: usize = 1 << 20;
+        let ty = info.ggml_type;
+        if !ty.is_supported() {
             return Err(ModelError::unsupported(
                 &self.path,
-                format!("tensor {}: quantisation type {} is not supported", info.name, info.ggml_type.name()),
+                format!("tensor {}: quantisation type {} is not supported", info.name, ty.name()),
             ));
         }
-        let mut out = vec![0f32; info.n_elements()];
-        dequant::dequantize(info.ggml_type, self.tensor_bytes(info), &mut out)
-            .map_err(|e| ModelError::corrupt(&self.path, format!("tensor {}: {e}", info.name)))?;
+        let blocks_per_chunk = (CHUNK_ELEMENTS / ty.block_elements()).max(1);
+        let mut buf = vec![0f32; blocks_per_chunk * ty.block_elements()];
+        let mut out = HostVec::with_capacity(dtype, info.n_elements());
+        for chunk in self.tensor_bytes(info).chunks(blocks_per_chunk * ty.block_bytes()) {
+            let n = chunk.len() / ty.block_bytes() * ty.block_elements();
+            dequant::dequantize(ty, chunk, &mut buf[..n])
+                .map_err(|e| ModelError::corrupt(&self.path, format!("tensor {}: {e}", info.name)))?;
+            out.extend_from_f32(&buf[..n]);
+        }
+        // SAFETY: the map is read-only and file-backed, so dropping its pages only makes
+        // later reads fault them back in from the file; no data can be lost.
+        let _ = unsafe { self.mmap.unchecked_advise_range(UncheckedAdvice::DontNeed, info.file_offset, info.byte_len) };
         Ok(out)
     }
 }
