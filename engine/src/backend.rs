@@ -1,4 +1,4 @@
-use crate::{DType, HostData, HostVec, Result, Rng, SampleOutcome, SamplingParams, Tensor};
+use crate::{DType, EmInfParams, EmInfRowStats, HostData, HostVec, Result, Rng, SampleOutcome, SamplingParams, Tensor};
 
 /// What a backend can do, queried at run time rather than assumed.
 #[derive(Clone, Debug)]
@@ -46,6 +46,11 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// Rows `start..end` of a 2-D tensor, as a new tensor.
     fn slice_rows(&self, x: &Tensor<Self>, start: usize, end: usize) -> Result<Tensor<Self>>;
 
+    /// Stack 2-D tensors with the same number of columns.
+    fn concat_rows(&self, parts: &[&Tensor<Self>]) -> Result<Tensor<Self>>;
+    /// Set columns `ids` of every row to −inf (tokens that must never be chosen).
+    fn mask_columns(&self, x: &mut Tensor<Self>, ids: &[u32]) -> Result<()>;
+
     // --- forward ops ---
     /// Gather rows of `table [vocab, dim]` for `ids`: `[ids.len(), dim]` f32.
     fn embedding(&self, table: &Tensor<Self>, ids: &[u32]) -> Result<Tensor<Self>>;
@@ -76,6 +81,21 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// returns `(lse [rows], entropy [rows])` in nats. Rows of only −inf give
     /// lse = −inf and entropy = 0.
     fn softmax_entropy(&self, logits: &Tensor<Self>, inv_temperature: f32) -> Result<(Tensor<Self>, Tensor<Self>)>;
+    /// ∂H/∂z of H(softmax(z / T)) for each row, scaled by `upstream[row]`, given the row's
+    /// `lse` and `entropy` from [`Backend::softmax_entropy`] at the same temperature:
+    /// −(1/T)·p_i·(x_i − Σ_j p_j x_j) with x = z/T and Σ_j p_j x_j = lse − H.
+    /// Masked (−inf) logits get a zero gradient.
+    fn entropy_grad(
+        &self,
+        logits: &Tensor<Self>,
+        lse: &Tensor<Self>,
+        entropy: &Tensor<Self>,
+        upstream: &Tensor<Self>,
+        inv_temperature: f32,
+    ) -> Result<Tensor<Self>>;
+    /// The whole EM-INF loop for every row of `logits [rows, V]` (see [`EmInfParams`]);
+    /// returns the optimised logits z′ (−inf entries stay −inf) and per-row statistics.
+    fn em_inf(&self, logits: &Tensor<Self>, params: &EmInfParams) -> Result<(Tensor<Self>, Vec<EmInfRowStats>)>;
     /// Sample one token per row with the row's generator. Never returns a token in
     /// `params.banned`; errors on a row with NaN logits.
     fn sample(&self, logits: &Tensor<Self>, params: &SamplingParams, rngs: &mut [Rng]) -> Result<Vec<SampleOutcome>>;

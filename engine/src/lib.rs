@@ -7,6 +7,7 @@
 mod backend;
 pub mod cpu;
 mod dtype;
+mod em_params;
 mod error;
 pub mod reference;
 mod sampling;
@@ -14,6 +15,7 @@ mod tensor;
 
 pub use backend::{AttentionShape, Backend, Capabilities};
 pub use dtype::{DType, HostData, HostVec};
+pub use em_params::{EmInfParams, EmInfRowStats};
 pub use error::{EngineError, Result};
 pub use sampling::{Rng, SampleOutcome, SamplingParams};
 pub use tensor::Tensor;

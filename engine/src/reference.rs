@@ -2,7 +2,7 @@
 //! against. Written for clarity, not speed; inputs are f32 as the backends see
 //! them, outputs f64.
 
-use crate::AttentionShape;
+use crate::{AttentionShape, EmInfParams};
 
 pub fn rms_norm(x: &[f32], dim: usize, w: &[f32], eps: f32) -> Vec<f64> {
     x.chunks(dim)
@@ -90,4 +90,60 @@ pub fn softmax_entropy(row: &[f32], inv_temperature: f32) -> (f64, f64) {
     let lse = max + sum.ln();
     let mean: f64 = x.iter().filter(|v| v.is_finite()).map(|&v| (v - lse).exp() * v).sum();
     (lse, lse - mean)
+}
+
+/// ∂H/∂z of H(softmax(z·inv_t)) in f64 from the definition: −inv_t·p_i·(log p_i + H).
+/// Masked entries (p = 0) get 0.
+pub fn entropy_grad(row: &[f32], inv_temperature: f32) -> Vec<f64> {
+    let (lse, h) = softmax_entropy(row, inv_temperature);
+    row.iter()
+        .map(|&z| {
+            let x = z as f64 * inv_temperature as f64;
+            if x == f64::NEG_INFINITY || lse == f64::NEG_INFINITY {
+                return 0.0;
+            }
+            let log_p = x - lse;
+            -(inv_temperature as f64) * log_p.exp() * (log_p + h)
+        })
+        .collect()
+}
+
+/// EM-INF in f64, written from the definition: full softmax each step, gradient of
+/// H + λ·KL(p‖q) as −q(log q + H) + λ(q − p), torch.optim.Adam's update.
+/// Returns (z′, steps, entropy per step before the step, final entropy).
+pub fn em_inf(row: &[f32], prm: &EmInfParams) -> (Vec<f64>, u32, Vec<f64>, f64) {
+    let z0: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+    let softmax = |z: &[f64]| -> Vec<f64> {
+        let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = z.iter().map(|&v| (v - max).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|v| v / s).collect()
+    };
+    let entropy = |q: &[f64]| -> f64 { q.iter().filter(|&&x| x > 0.0).map(|&x| -x * x.ln()).sum() };
+    let p = softmax(&z0);
+    let mut z = z0.clone();
+    let (mut m, mut v) = (vec![0f64; z.len()], vec![0f64; z.len()]);
+    let mut history = Vec::new();
+    let mut steps = 0;
+    let (b1, b2) = (prm.beta1 as f64, prm.beta2 as f64);
+    loop {
+        let q = softmax(&z);
+        let h = entropy(&q);
+        if steps == prm.max_steps || h < prm.threshold as f64 {
+            return (z, steps, history, h);
+        }
+        history.push(h);
+        steps += 1;
+        for i in 0..z.len() {
+            if q[i] == 0.0 {
+                continue;
+            }
+            let g = -q[i] * (q[i].ln() + h) + prm.kl_weight as f64 * (q[i] - p[i]);
+            m[i] = b1 * m[i] + (1.0 - b1) * g;
+            v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+            let m_hat = m[i] / (1.0 - b1.powi(steps as i32));
+            let v_hat = v[i] / (1.0 - b2.powi(steps as i32));
+            z[i] -= prm.lr as f64 * m_hat / (v_hat.sqrt() + prm.eps as f64);
+        }
+    }
 }

@@ -146,20 +146,39 @@ impl<B: Backend> Model<B> {
     /// Run `ids` at positions `cache.len..`, append their keys and values to the
     /// cache and return logits `[1 or ids.len(), vocab]`.
     pub fn forward(&self, backend: &B, ids: &[u32], cache: &mut KvCache<B>, which: Logits) -> Result<Tensor<B>> {
+        self.forward_batch(backend, &mut [BatchItem { ids, cache }], which)
+    }
+
+    /// Several sequences in one pass: their tokens are stacked so every weight matrix
+    /// is read once for the whole batch; attention runs per sequence on its own cache.
+    /// Returns logits for the last token of each sequence (`Logits::Last`, one row per
+    /// item) or for every token (`Logits::All`, items' rows in order).
+    pub fn forward_batch(&self, backend: &B, items: &mut [BatchItem<'_, B>], which: Logits) -> Result<Tensor<B>> {
         let c = &self.config;
-        let t = ids.len();
-        if t == 0 {
+        if items.is_empty() || items.iter().any(|it| it.ids.is_empty()) {
             return Err(ModelError::Invalid("forward called with no tokens".into()));
         }
-        let start = cache.len;
-        if start + t > cache.capacity {
-            return Err(ModelError::ContextOverflow { prompt: start, new: t, context: cache.capacity });
+        for it in items.iter() {
+            if it.cache.len + it.ids.len() > it.cache.capacity {
+                return Err(ModelError::ContextOverflow {
+                    prompt: it.cache.len,
+                    new: it.ids.len(),
+                    context: it.cache.capacity,
+                });
+            }
         }
-        let positions: Vec<u32> = (start..start + t).map(|p| p as u32).collect();
-        let shape =
-            AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim, start_pos: start };
+        // Row ranges of each item in the stacked batch.
+        let mut spans = Vec::with_capacity(items.len());
+        let mut total = 0;
+        for it in items.iter() {
+            spans.push(total..total + it.ids.len());
+            total += it.ids.len();
+        }
+        let ids: Vec<u32> = items.iter().flat_map(|it| it.ids.iter().copied()).collect();
+        let positions: Vec<u32> =
+            items.iter().flat_map(|it| (it.cache.len..it.cache.len + it.ids.len()).map(|p| p as u32)).collect();
         let lin = |x: &Tensor<B>, l: &Linear<B>| backend.linear(x, &l.weight, l.bias.as_ref());
-        let mut x = backend.embedding(&self.embed, ids)?;
+        let mut x = backend.embedding(&self.embed, &ids)?;
         for (l, layer) in self.layers.iter().enumerate() {
             let h = backend.rms_norm(&x, &layer.attn_norm, c.rms_eps)?;
             let mut q = lin(&h, &layer.q)?;
@@ -167,20 +186,61 @@ impl<B: Backend> Model<B> {
             let v = lin(&h, &layer.v)?;
             backend.rope(&mut q, c.head_dim, &positions, c.rope_theta)?;
             backend.rope(&mut k, c.head_dim, &positions, c.rope_theta)?;
-            backend.write_kv(&mut cache.k[l], &k, start)?;
-            backend.write_kv(&mut cache.v[l], &v, start)?;
-            let a = backend.attention(&q, &cache.k[l], &cache.v[l], shape)?;
+            let mut outs = Vec::with_capacity(items.len());
+            let single = items.len() == 1;
+            for (it, span) in items.iter_mut().zip(&spans) {
+                let start = it.cache.len;
+                // A lone sequence uses the whole batch; otherwise cut out its rows.
+                let parts;
+                let (qi, ki, vi) = if single {
+                    (&q, &k, &v)
+                } else {
+                    let cut = |t: &Tensor<B>| backend.slice_rows(t, span.start, span.end);
+                    parts = (cut(&q)?, cut(&k)?, cut(&v)?);
+                    (&parts.0, &parts.1, &parts.2)
+                };
+                backend.write_kv(&mut it.cache.k[l], ki, start)?;
+                backend.write_kv(&mut it.cache.v[l], vi, start)?;
+                let shape = AttentionShape {
+                    n_heads: c.n_heads,
+                    n_kv_heads: c.n_kv_heads,
+                    head_dim: c.head_dim,
+                    start_pos: start,
+                };
+                outs.push(backend.attention(qi, &it.cache.k[l], &it.cache.v[l], shape)?);
+            }
+            let a = if outs.len() == 1 {
+                outs.pop().expect("one output")
+            } else {
+                backend.concat_rows(&outs.iter().collect::<Vec<_>>())?
+            };
             backend.add_assign(&mut x, &lin(&a, &layer.o)?)?;
             let h = backend.rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;
             let m = backend.silu_mul(&lin(&h, &layer.gate)?, &lin(&h, &layer.up)?)?;
             backend.add_assign(&mut x, &lin(&m, &layer.down)?)?;
         }
-        cache.len = start + t;
+        for it in items.iter_mut() {
+            it.cache.len += it.ids.len();
+        }
         let x = match which {
             Logits::All => x,
-            Logits::Last => backend.slice_rows(&x, t - 1, t)?,
+            Logits::Last => {
+                let lasts: Vec<Tensor<B>> =
+                    spans.iter().map(|s| backend.slice_rows(&x, s.end - 1, s.end)).collect::<Result<_, _>>()?;
+                if lasts.len() == 1 {
+                    lasts.into_iter().next().expect("one row")
+                } else {
+                    backend.concat_rows(&lasts.iter().collect::<Vec<_>>())?
+                }
+            }
         };
         let x = backend.rms_norm(&x, &self.norm, c.rms_eps)?;
         Ok(backend.linear(&x, self.head(), None)?)
     }
+}
+
+/// One sequence of a batched forward pass.
+pub struct BatchItem<'a, B: Backend> {
+    pub ids: &'a [u32],
+    pub cache: &'a mut KvCache<B>,
 }

@@ -42,3 +42,18 @@ fn softmax_entropy() {
 fn sample() {
     parity::sample(&CpuBackend);
 }
+
+#[test]
+fn concat_and_mask() {
+    parity::concat_and_mask(&CpuBackend);
+}
+
+#[test]
+fn entropy_grad() {
+    parity::entropy_grad(&CpuBackend);
+}
+
+#[test]
+fn em_inf() {
+    parity::em_inf(&CpuBackend);
+}

@@ -1,9 +1,12 @@
 use std::io::Write;
 
 use anyhow::Result;
-use entmin::engine::SamplingParams;
-use entmin::models::{generate, GenerationParams, StopReason};
+use entmin::engine::cpu::CpuBackend;
+use entmin::methods::self_consistency::majority_vote;
+use entmin::methods::Method;
+use entmin::models::{generate, generate_batch, Generation, GenerationParams};
 
+use super::method_args::{parse_method, MethodArgs};
 use super::{encode_prompt, ModelArgs};
 
 #[derive(clap::Args, Debug)]
@@ -12,18 +15,14 @@ pub struct Args {
     pub model: ModelArgs,
     /// The question or text.
     pub prompt: String,
+    /// plain | em-inf | adaptive-temp | self-consistency
+    #[arg(long, default_value = "em-inf")]
+    pub method: String,
+    #[command(flatten)]
+    pub method_args: MethodArgs,
     /// System message (chat template only).
     #[arg(long)]
     pub system: Option<String>,
-    /// Sampling temperature; 0 = greedy.
-    #[arg(long, default_value_t = 0.7)]
-    pub temperature: f32,
-    #[arg(long, default_value_t = 0)]
-    pub top_k: usize,
-    #[arg(long, default_value_t = 1.0)]
-    pub top_p: f32,
-    #[arg(long, default_value_t = 0.0)]
-    pub min_p: f32,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long, default_value_t = 512)]
@@ -34,42 +33,84 @@ pub struct Args {
     /// Feed the prompt as is, without the chat template.
     #[arg(long)]
     pub raw: bool,
+    /// Colour each token by the entropy of the distribution it was drawn from.
+    #[arg(long)]
+    pub show_entropy: bool,
 }
 
-pub fn run(a: Args) -> Result<()> {
-    let lm = a.model.load(true)?;
-    let ids = encode_prompt(&lm, &a.prompt, a.system.as_deref(), a.raw)?;
-    let params = GenerationParams {
-        sampling: SamplingParams {
-            temperature: a.temperature,
-            top_k: a.top_k,
-            top_p: a.top_p,
-            min_p: a.min_p,
-            banned: vec![],
-        },
-        max_new_tokens: a.max_new_tokens,
-        seed: a.seed,
-        stop_strings: a.stop.clone(),
-    };
-    let mut stdout = std::io::stdout().lock();
-    let g = generate(&entmin::engine::cpu::CpuBackend, &lm, &ids, &params, |step| {
-        let _ = stdout.write_all(step.text.as_bytes());
-        let _ = stdout.flush();
-    })?;
-    drop(stdout);
-    println!();
-    let stop = match g.stop {
-        StopReason::StopToken => "end of turn",
-        StopReason::StopString => "stop string",
-        StopReason::MaxTokens => "max tokens",
-    };
-    eprintln!(
-        "[{} prompt + {} new tokens | prefill {:.1} tok/s | decode {:.1} tok/s | mean entropy {:.3} nats | stop: {stop}]",
+/// ANSI colour for an entropy in nats: where the model is sure, hesitant, lost.
+fn entropy_colour(h: f32) -> &'static str {
+    match h {
+        h if h < 0.3 => "\x1b[32m",
+        h if h < 1.0 => "\x1b[33m",
+        h if h < 2.0 => "\x1b[38;5;208m",
+        _ => "\x1b[31m",
+    }
+}
+
+fn summary(g: &Generation) -> String {
+    format!(
+        "{} prompt + {} new tokens | prefill {:.1} tok/s | decode {:.1} tok/s | mean entropy {:.3} nats | stop: {}",
         g.prompt_tokens,
         g.tokens.len(),
         g.prompt_tokens as f64 / g.prefill_secs.max(1e-9),
         g.decode_tokens_per_sec(),
         g.mean_entropy(),
-    );
+        g.stop.describe(),
+    )
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let method = parse_method(&a.method)?;
+    let config = a.method_args.config(method)?;
+    let lm = a.model.load(true)?;
+    let ids = encode_prompt(&lm, &a.prompt, a.system.as_deref(), a.raw)?;
+    let params = GenerationParams { max_new_tokens: a.max_new_tokens, stop_strings: a.stop.clone() };
+    let b = CpuBackend;
+    let mut picker = config.picker::<CpuBackend>();
+    if method == Method::SelfConsistency {
+        let prompts = vec![ids; config.votes];
+        let seeds: Vec<u64> = (0..config.votes as u64).map(|i| a.seed.wrapping_add(i)).collect();
+        let gens = generate_batch(&b, &lm, &prompts, &params, picker.as_mut(), &seeds, &mut |_| {})?;
+        let texts: Vec<String> = gens.iter().map(|g| g.text.clone()).collect();
+        let vote = majority_vote(&texts);
+        println!("{}", gens[vote.representative].text);
+        let tally: Vec<String> = vote.tally.iter().map(|(ans, n)| format!("{ans} ×{n}")).collect();
+        eprintln!(
+            "[vote over {} samples: {}]",
+            gens.len(),
+            if tally.is_empty() { "no answers found".into() } else { tally.join(", ") }
+        );
+        for (i, g) in gens.iter().enumerate() {
+            eprintln!("[sample {i}: {}]", summary(g));
+        }
+        return Ok(());
+    }
+    if a.show_entropy {
+        eprintln!(
+            "entropy: {}<0.3{} {}<1.0{} {}<2.0{} {}≥2.0 nats{}",
+            entropy_colour(0.0),
+            "\x1b[0m",
+            entropy_colour(0.5),
+            "\x1b[0m",
+            entropy_colour(1.5),
+            "\x1b[0m",
+            entropy_colour(3.0),
+            "\x1b[0m"
+        );
+    }
+    let mut stdout = std::io::stdout().lock();
+    let show = a.show_entropy;
+    let g = generate(&b, &lm, &ids, &params, picker.as_mut(), a.seed, |step| {
+        let _ = if show {
+            write!(stdout, "{}{}\x1b[0m", entropy_colour(step.entropy), step.text)
+        } else {
+            stdout.write_all(step.text.as_bytes())
+        };
+        let _ = stdout.flush();
+    })?;
+    drop(stdout);
+    println!();
+    eprintln!("[{} | method {}]", summary(&g), method.name());
     Ok(())
 }

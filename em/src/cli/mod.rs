@@ -4,6 +4,7 @@ pub mod bench;
 pub mod generate;
 pub mod info;
 pub mod logits;
+pub mod method_args;
 pub mod pull;
 
 use std::time::Instant;

@@ -3,7 +3,9 @@
 
 mod attention;
 mod elementwise;
+mod em_inf;
 mod entropy;
+mod entropy_grad;
 mod matmul;
 mod norm;
 mod rope;
@@ -13,7 +15,10 @@ pub mod simd;
 use half::{bf16, f16};
 
 use crate::backend::{AttentionShape, Backend, Capabilities};
-use crate::{DType, EngineError, HostData, HostVec, Result, Rng, SampleOutcome, SamplingParams, Tensor};
+use crate::{
+    DType, EmInfParams, EmInfRowStats, EngineError, HostData, HostVec, Result, Rng, SampleOutcome, SamplingParams,
+    Tensor,
+};
 
 pub use entropy::softmax_entropy_row;
 
@@ -153,6 +158,31 @@ impl Backend for CpuBackend {
         Ok(output(data[start * cols..end * cols].to_vec(), &[end - start, cols]))
     }
 
+    fn concat_rows(&self, parts: &[&CpuTensor]) -> Result<CpuTensor> {
+        let cols = parts.first().map(|p| p.cols()).unwrap_or(0);
+        let mut data = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for p in parts {
+            let (_, c) = dims2("concat_rows", p)?;
+            if c != cols {
+                return Err(EngineError::shape("concat_rows", format!("{c} columns after {cols}")));
+            }
+            data.extend_from_slice(f32_data("concat_rows", p)?);
+        }
+        let rows = data.len() / cols.max(1);
+        Ok(output(data, &[rows, cols]))
+    }
+
+    fn mask_columns(&self, x: &mut CpuTensor, ids: &[u32]) -> Result<()> {
+        let (_, cols) = dims2("mask_columns", x)?;
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= cols) {
+            return Err(EngineError::invalid("mask_columns", format!("column {bad} of {cols}")));
+        }
+        for row in f32_data_mut("mask_columns", x)?.chunks_mut(cols.max(1)) {
+            ids.iter().for_each(|&i| row[i as usize] = f32::NEG_INFINITY);
+        }
+        Ok(())
+    }
+
     fn embedding(&self, table: &CpuTensor, ids: &[u32]) -> Result<CpuTensor> {
         elementwise::embedding(table, ids)
     }
@@ -187,6 +217,21 @@ impl Backend for CpuBackend {
 
     fn softmax_entropy(&self, logits: &CpuTensor, inv_temperature: f32) -> Result<(CpuTensor, CpuTensor)> {
         entropy::softmax_entropy(logits, inv_temperature)
+    }
+
+    fn entropy_grad(
+        &self,
+        logits: &CpuTensor,
+        lse: &CpuTensor,
+        entropy: &CpuTensor,
+        upstream: &CpuTensor,
+        inv_temperature: f32,
+    ) -> Result<CpuTensor> {
+        entropy_grad::entropy_grad(logits, lse, entropy, upstream, inv_temperature)
+    }
+
+    fn em_inf(&self, logits: &CpuTensor, params: &EmInfParams) -> Result<(CpuTensor, Vec<EmInfRowStats>)> {
+        em_inf::em_inf(logits, params)
     }
 
     fn sample(&self, logits: &CpuTensor, params: &SamplingParams, rngs: &mut [Rng]) -> Result<Vec<SampleOutcome>> {
