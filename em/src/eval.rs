@@ -1,0 +1,289 @@
+//! `entmin eval`: several decoding methods on the same problems and seeds, with
+//! accuracy and a 95% Wilson interval, mean response entropy, tokens and speed.
+//! Each method appends one JSON line per finished problem to `OUT/METHOD.jsonl`,
+//! so an interrupted run resumes without redoing finished problems.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use entmin_engine::Backend;
+use entmin_models::{generate_batch, GenerationParams, LoadedModel, Message};
+use serde::{Deserialize, Serialize};
+
+use crate::answer::{extract_answer, is_equivalent};
+use crate::dataset::Problem;
+use crate::methods::self_consistency::majority_vote;
+use crate::methods::{Method, MethodConfig};
+
+/// The instruction appended to each question (the paper's Qwen math evaluation).
+pub const INSTRUCTION: &str = "Please reason step by step, and put your final answer within \\boxed{}.";
+
+#[derive(Clone, Debug)]
+pub struct EvalOptions {
+    pub max_new_tokens: usize,
+    pub seed: u64,
+    /// Sequences generated together.
+    pub batch: usize,
+    pub out_dir: PathBuf,
+    pub system: Option<String>,
+    pub progress: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ProblemResult {
+    pub id: String,
+    pub question: String,
+    pub gold: String,
+    pub output: String,
+    pub extracted: Option<String>,
+    pub correct: bool,
+    /// Mean entropy (nats, T = 1) of the model's next-token distributions over the response.
+    pub mean_entropy: f32,
+    pub tokens: usize,
+    /// This problem's share of its batch's wall time.
+    pub seconds: f64,
+    /// Self-consistency only: (answer, votes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<(String, usize)>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct MethodSummary {
+    pub method: String,
+    pub n: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+    pub ci95: (f64, f64),
+    pub mean_entropy: f64,
+    pub mean_tokens: f64,
+    pub tokens_per_sec: f64,
+    pub wall_secs: f64,
+}
+
+/// 95% Wilson score interval for `k` successes in `n` trials.
+pub fn wilson95(k: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let (z, n, p) = (1.959_963_985, n as f64, k as f64 / n as f64);
+    let denom = 1.0 + z * z / n;
+    let center = (p + z * z / (2.0 * n)) / denom;
+    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
+    ((center - half).max(0.0), (center + half).min(1.0))
+}
+
+/// A per-problem seed that depends only on the run seed and the problem id, so
+/// every method sees the same randomness for the same problem.
+pub fn problem_seed(seed: u64, id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325 ^ seed, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+pub fn summarize(method: &str, results: &[ProblemResult]) -> MethodSummary {
+    let n = results.len();
+    let correct = results.iter().filter(|r| r.correct).count();
+    let tokens: usize = results.iter().map(|r| r.tokens).sum();
+    let secs: f64 = results.iter().map(|r| r.seconds).sum();
+    let mean =
+        |f: &dyn Fn(&ProblemResult) -> f64| if n == 0 { 0.0 } else { results.iter().map(f).sum::<f64>() / n as f64 };
+    MethodSummary {
+        method: method.to_string(),
+        n,
+        correct,
+        accuracy: if n == 0 { 0.0 } else { correct as f64 / n as f64 },
+        ci95: wilson95(correct, n),
+        mean_entropy: mean(&|r| r.mean_entropy as f64),
+        mean_tokens: mean(&|r| r.tokens as f64),
+        tokens_per_sec: if secs > 0.0 { tokens as f64 / secs } else { 0.0 },
+        wall_secs: secs,
+    }
+}
+
+/// Finished results of an earlier run; a torn last line (a kill mid-write) is dropped.
+pub fn read_results(path: &Path) -> Result<Vec<ProblemResult>> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(Vec::new()) };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(r) => out.push(r),
+            Err(_) if i + 1 == lines.len() => break,
+            Err(e) => anyhow::bail!("{} line {}: not a result line: {e}", path.display(), i + 1),
+        }
+    }
+    Ok(out)
+}
+
+fn prompt_ids<B: Backend>(lm: &LoadedModel<B>, p: &Problem, system: Option<&str>) -> Result<Vec<u32>> {
+    let mut messages = Vec::new();
+    if let Some(s) = system {
+        messages.push(Message::new("system", s));
+    }
+    messages.push(Message::new("user", &format!("{}\n{INSTRUCTION}", p.question)));
+    Ok(lm.tokenizer.encode(&lm.chat.render(&messages)?, true)?)
+}
+
+/// Run one method over `problems`, resuming from `OUT/METHOD.jsonl`; returns all results.
+pub fn run_method<B: Backend>(
+    backend: &B,
+    lm: &LoadedModel<B>,
+    problems: &[Problem],
+    config: &MethodConfig,
+    opts: &EvalOptions,
+) -> Result<Vec<ProblemResult>> {
+    std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating {}", opts.out_dir.display()))?;
+    let path = opts.out_dir.join(format!("{}.jsonl", config.method.name()));
+    let mut results = read_results(&path)?;
+    // Rewrite the file without a torn tail before appending to it.
+    let clean: String = results.iter().map(|r| serde_json::to_string(r).expect("results serialise") + "\n").collect();
+    std::fs::write(&path, clean).with_context(|| format!("writing {}", path.display()))?;
+    let done: HashSet<String> = results.iter().map(|r| r.id.clone()).collect();
+    let todo: Vec<&Problem> = problems.iter().filter(|p| !done.contains(&p.id)).collect();
+    let mut file = std::fs::OpenOptions::new().append(true).open(&path)?;
+
+    let bar = if opts.progress {
+        indicatif::ProgressBar::new(problems.len() as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix:>17} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(config.method.name());
+    bar.set_position(results.len() as u64);
+    let set_msg = |bar: &indicatif::ProgressBar, rs: &[ProblemResult]| {
+        let c = rs.iter().filter(|r| r.correct).count();
+        bar.set_message(format!("acc {:.1}% ({c}/{})", 100.0 * c as f64 / rs.len().max(1) as f64, rs.len()));
+    };
+    set_msg(&bar, &results);
+
+    let samples = if config.method == Method::SelfConsistency { config.votes } else { 1 };
+    let per_batch = (opts.batch / samples).max(1);
+    let params = GenerationParams { max_new_tokens: opts.max_new_tokens, stop_strings: Vec::new() };
+    for chunk in todo.chunks(per_batch) {
+        let mut prompts = Vec::new();
+        let mut seeds = Vec::new();
+        for p in chunk {
+            let ids = prompt_ids(lm, p, opts.system.as_deref())?;
+            let base = problem_seed(opts.seed, &p.id);
+            for j in 0..samples {
+                prompts.push(ids.clone());
+                seeds.push(base.wrapping_add(j as u64));
+            }
+        }
+        let t = Instant::now();
+        let mut picker = config.picker::<B>();
+        let gens = generate_batch(backend, lm, &prompts, &params, picker.as_mut(), &seeds, &mut |_| {})?;
+        let share = t.elapsed().as_secs_f64() / chunk.len() as f64;
+        for (p, group) in chunk.iter().zip(gens.chunks(samples)) {
+            let texts: Vec<String> = group.iter().map(|g| g.text.clone()).collect();
+            let (output, extracted, votes) = if samples > 1 {
+                let vote = majority_vote(&texts);
+                (texts[vote.representative].clone(), vote.answer, vote.tally)
+            } else {
+                (texts[0].clone(), extract_answer(&texts[0]), Vec::new())
+            };
+            let tokens: usize = group.iter().map(|g| g.tokens.len()).sum();
+            let entropy_sum: f32 = group.iter().flat_map(|g| g.entropies.iter()).sum();
+            let r = ProblemResult {
+                id: p.id.clone(),
+                question: p.question.clone(),
+                gold: p.gold.clone(),
+                correct: extracted.as_deref().is_some_and(|e| is_equivalent(e, &p.gold)),
+                output,
+                extracted,
+                mean_entropy: if tokens > 0 { entropy_sum / tokens as f32 } else { 0.0 },
+                tokens,
+                seconds: share,
+                votes,
+            };
+            file.write_all((serde_json::to_string(&r)? + "\n").as_bytes())?;
+            results.push(r);
+        }
+        file.flush()?;
+        bar.inc(chunk.len() as u64);
+        set_msg(&bar, &results);
+    }
+    bar.finish();
+    // Report in the dataset's order, limited to the requested problems.
+    let wanted: HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
+    results.retain(|r| wanted.contains(r.id.as_str()));
+    Ok(results)
+}
+
+/// The side-by-side table printed at the end of an evaluation.
+pub fn table(summaries: &[MethodSummary]) -> String {
+    let mut s = format!(
+        "{:<17} {:>5} {:>9} {:>17} {:>11} {:>11} {:>8} {:>9}\n",
+        "method", "n", "accuracy", "95% CI", "mean H", "mean tokens", "tok/s", "wall"
+    );
+    for m in summaries {
+        s += &format!(
+            "{:<17} {:>5} {:>8.1}% {:>7.1}% – {:>5.1}% {:>11.3} {:>11.1} {:>8.1} {:>8.0}s\n",
+            m.method,
+            m.n,
+            100.0 * m.accuracy,
+            100.0 * m.ci95.0,
+            100.0 * m.ci95.1,
+            m.mean_entropy,
+            m.mean_tokens,
+            m.tokens_per_sec,
+            m.wall_secs
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wilson_interval_matches_known_values() {
+        // 50/100: 40.4% – 59.6%; 0/10: 0 – 27.8%; 10/10: 72.2% – 100%.
+        let (lo, hi) = wilson95(50, 100);
+        assert!((lo - 0.4038).abs() < 1e-3 && (hi - 0.5962).abs() < 1e-3, "{lo} {hi}");
+        let (lo, hi) = wilson95(0, 10);
+        assert!(lo == 0.0 && (hi - 0.2775).abs() < 1e-3, "{hi}");
+        let (lo, hi) = wilson95(10, 10);
+        assert!((lo - 0.7225).abs() < 1e-3 && hi == 1.0, "{lo}");
+    }
+
+    #[test]
+    fn seeds_depend_on_run_seed_and_id_only() {
+        assert_eq!(problem_seed(1, "a"), problem_seed(1, "a"));
+        assert_ne!(problem_seed(1, "a"), problem_seed(2, "a"));
+        assert_ne!(problem_seed(1, "a"), problem_seed(1, "b"));
+    }
+
+    #[test]
+    fn torn_last_line_is_dropped_but_corruption_elsewhere_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("entmin-eval-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let r = ProblemResult {
+            id: "1".into(),
+            question: "q".into(),
+            gold: "2".into(),
+            output: "\\boxed{2}".into(),
+            extracted: Some("2".into()),
+            correct: true,
+            mean_entropy: 0.5,
+            tokens: 3,
+            seconds: 0.1,
+            votes: vec![],
+        };
+        let line = serde_json::to_string(&r).unwrap();
+        let p = dir.join("m.jsonl");
+        std::fs::write(&p, format!("{line}\n{}", &line[..10])).unwrap();
+        assert_eq!(read_results(&p).unwrap(), vec![r.clone()]);
+        std::fs::write(&p, format!("{}\n{line}\n", &line[..10])).unwrap();
+        assert!(read_results(&p).is_err());
+        let s = summarize("m", &[r]);
+        assert_eq!((s.n, s.correct, s.mean_tokens), (1, 1, 3.0));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
