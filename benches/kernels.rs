@@ -6,7 +6,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use entmin_engine::cpu::CpuBackend;
-use entmin_engine::{Backend, DType, Rng, SamplingParams};
+use entmin_engine::{Backend, DType, EmInfParams, Rng, SamplingParams};
 
 fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut rng = Rng::new(seed);
@@ -43,6 +43,33 @@ fn softmax_entropy(c: &mut Criterion) {
     g.finish();
 }
 
+fn em_kernels(c: &mut Criterion) {
+    let b = CpuBackend;
+    let v = 151_936;
+    let mut g = c.benchmark_group("em");
+    g.sample_size(10);
+    for rows in [1usize, 16, 256] {
+        let data = random(rows * v, 7, 8.0);
+        let t = b.upload_as(&data, &[rows, v], DType::F32).unwrap();
+        let (lse, ent) = b.softmax_entropy(&t, 1.0).unwrap();
+        let up = b.upload_as(&vec![1.0; rows], &[rows], DType::F32).unwrap();
+        // Reads the logits once and writes the gradient once.
+        g.throughput(Throughput::Bytes((2 * rows * v * 4) as u64));
+        g.bench_with_input(BenchmarkId::new("entropy_grad/V151936", rows), &t, |bench, t| {
+            bench.iter(|| b.entropy_grad(black_box(t), &lse, &ent, &up, 1.0).unwrap())
+        });
+        if rows <= 16 {
+            // Official defaults, K = 5 steps (random rows never reach δ = 0.3).
+            let p = EmInfParams::default();
+            g.throughput(Throughput::Elements(rows as u64));
+            g.bench_with_input(BenchmarkId::new("em_inf_rows/V151936_K5", rows), &t, |bench, t| {
+                bench.iter(|| b.em_inf(black_box(t), &p).unwrap())
+            });
+        }
+    }
+    g.finish();
+}
+
 fn linear(c: &mut Criterion) {
     let b = CpuBackend;
     // Qwen2.5-0.5B's MLP up-projection and SmolLM2's, plus the Qwen LM head.
@@ -53,7 +80,7 @@ fn linear(c: &mut Criterion) {
         let w = random(n * k, 2, 0.1);
         for dtype in [DType::F32, DType::BF16] {
             let wt = b.upload_as(&w, &[n, k], dtype).unwrap();
-            for m in [1usize, 4] {
+            for m in [1usize, 4, 8, 16] {
                 let x = b.upload_as(&random(m * k, 3, 1.0), &[m, k], DType::F32).unwrap();
                 g.throughput(Throughput::Bytes((n * k * dtype.size_bytes()) as u64));
                 g.bench_function(format!("{name}/{dtype}/m{m}"), |bench| {
@@ -100,5 +127,5 @@ fn sample(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, memory, softmax_entropy, linear, sample);
+criterion_group!(benches, memory, softmax_entropy, em_kernels, linear, sample);
 criterion_main!(benches);

@@ -134,3 +134,70 @@ fn bad_requests_fail_cleanly() {
         assert!(text(&out.stderr).contains("top_p"), "{}", text(&out.stderr));
     }
 }
+
+#[test]
+fn eval_runs_methods_side_by_side_and_resumes() {
+    if smollm2().is_none() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("entmin-eval-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("tiny.jsonl");
+    std::fs::write(
+        &data,
+        "{\"q\": \"What is 2+2?\", \"a\": \"4\", \"id\": \"p1\"}\n{\"q\": \"What is 3*3?\", \"a\": \"#### 9\", \"id\": \"p2\"}\n{\"q\": \"What is 10-7?\", \"a\": 3, \"id\": \"p3\"}\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let run = |limit: &str| {
+        let args = [
+            "eval",
+            "-m",
+            "smollm2-135m-instruct",
+            "--dataset",
+            data.to_str().unwrap(),
+            "--question-field",
+            "q",
+            "--answer-field",
+            "a",
+            "--methods",
+            "plain,em-inf",
+            "--limit",
+            limit,
+            "--max-new-tokens",
+            "6",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        let o = entmin(&args);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        text(&o.stdout)
+    };
+    let table = run("2");
+    assert!(table.contains("plain") && table.contains("em-inf") && table.contains("95% CI"), "{table}");
+    let first = std::fs::read_to_string(out.join("em-inf.jsonl")).unwrap();
+    assert_eq!(first.lines().count(), 2);
+    for line in first.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for field in ["id", "question", "output", "extracted", "gold", "correct", "mean_entropy", "tokens"] {
+            assert!(v.get(field).is_some(), "{field} missing in {line}");
+        }
+        assert!(v["tokens"].as_u64().unwrap() <= 6);
+    }
+    // A second run with more problems keeps the finished ones and adds only the new one.
+    run("3");
+    let second = std::fs::read_to_string(out.join("em-inf.jsonl")).unwrap();
+    assert!(second.starts_with(&first), "finished problems were redone");
+    assert_eq!(second.lines().count(), 3);
+    let golds: Vec<String> = second
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["gold"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(golds, ["4", "9", "3"], "GSM8K-style and numeric gold answers are read");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["methods"][1]["method"], "em-inf");
+    assert_eq!(summary["methods"][1]["n"], 3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -126,6 +126,7 @@ pub fn generate<B: Backend>(
 
 struct Active<'t, B: Backend> {
     cache: KvCache<B>,
+    max_new: usize,
     stream: DecodeStream<'t>,
     out: Generation,
     done: bool,
@@ -159,6 +160,7 @@ pub fn generate_batch<B: Backend>(
         let max_new = params.max_new_tokens.min(context - p.len());
         seqs.push(Active {
             cache: KvCache::new(backend, &lm.model.config, p.len() + max_new)?,
+            max_new,
             stream: DecodeStream::new(&lm.tokenizer, true),
             out: Generation {
                 prompt_tokens: p.len(),
@@ -211,7 +213,7 @@ pub fn generate_batch<B: Backend>(
                 s.out.text.truncate(cut);
                 s.out.stop = StopReason::StopString;
                 s.done = true;
-            } else if s.cache.len + 1 > s.cache.capacity {
+            } else if s.out.tokens.len() >= s.max_new {
                 s.done = true;
             } else {
                 next_tokens.push((i, pick.token));

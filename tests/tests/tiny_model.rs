@@ -85,3 +85,29 @@ fn broken_weights_are_clear_errors() {
     let err = Model::load(&CpuBackend, c.clone(), &w, DType::F32).err().expect("NaN").to_string();
     assert!(err.contains("model.norm.weight") && err.contains("non-finite") && err.contains("index 5"), "{err}");
 }
+
+#[test]
+fn batched_generation_equals_one_at_a_time() {
+    use entmin_models::generate::{generate_batch, GenerationParams, Sampler};
+    use entmin_tests::gguf_writer::tiny_model_gguf;
+    let c = config(Architecture::Llama, true);
+    let w = random_weights(&c, 14);
+    let dir = entmin_tests::scratch_dir("batch-gen");
+    let path = dir.join("tiny.gguf");
+    std::fs::write(&path, tiny_model_gguf(&c, &w).build()).unwrap();
+    let lm = entmin_models::load(&CpuBackend, &path, DType::F32).unwrap();
+    let prompts = vec![vec![5u32, 17, 96], vec![42u32], vec![7u32, 7, 7, 7, 7, 1], vec![3u32, 9]];
+    let params = GenerationParams { max_new_tokens: 12, stop_strings: vec![] };
+    let seeds = [11u64, 12, 13, 14];
+    // Greedy and sampled: each sequence's tokens must not depend on its batch mates.
+    for sampling in [entmin_engine::SamplingParams::greedy(), entmin_engine::SamplingParams::default()] {
+        let mut picker = Sampler(sampling.clone());
+        let together = generate_batch(&CpuBackend, &lm, &prompts, &params, &mut picker, &seeds, &mut |_| {}).unwrap();
+        for (i, p) in prompts.iter().enumerate() {
+            let alone =
+                generate_batch(&CpuBackend, &lm, &[p.clone()], &params, &mut picker, &[seeds[i]], &mut |_| {}).unwrap();
+            assert_eq!(together[i].tokens, alone[0].tokens, "sequence {i} ({sampling:?})");
+            assert_eq!(together[i].tokens.len(), 12, "no stop token in a byte vocabulary");
+        }
+    }
+}

@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 use entmin::engine::cpu::CpuBackend;
 use entmin::engine::{Backend, Rng, SamplingParams};
 use entmin::models::generate::row_entropies;
-use entmin::models::{KvCache, Logits};
+use entmin::models::{BatchItem, KvCache, Logits};
 use serde_json::json;
 
 use super::ModelArgs;
@@ -19,6 +19,12 @@ pub struct Args {
     /// Tokens decoded one at a time for the decode measurement.
     #[arg(long, default_value_t = 64)]
     pub new_tokens: usize,
+    /// Sequences decoded together (each gets the same prompt).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Decoding method of the decode measurement (plain = greedy; em-inf with its defaults).
+    #[arg(long, default_value = "plain")]
+    pub method: String,
     /// Print one JSON line (the shape benches/peers/hf_decode.py prints).
     #[arg(long)]
     pub json: bool,
@@ -44,23 +50,34 @@ pub fn run(a: Args) -> Result<()> {
     let sentence =
         lm.tokenizer.encode("The quick brown fox jumps over the lazy dog while the sun sets slowly. ", false)?;
     let prompt: Vec<u32> = sentence.iter().copied().cycle().take(a.prompt_tokens).collect();
-    let greedy = SamplingParams { banned: lm.banned_ids.clone(), ..SamplingParams::greedy() };
-    let mut rng = [Rng::new(0)];
+    let method = super::method_args::parse_method(&a.method)?;
+    let mut config = entmin::methods::MethodConfig::new(method);
+    config.sampling = SamplingParams { banned: lm.banned_ids.clone(), ..SamplingParams::greedy() };
+    let mut picker = config.picker::<CpuBackend>();
+    let batch = a.batch.max(1);
+    let mut rngs: Vec<Rng> = (0..batch as u64).map(Rng::new).collect();
 
     // Warm up caches, thread pool and page faults.
     let mut cache = KvCache::new(&b, c, 8)?;
     lm.model.forward(&b, &prompt[..4], &mut cache, Logits::Last)?;
     lm.model.forward(&b, &prompt[4..5], &mut cache, Logits::Last)?;
 
-    let mut cache = KvCache::new(&b, c, a.prompt_tokens + a.new_tokens)?;
+    let mut caches: Vec<KvCache<CpuBackend>> =
+        (0..batch).map(|_| KvCache::new(&b, c, a.prompt_tokens + a.new_tokens)).collect::<Result<_, _>>()?;
     let t = Instant::now();
-    let mut logits = lm.model.forward(&b, &prompt, &mut cache, Logits::Last)?;
+    let mut items: Vec<BatchItem<'_, CpuBackend>> =
+        caches.iter_mut().map(|cache| BatchItem { ids: &prompt, cache }).collect();
+    let mut logits = lm.model.forward_batch(&b, &mut items, Logits::Last)?;
+    drop(items);
     let prefill_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     for _ in 0..a.new_tokens {
+        b.mask_columns(&mut logits, &lm.banned_ids)?;
         row_entropies(&b, &logits)?;
-        let tok = b.sample(&logits, &greedy, &mut rng)?[0].token;
-        logits = lm.model.forward(&b, &[tok], &mut cache, Logits::Last)?;
+        let toks: Vec<[u32; 1]> = picker.pick(&b, &logits, &mut rngs)?.iter().map(|p| [p.token]).collect();
+        let mut items: Vec<BatchItem<'_, CpuBackend>> =
+            caches.iter_mut().zip(&toks).map(|(cache, t)| BatchItem { ids: t, cache }).collect();
+        logits = lm.model.forward_batch(&b, &mut items, Logits::Last)?;
     }
     let decode_s = t.elapsed().as_secs_f64();
     let mib = |bytes: usize| bytes as f64 / (1 << 20) as f64;
@@ -72,10 +89,12 @@ pub fn run(a: Args) -> Result<()> {
         "prompt_tokens": a.prompt_tokens,
         "new_tokens": a.new_tokens,
         "load_s": load_s,
-        "prefill_tok_s": a.prompt_tokens as f64 / prefill_s,
-        "decode_tok_s": a.new_tokens as f64 / decode_s,
+        "batch": batch,
+        "method": method.name(),
+        "prefill_tok_s": (batch * a.prompt_tokens) as f64 / prefill_s,
+        "decode_tok_s": (batch * a.new_tokens) as f64 / decode_s,
         "weights_mb": mib(lm.model.size_bytes()),
-        "kv_cache_mb": mib(cache.size_bytes()),
+        "kv_cache_mb": mib(caches.iter().map(|c| c.size_bytes()).sum()),
         "peak_rss_mb": peak_rss_mib(),
     });
     if a.json {

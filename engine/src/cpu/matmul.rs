@@ -11,7 +11,8 @@ use super::simd::{dot, vectorized, Element};
 use super::{dims2, f32_data, output, CpuStorage, CpuTensor};
 use crate::{Backend, EngineError, Result};
 
-/// At or below this many input rows the GEMV path wins (measured: benches/kernels.rs).
+/// At or below this many input rows the GEMV path wins: gemm packs the whole weight
+/// matrix on every call, which small batches cannot amortise (benches/kernels.rs).
 const GEMV_MAX_ROWS: usize = 4;
 /// Rows of w converted to f32 per gemm call when w is stored in 16 bits.
 const PANEL_ROWS: usize = 512;
@@ -69,17 +70,31 @@ fn as_f32<W: Element>(w: &[W]) -> Option<&[f32]> {
         .then(|| unsafe { std::slice::from_raw_parts(w.as_ptr() as *const f32, w.len()) })
 }
 
-/// Each task owns a block of output columns (weight rows) and computes them for all m inputs.
+/// Each task owns a block of output columns (weight rows) and computes them for all m
+/// inputs. One input row streams the weights straight into the dot product; several
+/// widen each weight row once into an f32 scratch row (in L1) and reuse it.
 fn gemv<W: Element>(x: &[f32], w: &[W], out: &mut [f32], m: usize, n: usize, k: usize) {
     const BLOCK: usize = 64;
     let mut cols = vec![0f32; m * n];
     cols.par_chunks_mut(BLOCK * m).enumerate().for_each(|(b, chunk)| {
+        let mut scratch = if m > 1 && as_f32(w).is_none() { vec![0f32; k] } else { Vec::new() };
         vectorized(|| {
             for (r, dst) in chunk.chunks_mut(m).enumerate() {
                 let row = b * BLOCK + r;
                 let wrow = &w[row * k..(row + 1) * k];
+                if m == 1 {
+                    dst[0] = dot(x, wrow);
+                    continue;
+                }
+                let wf: &[f32] = match as_f32(wrow) {
+                    Some(f) => f,
+                    None => {
+                        scratch.iter_mut().zip(wrow).for_each(|(d, s)| *d = s.to_f32());
+                        &scratch
+                    }
+                };
                 for (i, d) in dst.iter_mut().enumerate() {
-                    *d = dot(&x[i * k..(i + 1) * k], wrow);
+                    *d = dot(&x[i * k..(i + 1) * k], wf);
                 }
             }
         })
