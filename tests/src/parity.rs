@@ -33,8 +33,18 @@ pub fn rms_norm<B: Backend>(b: &B) {
 pub fn linear<B: Backend>(b: &B) {
     let mut rng = Rng::new(2);
     for dtype in [DType::F32, DType::BF16, DType::F16] {
-        for (m, n, k) in [(1, 1, 1), (1, 37, 19), (2, 70, 33), (4, 129, 64), (5, 67, 45), (33, 600, 576), (7, 1030, 17)]
-        {
+        for (m, n, k) in [
+            (1, 1, 1),
+            (1, 37, 19),
+            (2, 70, 33),
+            (4, 129, 64),
+            (5, 67, 45),
+            (33, 600, 576),
+            (7, 1030, 17),
+            (9, 131, 70),
+            (16, 67, 45),
+            (3, 3, 8),
+        ] {
             let x = random_vec(&mut rng, m * k, 1.0);
             let w = random_vec(&mut rng, n * k, 1.0);
             let bias = random_vec(&mut rng, n, 1.0);

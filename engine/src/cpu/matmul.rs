@@ -13,7 +13,7 @@ use crate::{Backend, EngineError, Result};
 
 /// At or below this many input rows the GEMV path wins: gemm packs the whole weight
 /// matrix on every call, which small batches cannot amortise (benches/kernels.rs).
-const GEMV_MAX_ROWS: usize = 4;
+const GEMV_MAX_ROWS: usize = 16;
 /// Rows of w converted to f32 per gemm call when w is stored in 16 bits.
 const PANEL_ROWS: usize = 512;
 
@@ -72,29 +72,48 @@ fn as_f32<W: Element>(w: &[W]) -> Option<&[f32]> {
 
 /// Each task owns a block of output columns (weight rows) and computes them for all m
 /// inputs. One input row streams the weights straight into the dot product; several
-/// widen each weight row once into an f32 scratch row (in L1) and reuse it.
+/// widen each group of four weight rows once into f32 scratch (in L1/L2) and run the
+/// AVX2 4×2 register tile over it (a portable dot product where AVX2 is missing).
 fn gemv<W: Element>(x: &[f32], w: &[W], out: &mut [f32], m: usize, n: usize, k: usize) {
     const BLOCK: usize = 64;
     let mut cols = vec![0f32; m * n];
+    let tiled = m > 1 && super::simd::has_avx2();
     cols.par_chunks_mut(BLOCK * m).enumerate().for_each(|(b, chunk)| {
-        let mut scratch = if m > 1 && as_f32(w).is_none() { vec![0f32; k] } else { Vec::new() };
-        vectorized(|| {
-            for (r, dst) in chunk.chunks_mut(m).enumerate() {
-                let row = b * BLOCK + r;
-                let wrow = &w[row * k..(row + 1) * k];
-                if m == 1 {
-                    dst[0] = dot(x, wrow);
-                    continue;
-                }
-                let wf: &[f32] = match as_f32(wrow) {
+        let rows = chunk.len() / m;
+        let first = b * BLOCK;
+        let mut scratch = if tiled && as_f32(w).is_none() { vec![0f32; 4 * k] } else { Vec::new() };
+        let mut done = 0;
+        if tiled {
+            let mut tile = vec![[0f32; 4]; m];
+            while done + 4 <= rows {
+                let row0 = first + done;
+                let wrows = &w[row0 * k..(row0 + 4) * k];
+                let wf: &[f32] = match as_f32(wrows) {
                     Some(f) => f,
                     None => {
-                        scratch.iter_mut().zip(wrow).for_each(|(d, s)| *d = s.to_f32());
+                        vectorized(|| scratch.iter_mut().zip(wrows).for_each(|(d, s)| *d = s.to_f32()));
                         &scratch
                     }
                 };
+                let four = [&wf[..k], &wf[k..2 * k], &wf[2 * k..3 * k], &wf[3 * k..]];
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `tiled` implies AVX2 and FMA; x holds m·k values, each weight row k.
+                unsafe {
+                    super::gemv_tile::tile4(x, k, four, &mut tile)
+                };
+                for (r, dst) in chunk[done * m..(done + 4) * m].chunks_mut(m).enumerate() {
+                    for (i, d) in dst.iter_mut().enumerate() {
+                        *d = tile[i][r];
+                    }
+                }
+                done += 4;
+            }
+        }
+        vectorized(|| {
+            for (r, dst) in chunk.chunks_mut(m).enumerate().skip(done) {
+                let wrow = &w[(first + r) * k..(first + r + 1) * k];
                 for (i, d) in dst.iter_mut().enumerate() {
-                    *d = dot(&x[i * k..(i + 1) * k], wf);
+                    *d = dot(&x[i * k..(i + 1) * k], wrow);
                 }
             }
         })

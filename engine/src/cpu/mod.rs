@@ -6,6 +6,8 @@ mod elementwise;
 mod em_inf;
 mod entropy;
 mod entropy_grad;
+#[cfg(target_arch = "x86_64")]
+mod gemv_tile;
 mod matmul;
 mod norm;
 mod rope;
