@@ -4,7 +4,9 @@
 //!
 //! Run: `cargo bench -p entmin-engine --bench kernels`. Figures: benches/RESULTS.md.
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use entmin_engine::cpu::CpuBackend;
 use entmin_engine::{Backend, DType, EmInfParams, Rng, SamplingParams};
 

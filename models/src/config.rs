@@ -179,10 +179,10 @@ impl ModelConfig {
         {
             return bad(format!("config has a zero size: {self:?}"));
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!("{} attention heads is not a multiple of {} kv heads", self.n_heads, self.n_kv_heads));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return bad(format!("head_dim {} is odd; rotary embedding needs it even", self.head_dim));
         }
         if !(self.rope_theta > 0.0 && self.rms_eps >= 0.0) {

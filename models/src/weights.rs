@@ -94,7 +94,7 @@ impl TensorSource for GgufSource<'_> {
 /// Undo llama.cpp's q/k permutation: within each head, GGUF row 2i + j holds
 /// Hugging Face row j·(head_dim/2) + i.
 pub fn unpermute_rows(data: &HostVec, heads: usize, rows: usize, cols: usize) -> Result<HostVec, String> {
-    if heads == 0 || rows % heads != 0 || (rows / heads) % 2 != 0 || data.len() != rows * cols {
+    if heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) || data.len() != rows * cols {
         return Err(format!("{rows} rows cannot be split into {heads} heads of even size"));
     }
     let head_dim = rows / heads;

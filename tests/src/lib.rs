@@ -40,11 +40,15 @@ pub fn entmin_home() -> PathBuf {
 /// A cached catalog model, or None (with a message) when absent. With
 /// ENTMIN_REQUIRE_ASSETS=1 (set by the test script) absence is a failure.
 pub fn cached_model(name: &str) -> Option<PathBuf> {
-    let path = entmin_home().join("models").join(name).join("model.gguf");
+    require_asset(entmin_home().join("models").join(name).join("model.gguf"))
+}
+
+/// `path` if it exists; else None with a skip message, or a panic under ENTMIN_REQUIRE_ASSETS=1.
+pub fn require_asset(path: PathBuf) -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
-    let msg = format!("{} missing: run `scripts/fetch-test-assets.sh` (or `entmin pull {name}`)", path.display());
+    let msg = format!("{} missing: run `scripts/test.sh` (it fetches the models and test assets)", path.display());
     if std::env::var("ENTMIN_REQUIRE_ASSETS").as_deref() == Ok("1") {
         panic!("{msg}");
     }

@@ -104,8 +104,16 @@ fn batched_generation_equals_one_at_a_time() {
         let mut picker = Sampler(sampling.clone());
         let together = generate_batch(&CpuBackend, &lm, &prompts, &params, &mut picker, &seeds, &mut |_| {}).unwrap();
         for (i, p) in prompts.iter().enumerate() {
-            let alone =
-                generate_batch(&CpuBackend, &lm, &[p.clone()], &params, &mut picker, &[seeds[i]], &mut |_| {}).unwrap();
+            let alone = generate_batch(
+                &CpuBackend,
+                &lm,
+                std::slice::from_ref(p),
+                &params,
+                &mut picker,
+                &[seeds[i]],
+                &mut |_| {},
+            )
+            .unwrap();
             assert_eq!(together[i].tokens, alone[0].tokens, "sequence {i} ({sampling:?})");
             assert_eq!(together[i].tokens.len(), 12, "no stop token in a byte vocabulary");
         }

@@ -5,26 +5,12 @@
 //! (`scripts/fetch-test-assets.sh`). Missing assets skip the test, or fail it under
 //! ENTMIN_REQUIRE_ASSETS=1.
 
-use std::path::PathBuf;
-
 use entmin_models::gguf::GgufFile;
 use entmin_models::tokenizer::{DecodeStream, Tokenizer};
-use entmin_tests::{cached_model, entmin_home, reference_path};
+use entmin_tests::{cached_model, entmin_home, reference_path, require_asset};
 
 const QWEN: &str = "qwen2.5-coder-0.5b-instruct";
 const SMOL: &str = "smollm2-135m-instruct";
-
-fn asset(path: PathBuf) -> Option<PathBuf> {
-    if path.exists() {
-        return Some(path);
-    }
-    let msg = format!("{} missing: run `scripts/fetch-test-assets.sh`", path.display());
-    if std::env::var("ENTMIN_REQUIRE_ASSETS").as_deref() == Ok("1") {
-        panic!("{msg}");
-    }
-    eprintln!("skipped: {msg}");
-    None
-}
 
 fn gguf_tokenizer(name: &str) -> Option<Tokenizer> {
     let file = GgufFile::open(cached_model(name)?).unwrap();
@@ -174,7 +160,7 @@ fn texts() -> Vec<String> {
 
 #[test]
 fn qwen_gguf_matches_real_tokenizer() {
-    let Some(json) = asset(entmin_home().join("testdata/qwen3-tokenizer.json")) else { return };
+    let Some(json) = require_asset(entmin_home().join("testdata/qwen3-tokenizer.json")) else { return };
     let Some(gguf) = gguf_tokenizer(QWEN) else { return };
     let real = Tokenizer::from_file(&json).unwrap();
 

@@ -88,15 +88,11 @@ pub fn run(a: Args) -> Result<()> {
     }
     if a.show_entropy {
         eprintln!(
-            "entropy: {}<0.3{} {}<1.0{} {}<2.0{} {}≥2.0 nats{}",
+            "entropy: {}<0.3\x1b[0m {}<1.0\x1b[0m {}<2.0\x1b[0m {}≥2.0 nats\x1b[0m",
             entropy_colour(0.0),
-            "\x1b[0m",
             entropy_colour(0.5),
-            "\x1b[0m",
             entropy_colour(1.5),
-            "\x1b[0m",
-            entropy_colour(3.0),
-            "\x1b[0m"
+            entropy_colour(3.0)
         );
     }
     let mut stdout = std::io::stdout().lock();

@@ -9,7 +9,7 @@ use crate::{EngineError, Result};
 
 pub fn rope(x: &mut CpuTensor, head_dim: usize, positions: &[u32], theta: f32) -> Result<()> {
     let (rows, cols) = dims2("rope", x)?;
-    if head_dim == 0 || head_dim % 2 != 0 || cols % head_dim != 0 {
+    if head_dim == 0 || !head_dim.is_multiple_of(2) || cols % head_dim != 0 {
         return Err(EngineError::shape("rope", format!("head_dim {head_dim} must be even and divide {cols}")));
     }
     if positions.len() != rows {

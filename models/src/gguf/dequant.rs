@@ -210,7 +210,7 @@ impl GgmlType {
     /// of [`block_elements`](Self::block_elements) or the size overflows.
     pub fn byte_len(self, n_elements: usize) -> Option<usize> {
         let be = self.block_elements();
-        if n_elements % be != 0 {
+        if !n_elements.is_multiple_of(be) {
             return None;
         }
         (n_elements / be).checked_mul(self.block_bytes())
@@ -270,7 +270,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<(), Deq
     let f = row_fn(ty).ok_or(DequantError::Unsupported(ty))?;
     let n = out.len();
     let (be, bb) = (ty.block_elements(), ty.block_bytes());
-    if n % be != 0 {
+    if !n.is_multiple_of(be) {
         return Err(DequantError::NotBlockMultiple { ty, n, block: be });
     }
     // Cannot overflow for supported types (at most 4 bytes per element, and
@@ -411,7 +411,7 @@ mod tests {
     }
 
     fn unhex(s: &str) -> Vec<u8> {
-        assert!(s.len() % 2 == 0);
+        assert!(s.len().is_multiple_of(2));
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
     }
 
