@@ -58,13 +58,11 @@ pub fn softmax_entropy_row<E: Element>(row: &[E], inv_temperature: f32) -> (f32,
     let mut buf = [0f32; BLOCK];
     for block in row.chunks(BLOCK) {
         let xs = &mut buf[..block.len()];
-        let mut bmax = [f32::NEG_INFINITY; LANES];
-        for (i, (x, z)) in xs.iter_mut().zip(block).enumerate() {
+        for (x, z) in xs.iter_mut().zip(block) {
             *x = z.to_f32() * inv_temperature;
-            // `max` ignores NaN, so NaN is caught below through the sums instead.
-            bmax[i % LANES] = bmax[i % LANES].max(*x);
         }
-        let block_max = bmax.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        // `max` ignores NaN, so NaN is caught below through the sums instead.
+        let block_max = lane_max(xs);
         if block_max == f32::NEG_INFINITY {
             if xs.iter().any(|x| x.is_nan()) {
                 return (f32::NAN, f32::NAN);
@@ -74,20 +72,52 @@ pub fn softmax_entropy_row<E: Element>(row: &[E], inv_temperature: f32) -> (f32,
         if block_max > st.m {
             st.rescale(block_max);
         }
-        let m = st.m;
-        let mut s = [0f32; LANES];
-        let mut t = [0f32; LANES];
-        for (i, &x) in xs.iter().enumerate() {
-            let d = x - m;
-            // d is −inf for masked logits: exp_f32 gives 0 and the select keeps 0·(−inf) out of t′.
-            let e = exp_f32(d);
-            s[i % LANES] += e;
-            t[i % LANES] += if e > 0.0 { e * d } else { 0.0 };
-        }
-        st.s += s.iter().sum::<f32>();
-        st.t += t.iter().sum::<f32>();
+        let (s, t) = exp_sums(xs, st.m);
+        st.s += s;
+        st.t += t;
     }
     st.finish()
+}
+
+/// Largest element, with LANES independent maxima so the loop vectorises.
+#[inline(always)]
+fn lane_max(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            acc[l] = acc[l].max(c[l]);
+        }
+    }
+    chunks.remainder().iter().fold(acc.iter().copied().fold(f32::NEG_INFINITY, f32::max), |m, &x| m.max(x))
+}
+
+/// (Σ e^{x−m}, Σ e^{x−m}(x−m)); masked logits (x = −inf) contribute 0 to both,
+/// never 0·(−inf).
+#[inline(always)]
+fn exp_sums(xs: &[f32], m: f32) -> (f32, f32) {
+    let term = |x: f32| {
+        let d = x - m;
+        let e = exp_f32(d);
+        (e, if e > 0.0 { e * d } else { 0.0 })
+    };
+    let mut s = [0f32; LANES];
+    let mut t = [0f32; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            let (e, et) = term(c[l]);
+            s[l] += e;
+            t[l] += et;
+        }
+    }
+    let (mut s_sum, mut t_sum) = (s.iter().sum::<f32>(), t.iter().sum::<f32>());
+    for &x in chunks.remainder() {
+        let (e, et) = term(x);
+        s_sum += e;
+        t_sum += et;
+    }
+    (s_sum, t_sum)
 }
 
 pub fn softmax_entropy(logits: &CpuTensor, inv_temperature: f32) -> Result<(CpuTensor, CpuTensor)> {
