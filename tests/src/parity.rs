@@ -243,8 +243,22 @@ pub fn sample<B: Backend>(b: &B) {
         let want = if tok < 3 { p[tok as usize] / kept } else { 0.0 };
         assert!((freq - want).abs() < 0.03, "token {tok}: frequency {freq:.3} vs {want:.3}");
     }
+    // Plain sampling (no filter) follows softmax(z / T) over every finite token.
+    let plain = SamplingParams { temperature: 0.8, ..Default::default() };
+    let mut r = vec![Rng::new(10)];
+    let draws: Vec<u32> = (0..4000).map(|_| b.sample(&ts, &plain, &mut r).unwrap()[0].token).collect();
+    for tok in 0..5u32 {
+        let freq = draws.iter().filter(|&&x| x == tok).count() as f64 / draws.len() as f64;
+        assert!(
+            (freq - p[tok as usize] / total).abs() < 0.03,
+            "plain token {tok}: {freq:.3} vs {:.3}",
+            p[tok as usize] / total
+        );
+    }
     let nan = upload(b, &[0.0, f32::NAN], &[1, 2]);
     assert!(b.sample(&nan, &SamplingParams::default(), &mut [Rng::new(0)]).is_err(), "NaN logits must be an error");
+    let inf = upload(b, &[0.0, f32::INFINITY], &[1, 2]);
+    assert!(b.sample(&inf, &SamplingParams::greedy(), &mut [Rng::new(0)]).is_err(), "+inf logits must be an error");
     let masked = upload(b, &[f32::NEG_INFINITY; 3], &[1, 3]);
     assert!(b.sample(&masked, &SamplingParams::default(), &mut [Rng::new(0)]).is_err());
 }

@@ -1,9 +1,15 @@
 //! Token sampling on the host: banned ids, temperature, top-k, top-p, min-p, then
-//! an inverse-CDF draw in f64. Top-k / top-p never sort the whole vocabulary:
-//! candidates are found by selection and only the short head is sorted.
+//! an inverse-CDF draw in f64. The log-sum-exp comes from the vectorised
+//! softmax-entropy pass; plain sampling walks the row once; top-k / top-p never
+//! sort the whole vocabulary: candidates are found by selection and only the
+//! short head is sorted.
+
+use std::borrow::Cow;
 
 use rayon::prelude::*;
 
+use super::entropy::softmax_entropy_row;
+use super::simd::vectorized;
 use super::{dims2, f32_data, CpuTensor};
 use crate::{EngineError, Result, Rng, SampleOutcome, SamplingParams};
 
@@ -24,30 +30,56 @@ pub fn sample(logits: &CpuTensor, params: &SamplingParams, rngs: &mut [Rng]) -> 
 }
 
 fn sample_row(row: &[f32], params: &SamplingParams, rng: &mut Rng) -> Result<SampleOutcome, &'static str> {
-    let mut z: Vec<f32> = row.to_vec();
-    for &b in &params.banned {
-        if let Some(v) = z.get_mut(b as usize) {
-            *v = f32::NEG_INFINITY;
+    let z: Cow<'_, [f32]> = if params.banned.is_empty() {
+        Cow::Borrowed(row)
+    } else {
+        let mut z = row.to_vec();
+        for &b in &params.banned {
+            if let Some(v) = z.get_mut(b as usize) {
+                *v = f32::NEG_INFINITY;
+            }
         }
-    }
-    if z.iter().any(|v| v.is_nan()) {
-        return Err("NaN");
+        Cow::Owned(z)
+    };
+    let z: &[f32] = &z;
+    if z.is_empty() {
+        return Err("an empty row");
     }
     let temperature = if params.temperature == 0.0 { 1.0 } else { params.temperature };
-    let inv_t = 1.0 / temperature as f64;
-    let (best, &max) = z.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).ok_or("an empty row")?;
-    if max == f32::NEG_INFINITY {
+    // One vectorised pass: lse of z/T; NaN or +inf anywhere makes it NaN.
+    let (lse32, h) = vectorized(|| softmax_entropy_row(z, 1.0 / temperature));
+    if lse32.is_nan() || h.is_nan() {
+        return Err("NaN or +inf");
+    }
+    if lse32 == f32::NEG_INFINITY {
         return Err("every token masked or −inf");
     }
-    if max == f32::INFINITY {
-        return Err("+inf");
-    }
-    let max = max as f64;
-    let lse = max * inv_t + z.iter().map(|&v| ((v as f64 - max) * inv_t).exp()).sum::<f64>().ln();
+    let inv_t = 1.0 / temperature as f64;
+    let lse = lse32 as f64;
     let logprob = |i: usize| (z[i] as f64 * inv_t - lse) as f32;
     if params.temperature == 0.0 {
+        let best = argmax(z);
         return Ok(SampleOutcome { token: best as u32, logprob: logprob(best) });
     }
+    if params.top_k == 0 && params.top_p >= 1.0 && params.min_p == 0.0 {
+        // Inverse CDF over the whole row in id order, stopping at the drawn token.
+        let u = rng.next_f64();
+        let mut acc = 0.0f64;
+        let mut last = 0;
+        for (i, &x) in z.iter().enumerate() {
+            if x == f32::NEG_INFINITY {
+                continue;
+            }
+            acc += (x as f64 * inv_t - lse).exp();
+            last = i;
+            if u < acc {
+                return Ok(SampleOutcome { token: i as u32, logprob: logprob(i) });
+            }
+        }
+        // Rounding left u just above the total: the last finite token.
+        return Ok(SampleOutcome { token: last as u32, logprob: logprob(last) });
+    }
+    let max = z[argmax(z)] as f64;
     let weight = |i: u32| ((z[i as usize] as f64 - max) * inv_t).exp();
     let by_logit = |a: &u32, b: &u32| z[*b as usize].total_cmp(&z[*a as usize]).then(a.cmp(b));
     let finite: Vec<u32> = (0..z.len() as u32).filter(|&i| z[i as usize] > f32::NEG_INFINITY).collect();
@@ -56,7 +88,8 @@ fn sample_row(row: &[f32], params: &SamplingParams, rng: &mut Rng) -> Result<Sam
     let cands: Vec<u32> = if params.top_k > 0 {
         top_sorted(finite, params.top_k, by_logit)
     } else if params.top_p < 1.0 {
-        let total: f64 = finite.iter().map(|&i| weight(i)).sum();
+        // Σ e^{(z−max)/T} = e^{lse − max/T}.
+        let total = (lse - max * inv_t).exp();
         let mut want = 256;
         loop {
             let head = top_sorted(finite.clone(), want, by_logit);
@@ -104,4 +137,15 @@ fn top_sorted(mut ids: Vec<u32>, k: usize, cmp: impl Fn(&u32, &u32) -> std::cmp:
     }
     ids.sort_unstable_by(cmp);
     ids
+}
+
+/// Index of the largest logit (the first, on ties).
+fn argmax(z: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in z.iter().enumerate() {
+        if x > z[best] {
+            best = i;
+        }
+    }
+    best
 }
