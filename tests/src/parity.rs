@@ -359,6 +359,19 @@ pub fn em_inf<B: Backend>(b: &B) {
             }
         }
     }
+    // 16-bit logits: the op widens them; the result is the f32 run on the rounded values.
+    let row = random_vec(&mut rng, 1000, 4.0);
+    for dtype in [DType::BF16, DType::F16] {
+        let (out, stats) = b.em_inf(&b.upload_as(&row, &[1, 1000], dtype).unwrap(), &math_eval).unwrap();
+        let (want, want_stats) = b.em_inf(&upload(b, &rounded(&row, dtype), &[1, 1000]), &math_eval).unwrap();
+        assert_eq!(stats, want_stats, "em_inf {dtype}");
+        assert_eq!(b.to_host_f32(&out).unwrap(), b.to_host_f32(&want).unwrap(), "em_inf {dtype}");
+        let g = b.sample(&b.upload_as(&row, &[1, 1000], dtype).unwrap(), &SamplingParams::greedy(), &mut [Rng::new(0)]);
+        let r = rounded(&row, dtype);
+        // bf16 rounding makes ties: the first maximal id wins.
+        let want_tok = (0..1000).fold(0, |best, i| if r[i] > r[best] { i } else { best });
+        assert_eq!(g.unwrap()[0].token as usize, want_tok, "greedy on {dtype} logits");
+    }
     let all_masked = upload(b, &[f32::NEG_INFINITY; 4], &[1, 4]);
     let (out, stats) = b.em_inf(&all_masked, &official).unwrap();
     assert_eq!(stats[0].steps, 0);

@@ -11,13 +11,15 @@ use rayon::prelude::*;
 
 use super::entropy::softmax_entropy_row;
 use super::simd::{exp_f32, vectorized, LANES};
-use super::{dims2, f32_data, output, CpuTensor};
+use super::{dims2, output, CpuTensor};
+use crate::Backend;
 use crate::{EmInfParams, EmInfRowStats, EngineError, Result};
 
 pub fn em_inf(logits: &CpuTensor, params: &EmInfParams) -> Result<(CpuTensor, Vec<EmInfRowStats>)> {
     params.validate()?;
     let (rows, cols) = dims2("em_inf", logits)?;
-    let mut z = f32_data("em_inf", logits)?.to_vec();
+    // z′ is f32 whatever the logits' storage; 16-bit logits are widened once here.
+    let mut z = super::CpuBackend.to_host_f32(logits)?;
     let stats: Vec<Result<EmInfRowStats, EngineError>> = z
         .par_chunks_mut(cols.max(1))
         .enumerate()

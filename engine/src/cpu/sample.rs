@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use super::entropy::softmax_entropy_row;
 use super::simd::vectorized;
 use super::{dims2, f32_data, CpuTensor};
+use crate::Backend;
 use crate::{EngineError, Result, Rng, SampleOutcome, SamplingParams};
 
 pub fn sample(logits: &CpuTensor, params: &SamplingParams, rngs: &mut [Rng]) -> Result<Vec<SampleOutcome>> {
@@ -19,7 +20,14 @@ pub fn sample(logits: &CpuTensor, params: &SamplingParams, rngs: &mut [Rng]) -> 
     if rngs.len() != rows {
         return Err(EngineError::shape("sample", format!("{} generators for {rows} rows", rngs.len())));
     }
-    let data = f32_data("sample", logits)?;
+    let widened;
+    let data: &[f32] = match f32_data("sample", logits) {
+        Ok(d) => d,
+        Err(_) => {
+            widened = super::CpuBackend.to_host_f32(logits)?;
+            &widened
+        }
+    };
     rngs.par_iter_mut()
         .enumerate()
         .map(|(r, rng)| {
