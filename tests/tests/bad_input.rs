@@ -139,3 +139,40 @@ fn hf_folder_round_trip_and_broken_safetensors() {
     let e = load_err(&folder);
     assert!(e.contains("model.safetensors") && e.contains("missing tensor model.layers.2."), "{e}");
 }
+
+#[test]
+fn sharded_safetensors_folder_loads() {
+    use safetensors::SafeTensors;
+    let dir = scratch_dir("sharded");
+    let c = config(Architecture::Llama, false);
+    let w = random_weights(&c, 24);
+    let gguf = write(&dir, "tiny.gguf", &tiny_model_gguf(&c, &w).build());
+    let lm = load(&CpuBackend, &gguf, DType::F32).unwrap();
+    let folder = dir.join("hf");
+    save_hf_folder(&CpuBackend, &lm, &folder, DType::F32).unwrap();
+    // Split model.safetensors into two shards named by model.safetensors.index.json.
+    let single = std::fs::read(folder.join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&single).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    names.sort();
+    let mut weight_map = serde_json::Map::new();
+    for (shard, part) in names.chunks(names.len() / 2 + 1).enumerate() {
+        let file = format!("model-{:05}-of-00002.safetensors", shard + 1);
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> =
+            part.iter().map(|n| (n.clone(), st.tensor(n).unwrap())).collect();
+        safetensors::serialize_to_file(views, None, &folder.join(&file)).unwrap();
+        part.iter().for_each(|n| {
+            weight_map.insert(n.clone(), serde_json::Value::String(file.clone()));
+        });
+    }
+    std::fs::remove_file(folder.join("model.safetensors")).unwrap();
+    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+    std::fs::write(folder.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let sharded = load(&CpuBackend, &folder, DType::F32).unwrap();
+    let ids = [4u32, 8, 15, 16, 23, 42];
+    let logits = |m: &entmin_models::LoadedModel<CpuBackend>| {
+        let mut cache = KvCache::new(&CpuBackend, &c, ids.len()).unwrap();
+        CpuBackend.to_host_f32(&m.model.forward(&CpuBackend, &ids, &mut cache, Logits::All).unwrap()).unwrap()
+    };
+    assert_eq!(logits(&lm), logits(&sharded), "two shards load to the same model");
+}
