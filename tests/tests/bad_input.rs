@@ -16,6 +16,12 @@ fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::path::PathBuf 
     p
 }
 
+/// Logits at every position of `ids`, from a fresh cache.
+fn all_logits(m: &entmin_models::LoadedModel<CpuBackend>, ids: &[u32]) -> Vec<f32> {
+    let mut cache = KvCache::new(&CpuBackend, &m.model.config, ids.len()).unwrap();
+    CpuBackend.to_host_f32(&m.model.forward(&CpuBackend, ids, &mut cache, Logits::All).unwrap()).unwrap()
+}
+
 fn load_err(path: &std::path::Path) -> String {
     match load(&CpuBackend, path, DType::F32) {
         Ok(_) => panic!("{} loaded but should not", path.display()),
@@ -120,11 +126,11 @@ fn hf_folder_round_trip_and_broken_safetensors() {
     let back = load(&CpuBackend, &folder, DType::BF16).unwrap();
     assert_eq!(back.model.config, c);
     let ids = [1u32, 50, 96];
-    let logits = |m: &entmin_models::LoadedModel<CpuBackend>| {
-        let mut cache = KvCache::new(&CpuBackend, &c, ids.len()).unwrap();
-        CpuBackend.to_host_f32(&m.model.forward(&CpuBackend, &ids, &mut cache, Logits::All).unwrap()).unwrap()
-    };
-    assert_eq!(logits(&lm), logits(&back), "bf16 weights survive the safetensors round trip exactly");
+    assert_eq!(
+        all_logits(&lm, &ids),
+        all_logits(&back, &ids),
+        "bf16 weights survive the safetensors round trip exactly"
+    );
 
     let st = folder.join("model.safetensors");
     let bytes = std::fs::read(&st).unwrap();
@@ -170,9 +176,5 @@ fn sharded_safetensors_folder_loads() {
     std::fs::write(folder.join("model.safetensors.index.json"), index.to_string()).unwrap();
     let sharded = load(&CpuBackend, &folder, DType::F32).unwrap();
     let ids = [4u32, 8, 15, 16, 23, 42];
-    let logits = |m: &entmin_models::LoadedModel<CpuBackend>| {
-        let mut cache = KvCache::new(&CpuBackend, &c, ids.len()).unwrap();
-        CpuBackend.to_host_f32(&m.model.forward(&CpuBackend, &ids, &mut cache, Logits::All).unwrap()).unwrap()
-    };
-    assert_eq!(logits(&lm), logits(&sharded), "two shards load to the same model");
+    assert_eq!(all_logits(&lm, &ids), all_logits(&sharded, &ids), "two shards load to the same model");
 }

@@ -28,7 +28,7 @@ pub fn em_inf(logits: &CpuTensor, params: &EmInfParams) -> Result<(CpuTensor, Ve
         })
         .collect();
     let stats = stats.into_iter().collect::<Result<Vec<_>>>()?;
-    Ok((output(z, &[rows, cols]), stats[..rows.min(stats.len())].to_vec()))
+    Ok((output(z, &[rows, cols]), stats))
 }
 
 thread_local! {
