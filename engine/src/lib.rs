@@ -12,6 +12,8 @@ mod error;
 pub mod reference;
 mod sampling;
 mod tensor;
+#[cfg(feature = "wgpu")]
+pub mod wgpu;
 
 pub use backend::{AttentionShape, Backend, Capabilities};
 pub use dtype::{DType, HostData, HostVec};

@@ -1,7 +1,31 @@
 //! GPU kernel sources of entmin, kept as plain files so they can be read, linted
-//! and compiled on their own: `kernels/cuda/*.cu` (compiled at run time with NVRTC)
-//! and `kernels/wgsl/*.wgsl` (wgpu shader modules), embedded here with
-//! `include_str!` and exposed as named constants.
-//!
-//! Empty so far: the CUDA and wgpu backends are later issues. The CPU backend's
-//! kernels live in `engine/src/cpu/`, one file per op.
+//! and compiled on their own: `kernels/wgsl/*.wgsl` (wgpu shader modules, composed
+//! and compiled at run time by `entmin_engine::wgpu`) and, later, `kernels/cuda/*.cu`.
+//! The CPU backend's kernels live in `engine/src/cpu/`, one file per op.
+
+/// WGSL sources. A kernel is compiled as `COMMON` + one reduction prelude
+/// (`REDUCE_SUBGROUP` or `REDUCE_SHARED`) + optionally a `LOAD_*` prelude for the
+/// dtype of binding 0 + optionally `ONLINE` + the kernel.
+pub mod wgsl {
+    pub const COMMON: &str = include_str!("../wgsl/common.wgsl");
+    pub const REDUCE_SUBGROUP: &str = include_str!("../wgsl/reduce_subgroup.wgsl");
+    pub const REDUCE_SHARED: &str = include_str!("../wgsl/reduce_shared.wgsl");
+    pub const LOAD_F32: &str = include_str!("../wgsl/load_f32.wgsl");
+    pub const LOAD_F16: &str = include_str!("../wgsl/load_f16.wgsl");
+    pub const LOAD_BF16: &str = include_str!("../wgsl/load_bf16.wgsl");
+    pub const ONLINE: &str = include_str!("../wgsl/online.wgsl");
+
+    pub const EMBEDDING: &str = include_str!("../wgsl/embedding.wgsl");
+    pub const RMS_NORM: &str = include_str!("../wgsl/rms_norm.wgsl");
+    pub const GEMV: &str = include_str!("../wgsl/gemv.wgsl");
+    pub const MATMUL: &str = include_str!("../wgsl/matmul.wgsl");
+    pub const ROPE: &str = include_str!("../wgsl/rope.wgsl");
+    pub const ATTENTION: &str = include_str!("../wgsl/attention.wgsl");
+    pub const SILU_MUL: &str = include_str!("../wgsl/silu_mul.wgsl");
+    pub const ADD: &str = include_str!("../wgsl/add.wgsl");
+    pub const MASK_COLUMNS: &str = include_str!("../wgsl/mask_columns.wgsl");
+    pub const SOFTMAX_ENTROPY: &str = include_str!("../wgsl/softmax_entropy.wgsl");
+    pub const ENTROPY_GRAD: &str = include_str!("../wgsl/entropy_grad.wgsl");
+    pub const EM_INF: &str = include_str!("../wgsl/em_inf.wgsl");
+    pub const SAMPLE: &str = include_str!("../wgsl/sample.wgsl");
+}

@@ -68,3 +68,34 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The wgpu backend on each reduction path the adapter offers: ("subgroup", …) when
+/// it has subgroups, and ("shared", …) with the workgroup-memory fallback forced.
+/// Empty, with a skip message, when there is no adapter; a panic instead under
+/// ENTMIN_REQUIRE_WGPU=1, which also requires the subgroup path.
+pub fn wgpu_backends() -> &'static [(&'static str, entmin_engine::wgpu::WgpuBackend)] {
+    use entmin_engine::wgpu::{WgpuBackend, WgpuOptions};
+    static BACKENDS: std::sync::OnceLock<Vec<(&'static str, WgpuBackend)>> = std::sync::OnceLock::new();
+    BACKENDS.get_or_init(|| {
+        let required = std::env::var("ENTMIN_REQUIRE_WGPU").as_deref() == Ok("1");
+        let default = match WgpuBackend::new() {
+            Ok(b) => b,
+            Err(e) if required => panic!("ENTMIN_REQUIRE_WGPU=1 but {e}"),
+            Err(e) => {
+                eprintln!("skipping wgpu tests: {e}");
+                return Vec::new();
+            }
+        };
+        if required {
+            assert!(default.uses_subgroups(), "ENTMIN_REQUIRE_WGPU=1 but the adapter has no SUBGROUP feature");
+        }
+        let shared = WgpuBackend::with_options(&WgpuOptions { force_shared_reductions: true })
+            .expect("a second device on the same adapter");
+        let mut v = Vec::new();
+        if default.uses_subgroups() {
+            v.push(("subgroup", default));
+        }
+        v.push(("shared", shared));
+        v
+    })
+}

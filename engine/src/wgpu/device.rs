@@ -1,0 +1,376 @@
+//! The wgpu device behind the backend: adapter choice, limits and features queried
+//! from the adapter, compiled pipelines cached per (kernel, dtype), and one pending
+//! command encoder that every op records into. Work is submitted only when the host
+//! needs a result (a read-back) or the encoder grows long, so a forward pass is a
+//! handful of submissions, not one per op.
+
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use super::kernels::Kernel;
+use crate::{DType, EngineError, Result};
+
+/// Passes recorded before the encoder is submitted even without a read-back.
+const MAX_PENDING_PASSES: usize = 256;
+
+/// How to open the device.
+#[derive(Clone, Debug, Default)]
+pub struct WgpuOptions {
+    /// Use workgroup-memory reductions even when the adapter has subgroups (the
+    /// fallback path, forced in tests so that both are exercised).
+    pub force_shared_reductions: bool,
+}
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub subgroups: bool,
+    /// A one-word buffer bound where a kernel's optional input is absent.
+    pub dummy: wgpu::Buffer,
+    pipelines: Mutex<HashMap<(Kernel, DType), wgpu::ComputePipeline>>,
+    pending: Mutex<Pending>,
+    /// Validation or out-of-memory errors wgpu reports outside an error scope,
+    /// surfaced at the next read-back instead of panicking.
+    device_error: Arc<Mutex<Option<String>>>,
+}
+
+#[derive(Default)]
+struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    passes: usize,
+}
+
+/// A storage binding: a whole buffer or a byte range of it.
+#[derive(Clone, Copy)]
+pub struct Binding<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl<'a> Binding<'a> {
+    pub fn whole(buffer: &'a wgpu::Buffer) -> Self {
+        Binding { buffer, offset: 0, size: buffer.size() }
+    }
+
+    /// Bytes `start..start + len` (the length rounded up to whole words, as bindings must be).
+    pub fn range(buffer: &'a wgpu::Buffer, start: u64, len: u64) -> Self {
+        Binding { buffer, offset: start, size: len.div_ceil(4).max(1) * 4 }
+    }
+}
+
+fn unavailable(reason: impl Into<String>) -> EngineError {
+    EngineError::Unavailable { backend: "wgpu", reason: reason.into() }
+}
+
+impl Gpu {
+    pub fn open(options: &WgpuOptions) -> Result<Gpu> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            force_fallback_adapter: false,
+            compatible_surface: None,
+            apply_limit_buckets: false,
+        }))
+        .map_err(|e| {
+            unavailable(format!(
+                "no GPU adapter found ({e}); on Linux install a Vulkan driver, e.g. mesa-vulkan-drivers"
+            ))
+        })?;
+        let info = adapter.get_info();
+        let adapter_features = adapter.features();
+        let subgroups = adapter_features.contains(wgpu::Features::SUBGROUP) && !options.force_shared_reductions;
+        let mut features = wgpu::Features::empty();
+        for wanted in [wgpu::Features::SUBGROUP, wgpu::Features::TIMESTAMP_QUERY] {
+            if adapter_features.contains(wanted) {
+                features |= wanted;
+            }
+        }
+        // Ask for everything the adapter offers: limits such as the storage binding size
+        // are the adapter's, never hard-coded.
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("entmin"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| unavailable(format!("could not open {}: {e}", info.name)))?;
+        let device_error = Arc::new(Mutex::new(None));
+        let sink = device_error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().expect("error sink").get_or_insert_with(|| e.to_string());
+        }));
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("absent input"),
+            size: 4,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(Gpu {
+            dummy,
+            device,
+            queue,
+            info,
+            limits,
+            subgroups,
+            pipelines: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Pending::default()),
+            device_error,
+        })
+    }
+
+    /// The pipeline of `kernel` for binding-0 dtype `dtype`, compiled on first use.
+    fn pipeline(&self, kernel: Kernel, dtype: DType) -> Result<wgpu::ComputePipeline> {
+        let dtype = if kernel.reads_any_dtype() { dtype } else { DType::F32 };
+        let mut cache = self.pipelines.lock().expect("pipeline cache");
+        if let Some(p) = cache.get(&(kernel, dtype)) {
+            return Ok(p.clone());
+        }
+        let source = kernel.source(dtype, self.subgroups);
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(kernel.name()),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.name()),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(EngineError::invalid(
+                "wgpu",
+                format!("kernel {} ({dtype}) failed to compile: {e}", kernel.name()),
+            ));
+        }
+        cache.insert((kernel, dtype), pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Compile every kernel for every dtype now (errors surface here, not mid-generation).
+    pub fn compile_all(&self) -> Result<()> {
+        for kernel in Kernel::ALL {
+            for dtype in [DType::F32, DType::F16, DType::BF16] {
+                self.pipeline(kernel, dtype)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn storage_buffer(&self, bytes: u64) -> Result<wgpu::Buffer> {
+        self.check_size(bytes)?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: padded(bytes),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        }))
+    }
+
+    pub fn storage_buffer_with(&self, data: &[u8]) -> Result<wgpu::Buffer> {
+        self.check_size(data.len() as u64)?;
+        let mut contents = data.to_vec();
+        contents.resize(padded(data.len() as u64) as usize, 0);
+        Ok(self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: &contents,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        }))
+    }
+
+    fn check_size(&self, bytes: u64) -> Result<()> {
+        if bytes > self.limits.max_buffer_size {
+            return Err(EngineError::invalid(
+                "wgpu",
+                format!(
+                    "a {bytes}-byte tensor exceeds the adapter's largest buffer ({} bytes)",
+                    self.limits.max_buffer_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Record one dispatch of `kernel`: storage `bindings` at 0, 1, … and `params` (u32
+    /// words, f32 as bits) as the uniform right after them, over `groups` workgroups
+    /// spread across x and y.
+    pub fn dispatch(
+        &self,
+        kernel: Kernel,
+        dtype: DType,
+        bindings: &[Binding<'_>],
+        params: &[u32],
+        groups: usize,
+    ) -> Result<()> {
+        if groups == 0 {
+            return Ok(());
+        }
+        for b in bindings {
+            if b.size > self.limits.max_storage_buffer_binding_size {
+                return Err(EngineError::invalid(
+                    kernel.name(),
+                    format!(
+                        "a {}-byte binding exceeds the adapter's storage binding limit ({} bytes)",
+                        b.size, self.limits.max_storage_buffer_binding_size
+                    ),
+                ));
+            }
+        }
+        let pipeline = self.pipeline(kernel, dtype)?;
+        let mut words = params.to_vec();
+        words.resize(params.len().div_ceil(4).max(1) * 4, 0);
+        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b.buffer,
+                    offset: b.offset,
+                    size: NonZeroU64::new(b.size),
+                }),
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry { binding: bindings.len() as u32, resource: uniform.as_entire_binding() });
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let max_x = self.limits.max_compute_workgroups_per_dimension as usize;
+        let x = groups.min(max_x);
+        let y = groups.div_ceil(x);
+        if y > max_x {
+            return Err(EngineError::invalid(kernel.name(), format!("{groups} workgroups exceed the adapter's grid")));
+        }
+        self.record(|encoder| {
+            let mut pass =
+                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(x as u32, y as u32, 1);
+        });
+        Ok(())
+    }
+
+    /// Record a buffer-to-buffer copy (offsets and size in bytes, multiples of 4).
+    pub fn copy(&self, src: &wgpu::Buffer, src_offset: u64, dst: &wgpu::Buffer, dst_offset: u64, bytes: u64) {
+        if bytes > 0 {
+            self.record(|e| e.copy_buffer_to_buffer(src, src_offset, dst, dst_offset, bytes));
+        }
+    }
+
+    fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let mut pending = self.pending.lock().expect("pending encoder");
+        let encoder = pending
+            .encoder
+            .get_or_insert_with(|| self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None }));
+        f(encoder);
+        pending.passes += 1;
+        if pending.passes >= MAX_PENDING_PASSES {
+            Self::submit(&self.queue, &mut pending);
+        }
+    }
+
+    fn submit(queue: &wgpu::Queue, pending: &mut Pending) {
+        if let Some(encoder) = pending.encoder.take() {
+            queue.submit([encoder.finish()]);
+        }
+        pending.passes = 0;
+    }
+
+    /// Submit what is pending and wait for the device to finish it.
+    pub fn finish(&self) -> Result<()> {
+        Self::submit(&self.queue, &mut self.pending.lock().expect("pending encoder"));
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| EngineError::invalid("wgpu", format!("device lost while waiting: {e}")))?;
+        self.take_device_error()
+    }
+
+    fn take_device_error(&self) -> Result<()> {
+        match self.device_error.lock().expect("error sink").take() {
+            Some(e) => Err(EngineError::invalid("wgpu", e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Bytes `offset..offset + len` of `buffer`, after all recorded work.
+    pub fn read(&self, buffer: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<u8>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let size = padded(len);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read-back"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.copy(buffer, offset, &staging, 0, size);
+        let (tx, rx) = std::sync::mpsc::channel();
+        Self::submit(&self.queue, &mut self.pending.lock().expect("pending encoder"));
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.finish()?;
+        rx.recv()
+            .map_err(|_| EngineError::invalid("wgpu", "read-back never completed"))?
+            .map_err(|e| EngineError::invalid("wgpu", format!("read-back failed: {e}")))?;
+        let view = staging.get_mapped_range(..).map_err(|e| EngineError::invalid("wgpu", e.to_string()))?;
+        Ok(view[..len as usize].to_vec())
+    }
+
+    /// Split `rows` rows into windows whose bindings fit the adapter: each entry of
+    /// `row_bytes` (bytes per row of one bound tensor) times the window's rows stays
+    /// within the storage binding limit, and every window starts at an offset the
+    /// adapter accepts for all of them.
+    pub fn row_windows(&self, op: &'static str, rows: usize, row_bytes: &[u64]) -> Result<Vec<Range<usize>>> {
+        let align = self.limits.min_storage_buffer_offset_alignment as u64;
+        let limit = self.limits.max_storage_buffer_binding_size;
+        let step = row_bytes.iter().filter(|&&b| b > 0).fold(1u64, |s, &b| lcm(s, align / gcd(b, align)));
+        let fit = row_bytes.iter().filter(|&&b| b > 0).map(|&b| limit / b).min().unwrap_or(u64::MAX);
+        let per_window = (fit / step * step).min(rows.max(1) as u64) as usize;
+        if per_window == 0 {
+            return Err(EngineError::invalid(
+                op,
+                format!("rows of {row_bytes:?} bytes do not fit the adapter's {limit}-byte storage bindings"),
+            ));
+        }
+        Ok((0..rows).step_by(per_window).map(|s| s..(s + per_window).min(rows)).collect())
+    }
+}
+
+/// Buffer sizes are whole words, and never zero (a binding cannot be empty).
+fn padded(bytes: u64) -> u64 {
+    bytes.div_ceil(4).max(1) * 4
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+fn lcm(a: u64, b: u64) -> u64 {
+    a / gcd(a, b) * b
+}

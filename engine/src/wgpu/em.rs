@@ -1,0 +1,192 @@
+//! The entropy-minimisation ops on wgpu: softmax-entropy, its gradient, the fused
+//! EM-INF loop and sampling, each one workgroup per row (elementwise for the
+//! gradient), with logits of any storage dtype bound in windows of rows.
+
+use super::device::Binding;
+use super::kernels::Kernel;
+use super::{buf, dims2, f32_bits, require_f32, rows_of, whole, WgpuBackend, WgpuTensor};
+use crate::{DType, EmInfParams, EmInfRowStats, EngineError, Result, Rng, SampleOutcome, SamplingParams};
+
+const WG: usize = 256;
+
+pub fn mask_columns(b: &WgpuBackend, x: &mut WgpuTensor, ids: &[u32]) -> Result<()> {
+    let (rows, cols) = dims2("mask_columns", x)?;
+    require_f32("mask_columns", x)?;
+    if let Some(&bad) = ids.iter().find(|&&i| i as usize >= cols) {
+        return Err(EngineError::invalid("mask_columns", format!("column {bad} of {cols}")));
+    }
+    if ids.is_empty() || rows == 0 {
+        return Ok(());
+    }
+    let id_buf = b.gpu.storage_buffer_with(bytemuck::cast_slice(ids))?;
+    let params = [rows as u32, cols as u32, ids.len() as u32];
+    b.gpu.dispatch(
+        Kernel::MaskColumns,
+        DType::F32,
+        &[whole(x), Binding::whole(&id_buf)],
+        &params,
+        (rows * ids.len()).div_ceil(WG),
+    )
+}
+
+pub fn softmax_entropy(b: &WgpuBackend, logits: &WgpuTensor, inv_t: f32) -> Result<(WgpuTensor, WgpuTensor)> {
+    let (rows, cols) = dims2("softmax_entropy", logits)?;
+    let lse = b.empty(&[rows], DType::F32)?;
+    let ent = b.empty(&[rows], DType::F32)?;
+    for w in b.gpu.row_windows("softmax_entropy", rows, &[(cols * logits.dtype().size_bytes()) as u64])? {
+        let params = [(w.end - w.start) as u32, cols as u32, f32_bits(inv_t), w.start as u32];
+        b.gpu.dispatch(
+            Kernel::SoftmaxEntropy,
+            logits.dtype(),
+            &[rows_of(logits, cols, &w), whole(&lse), whole(&ent)],
+            &params,
+            w.end - w.start,
+        )?;
+    }
+    Ok((lse, ent))
+}
+
+pub fn entropy_grad(
+    b: &WgpuBackend,
+    logits: &WgpuTensor,
+    lse: &WgpuTensor,
+    entropy: &WgpuTensor,
+    upstream: &WgpuTensor,
+    inv_t: f32,
+) -> Result<WgpuTensor> {
+    let (rows, cols) = dims2("entropy_grad", logits)?;
+    if lse.len() != rows || entropy.len() != rows || upstream.len() != rows {
+        return Err(EngineError::shape(
+            "entropy_grad",
+            format!("{rows} rows but lse {}, entropy {}, upstream {}", lse.len(), entropy.len(), upstream.len()),
+        ));
+    }
+    for t in [lse, entropy, upstream] {
+        require_f32("entropy_grad", t)?;
+    }
+    let grad = b.empty(&[rows, cols], DType::F32)?;
+    let row_bytes = [(cols * logits.dtype().size_bytes()) as u64, (cols * 4) as u64];
+    for w in b.gpu.row_windows("entropy_grad", rows, &row_bytes)? {
+        let n = w.end - w.start;
+        let params = [n as u32, cols as u32, f32_bits(inv_t), w.start as u32];
+        b.gpu.dispatch(
+            Kernel::EntropyGrad,
+            logits.dtype(),
+            &[rows_of(logits, cols, &w), whole(lse), whole(entropy), whole(upstream), rows_of(&grad, cols, &w)],
+            &params,
+            (n * cols).div_ceil(WG),
+        )?;
+    }
+    Ok(grad)
+}
+
+pub fn em_inf(b: &WgpuBackend, logits: &WgpuTensor, p: &EmInfParams) -> Result<(WgpuTensor, Vec<EmInfRowStats>)> {
+    p.validate()?;
+    let (rows, cols) = dims2("em_inf", logits)?;
+    let z = b.empty(&[rows, cols], DType::F32)?;
+    let stats = b.empty(&[rows, 3], DType::F32)?;
+    // The Adam moments: a scratch the workgroups own for the call, m then v per row.
+    let moments = b.empty(&[rows, 2 * cols], DType::F32)?;
+    let row_bytes = [(cols * logits.dtype().size_bytes()) as u64, (cols * 4) as u64, (2 * cols * 4) as u64];
+    for w in b.gpu.row_windows("em_inf", rows, &row_bytes)? {
+        let params = [
+            (w.end - w.start) as u32,
+            cols as u32,
+            f32_bits(p.threshold),
+            f32_bits(p.lr),
+            p.max_steps,
+            f32_bits(p.kl_weight),
+            f32_bits(p.beta1),
+            f32_bits(p.beta2),
+            f32_bits(p.eps),
+            w.start as u32,
+        ];
+        b.gpu.dispatch(
+            Kernel::EmInf,
+            logits.dtype(),
+            &[rows_of(logits, cols, &w), rows_of(&z, cols, &w), rows_of(&moments, 2 * cols, &w), whole(&stats)],
+            &params,
+            w.end - w.start,
+        )?;
+    }
+    let raw: Vec<f32> = bytemuck::pod_collect_to_vec(&b.gpu.read(buf(&stats), 0, (rows * 12) as u64)?);
+    let stats = raw
+        .chunks_exact(3)
+        .enumerate()
+        .map(|(row, s)| {
+            if s[1].is_nan() {
+                return Err(EngineError::NonFinite { row, what: "NaN or +inf" });
+            }
+            Ok(EmInfRowStats { steps: s[0] as u32, entropy_before: s[1], entropy_after: s[2] })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok((z, stats))
+}
+
+/// One uniform number per row from the row's generator (none for greedy decoding,
+/// like the CPU backend), the filters as kernel parameters, and only (status, token,
+/// log-prob) per row read back.
+pub fn sample(
+    b: &WgpuBackend,
+    logits: &WgpuTensor,
+    params: &SamplingParams,
+    rngs: &mut [Rng],
+) -> Result<Vec<SampleOutcome>> {
+    params.validate()?;
+    let (rows, cols) = dims2("sample", logits)?;
+    if rngs.len() != rows {
+        return Err(EngineError::shape("sample", format!("{} generators for {rows} rows", rngs.len())));
+    }
+    if cols == 0 {
+        return Err(EngineError::NonFinite { row: 0, what: "an empty row" });
+    }
+    let greedy = params.temperature == 0.0;
+    let uniforms: Vec<f32> = rngs.iter_mut().map(|r| if greedy { 0.0 } else { r.next_f64() as f32 }).collect();
+    let uniform_buf = b.gpu.storage_buffer_with(bytemuck::cast_slice(&uniforms))?;
+    let banned_buf = if params.banned.is_empty() {
+        None
+    } else {
+        let mut bits = vec![0u32; cols.div_ceil(32)];
+        for &id in params.banned.iter().filter(|&&id| (id as usize) < cols) {
+            bits[id as usize / 32] |= 1 << (id % 32);
+        }
+        Some(b.gpu.storage_buffer_with(bytemuck::cast_slice(&bits))?)
+    };
+    let out = b.empty(&[rows, 3], DType::F32)?;
+    let inv_t = if greedy { 1.0 } else { 1.0 / params.temperature };
+    let top_k = params.top_k.min(u32::MAX as usize) as u32;
+    for w in b.gpu.row_windows("sample", rows, &[(cols * logits.dtype().size_bytes()) as u64, 4, 12])? {
+        let n = w.end - w.start;
+        let kernel_params = [
+            n as u32,
+            cols as u32,
+            f32_bits(inv_t),
+            greedy as u32,
+            top_k,
+            f32_bits(params.top_p),
+            f32_bits(params.min_p),
+            banned_buf.is_some() as u32,
+        ];
+        b.gpu.dispatch(
+            Kernel::Sample,
+            logits.dtype(),
+            &[
+                rows_of(logits, cols, &w),
+                Binding::whole(banned_buf.as_ref().unwrap_or(&b.gpu.dummy)),
+                Binding::range(&uniform_buf, w.start as u64 * 4, n as u64 * 4),
+                rows_of(&out, 3, &w),
+            ],
+            &kernel_params,
+            n,
+        )?;
+    }
+    let raw: Vec<u32> = bytemuck::pod_collect_to_vec(&b.gpu.read(buf(&out), 0, (rows * 12) as u64)?);
+    raw.chunks_exact(3)
+        .enumerate()
+        .map(|(row, o)| match o[0] {
+            0 => Ok(SampleOutcome { token: o[1], logprob: f32::from_bits(o[2]) }),
+            1 => Err(EngineError::NonFinite { row, what: "NaN or +inf" }),
+            _ => Err(EngineError::NonFinite { row, what: "every token masked or −inf" }),
+        })
+        .collect()
+}

@@ -1,0 +1,217 @@
+//! The decoder's forward ops on wgpu: host-side shape checks, binding windows and
+//! dispatch geometry around the kernels in `kernels/wgsl/`.
+
+use super::device::Binding;
+use super::kernels::Kernel;
+use super::{buf, dims2, f32_bits, require_f32, rows_of, whole, WgpuBackend, WgpuTensor};
+use crate::{AttentionShape, DType, EngineError, Result};
+
+const WG: usize = 256;
+/// Rows of x up to which a linear layer runs as a GEMV (one weight read for all rows).
+const GEMV_MAX_ROWS: usize = 8;
+/// Output tile edge of the prefill matmul.
+const TILE: usize = 16;
+
+pub fn embedding(b: &WgpuBackend, table: &WgpuTensor, ids: &[u32]) -> Result<WgpuTensor> {
+    let (vocab, dim) = dims2("embedding", table)?;
+    if let Some(&bad) = ids.iter().find(|&&i| i as usize >= vocab) {
+        return Err(EngineError::invalid("embedding", format!("token id {bad} outside the {vocab}-row table")));
+    }
+    let out = b.empty(&[ids.len(), dim], DType::F32)?;
+    if ids.is_empty() || dim == 0 {
+        return Ok(out);
+    }
+    let id_buf = b.gpu.storage_buffer_with(bytemuck::cast_slice(ids))?;
+    let row_bytes = (dim * table.dtype().size_bytes()) as u64;
+    for w in b.gpu.row_windows("embedding", vocab, &[row_bytes])? {
+        let params = [dim as u32, ids.len() as u32, w.start as u32, (w.end - w.start) as u32];
+        b.gpu.dispatch(
+            Kernel::Embedding,
+            table.dtype(),
+            &[rows_of(table, dim, &w), Binding::whole(&id_buf), whole(&out)],
+            &params,
+            (ids.len() * dim).div_ceil(WG),
+        )?;
+    }
+    Ok(out)
+}
+
+pub fn rms_norm(b: &WgpuBackend, x: &WgpuTensor, weight: &WgpuTensor, eps: f32) -> Result<WgpuTensor> {
+    let (rows, cols) = dims2("rms_norm", x)?;
+    require_f32("rms_norm", x)?;
+    require_f32("rms_norm", weight)?;
+    if weight.len() != cols {
+        return Err(EngineError::shape("rms_norm", format!("weight of {} for rows of {cols}", weight.len())));
+    }
+    let out = b.empty(&[rows, cols], DType::F32)?;
+    let params = [rows as u32, cols as u32, f32_bits(eps)];
+    b.gpu.dispatch(Kernel::RmsNorm, DType::F32, &[whole(x), whole(weight), whole(&out)], &params, rows)?;
+    Ok(out)
+}
+
+/// `x [m, k] · wᵀ + bias` with `w [n, k]` of any dtype. The weight is bound in windows
+/// of rows and x / y in windows of rows, each within the adapter's binding limit.
+pub fn linear(b: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Option<&WgpuTensor>) -> Result<WgpuTensor> {
+    let (m, k) = dims2("linear", x)?;
+    let (n, wk) = dims2("linear", w)?;
+    require_f32("linear", x)?;
+    if wk != k {
+        return Err(EngineError::shape("linear", format!("x {:?} against weight {:?}", x.shape(), w.shape())));
+    }
+    if let Some(bias) = bias {
+        require_f32("linear", bias)?;
+        if bias.len() != n {
+            return Err(EngineError::shape("linear", format!("bias of {} for {n} outputs", bias.len())));
+        }
+    }
+    let y = b.empty(&[m, n], DType::F32)?;
+    if m == 0 || n == 0 {
+        return Ok(y);
+    }
+    let (bias_binding, has_bias) = match bias {
+        Some(t) => (whole(t), 1),
+        None => (Binding::whole(&b.gpu.dummy), 0),
+    };
+    let w_windows = b.gpu.row_windows("linear", n, &[(k * w.dtype().size_bytes()) as u64])?;
+    let x_windows = b.gpu.row_windows("linear", m, &[(k * 4) as u64, (n * 4) as u64])?;
+    for xw in &x_windows {
+        let rows = xw.end - xw.start;
+        for ww in &w_windows {
+            let cols = ww.end - ww.start;
+            let (kernel, groups, tiles_n) = if rows <= GEMV_MAX_ROWS {
+                (Kernel::Gemv, cols, 0)
+            } else {
+                let tiles_n = cols.div_ceil(TILE);
+                (Kernel::Matmul, rows.div_ceil(TILE) * tiles_n, tiles_n)
+            };
+            let params = [rows as u32, cols as u32, k as u32, n as u32, ww.start as u32, has_bias, tiles_n as u32];
+            b.gpu.dispatch(
+                kernel,
+                w.dtype(),
+                &[rows_of(w, k, ww), rows_of(x, k, xw), bias_binding, rows_of(&y, n, xw)],
+                &params[..if kernel == Kernel::Gemv { 6 } else { 7 }],
+                groups,
+            )?;
+        }
+    }
+    Ok(y)
+}
+
+pub fn rope(b: &WgpuBackend, x: &mut WgpuTensor, head_dim: usize, positions: &[u32], theta: f32) -> Result<()> {
+    let (rows, cols) = dims2("rope", x)?;
+    require_f32("rope", x)?;
+    if head_dim == 0 || !head_dim.is_multiple_of(2) || cols % head_dim != 0 {
+        return Err(EngineError::shape("rope", format!("head_dim {head_dim} must be even and divide {cols}")));
+    }
+    if positions.len() != rows {
+        return Err(EngineError::shape("rope", format!("{} positions for {rows} rows", positions.len())));
+    }
+    let half = head_dim / 2;
+    let inv_freq: Vec<f64> = (0..half).map(|i| 1.0 / (theta as f64).powf(2.0 * i as f64 / head_dim as f64)).collect();
+    let cos_sin: Vec<f32> = positions
+        .iter()
+        .flat_map(|&pos| {
+            inv_freq.iter().flat_map(move |f| {
+                let a = pos as f64 * f;
+                [a.cos() as f32, a.sin() as f32]
+            })
+        })
+        .collect();
+    if rows == 0 {
+        return Ok(());
+    }
+    let table = b.gpu.storage_buffer_with(bytemuck::cast_slice(&cos_sin))?;
+    let params = [rows as u32, cols as u32, head_dim as u32];
+    b.gpu.dispatch(
+        Kernel::Rope,
+        DType::F32,
+        &[whole(x), Binding::whole(&table)],
+        &params,
+        (rows * cols / 2).div_ceil(WG),
+    )
+}
+
+pub fn write_kv(b: &WgpuBackend, cache: &mut WgpuTensor, x: &WgpuTensor, start_pos: usize) -> Result<()> {
+    let (capacity, dim) = dims2("write_kv", cache)?;
+    let (t, xdim) = dims2("write_kv", x)?;
+    require_f32("write_kv", cache)?;
+    require_f32("write_kv", x)?;
+    if xdim != dim || start_pos + t > capacity {
+        return Err(EngineError::shape(
+            "write_kv",
+            format!("{t}×{xdim} rows at {start_pos} into a {capacity}×{dim} cache"),
+        ));
+    }
+    b.gpu.copy(buf(x), 0, buf(cache), (start_pos * dim * 4) as u64, (t * dim * 4) as u64);
+    Ok(())
+}
+
+pub fn attention(
+    b: &WgpuBackend,
+    q: &WgpuTensor,
+    k: &WgpuTensor,
+    v: &WgpuTensor,
+    s: AttentionShape,
+) -> Result<WgpuTensor> {
+    let (t, qdim) = dims2("attention", q)?;
+    let (capacity, kvdim) = dims2("attention", k)?;
+    for x in [q, k, v] {
+        require_f32("attention", x)?;
+    }
+    let AttentionShape { n_heads, n_kv_heads, head_dim, start_pos } = s;
+    if n_kv_heads == 0
+        || n_heads % n_kv_heads != 0
+        || qdim != n_heads * head_dim
+        || kvdim != n_kv_heads * head_dim
+        || v.shape() != k.shape()
+        || start_pos + t > capacity
+        || head_dim > WG
+    {
+        return Err(EngineError::shape(
+            "attention",
+            format!("q {:?}, k {:?}, v {:?}, {s:?} (head_dim at most {WG} on wgpu)", q.shape(), k.shape(), v.shape()),
+        ));
+    }
+    let out = b.empty(&[t, qdim], DType::F32)?;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let params = [
+        t as u32,
+        n_heads as u32,
+        (n_heads / n_kv_heads) as u32,
+        head_dim as u32,
+        kvdim as u32,
+        start_pos as u32,
+        f32_bits(scale),
+    ];
+    b.gpu.dispatch(
+        Kernel::Attention,
+        DType::F32,
+        &[whole(q), whole(k), whole(v), whole(&out)],
+        &params,
+        t * n_heads,
+    )?;
+    Ok(out)
+}
+
+fn same_shape(op: &'static str, a: &WgpuTensor, c: &WgpuTensor) -> Result<()> {
+    require_f32(op, a)?;
+    require_f32(op, c)?;
+    if a.shape() != c.shape() {
+        return Err(EngineError::shape(op, format!("{:?} and {:?}", a.shape(), c.shape())));
+    }
+    Ok(())
+}
+
+pub fn silu_mul(b: &WgpuBackend, gate: &WgpuTensor, up: &WgpuTensor) -> Result<WgpuTensor> {
+    same_shape("silu_mul", gate, up)?;
+    let out = b.empty(gate.shape(), DType::F32)?;
+    let n = gate.len();
+    b.gpu.dispatch(Kernel::SiluMul, DType::F32, &[whole(gate), whole(up), whole(&out)], &[n as u32], n.div_ceil(WG))?;
+    Ok(out)
+}
+
+pub fn add_assign(b: &WgpuBackend, x: &mut WgpuTensor, y: &WgpuTensor) -> Result<()> {
+    same_shape("add_assign", x, y)?;
+    let n = x.len();
+    b.gpu.dispatch(Kernel::Add, DType::F32, &[whole(x), whole(y)], &[n as u32], n.div_ceil(WG))
+}

@@ -1,0 +1,262 @@
+//! The wgpu backend: every op is a WGSL kernel from `kernels/wgsl/` (see
+//! [`kernels::Kernel`]), weights and activations stay in GPU buffers, and work is
+//! recorded into one pending encoder and submitted only when the host reads a result.
+//!
+//! Storage: f32 as is; f16 and bf16 packed two per 32-bit word and widened in the
+//! kernels (`unpack2x16float` for f16 is core WGSL, so no SHADER_F16 feature is needed
+//! and 16-bit weights work on every adapter). Tensors larger than the adapter's storage
+//! binding limit (Qwen's 151936×896 embedding on lavapipe's 128 MiB) are bound in
+//! windows of rows. Reductions use subgroup operations when the adapter has them and
+//! workgroup memory otherwise ([`WgpuOptions::force_shared_reductions`]).
+
+mod device;
+mod em;
+mod forward;
+mod kernels;
+
+use half::{bf16, f16};
+
+pub use device::WgpuOptions;
+use device::{Binding, Gpu};
+
+use crate::backend::{AttentionShape, Backend, Capabilities};
+use crate::{
+    DType, EmInfParams, EmInfRowStats, EngineError, HostData, HostVec, Result, Rng, SampleOutcome, SamplingParams,
+    Tensor,
+};
+
+pub type WgpuTensor = Tensor<WgpuBackend>;
+
+/// A tensor's GPU buffer (at least one word long; 16-bit data padded to whole words).
+pub struct WgpuStorage {
+    buffer: wgpu::Buffer,
+}
+
+#[derive(Clone)]
+pub struct WgpuBackend {
+    gpu: std::sync::Arc<Gpu>,
+}
+
+impl WgpuBackend {
+    /// Open the best adapter; an error (not a panic) when there is none.
+    pub fn new() -> Result<Self> {
+        Self::with_options(&WgpuOptions::default())
+    }
+
+    pub fn with_options(options: &WgpuOptions) -> Result<Self> {
+        Ok(WgpuBackend { gpu: std::sync::Arc::new(Gpu::open(options)?) })
+    }
+
+    /// Whether reductions run on subgroup operations (false: workgroup memory).
+    pub fn uses_subgroups(&self) -> bool {
+        self.gpu.subgroups
+    }
+
+    /// The adapter's storage-binding limit in bytes.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.gpu.limits.max_storage_buffer_binding_size
+    }
+
+    /// Compile every kernel for every storage dtype, so that shader errors surface now.
+    pub fn compile_all(&self) -> Result<()> {
+        self.gpu.compile_all()
+    }
+
+    /// Wait until all recorded work has run (for benchmarks).
+    pub fn synchronize(&self) -> Result<()> {
+        self.gpu.finish()
+    }
+
+    fn tensor(&self, buffer: wgpu::Buffer, shape: &[usize], dtype: DType) -> WgpuTensor {
+        Tensor::from_parts(WgpuStorage { buffer }, shape.to_vec(), dtype)
+    }
+
+    fn empty(&self, shape: &[usize], dtype: DType) -> Result<WgpuTensor> {
+        let bytes = shape.iter().product::<usize>() * dtype.size_bytes();
+        Ok(self.tensor(self.gpu.storage_buffer(bytes as u64)?, shape, dtype))
+    }
+}
+
+fn buf(t: &WgpuTensor) -> &wgpu::Buffer {
+    &t.storage().buffer
+}
+
+fn whole(t: &WgpuTensor) -> Binding<'_> {
+    Binding::whole(buf(t))
+}
+
+/// Rows `rows` of a 2-D tensor with `cols` columns, as a binding.
+fn rows_of<'a>(t: &'a WgpuTensor, cols: usize, rows: &std::ops::Range<usize>) -> Binding<'a> {
+    let row_bytes = (cols * t.dtype().size_bytes()) as u64;
+    Binding::range(buf(t), rows.start as u64 * row_bytes, (rows.end - rows.start) as u64 * row_bytes)
+}
+
+pub(crate) fn dims2(op: &'static str, t: &WgpuTensor) -> Result<(usize, usize)> {
+    match t.shape() {
+        [r, c] => Ok((*r, *c)),
+        s => Err(EngineError::shape(op, format!("expected a 2-D tensor, got {s:?}"))),
+    }
+}
+
+fn require_f32(op: &'static str, t: &WgpuTensor) -> Result<()> {
+    if t.dtype() == DType::F32 {
+        Ok(())
+    } else {
+        Err(EngineError::DType { op, dtype: t.dtype() })
+    }
+}
+
+fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
+    let n: usize = shape.iter().product();
+    if n != len {
+        return Err(EngineError::shape(op, format!("{len} elements for shape {shape:?} ({n})")));
+    }
+    Ok(())
+}
+
+fn f32_bits(x: f32) -> u32 {
+    x.to_bits()
+}
+
+impl Backend for WgpuBackend {
+    type Storage = WgpuStorage;
+
+    fn name(&self) -> &'static str {
+        "wgpu"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let info = &self.gpu.info;
+        Capabilities {
+            device: format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type),
+            weight_dtypes: vec![DType::F32, DType::F16, DType::BF16],
+            simd_width: self.gpu.subgroups.then_some(info.subgroup_min_size),
+            max_buffer_bytes: self.gpu.limits.max_buffer_size,
+            parallelism: 1,
+        }
+    }
+
+    fn upload(&self, data: HostData<'_>, shape: &[usize]) -> Result<WgpuTensor> {
+        check_len("upload", data.len(), shape)?;
+        let bytes: &[u8] = match data {
+            HostData::F32(d) => bytemuck::cast_slice(d),
+            HostData::F16(d) => bytemuck::cast_slice(d),
+            HostData::BF16(d) => bytemuck::cast_slice(d),
+        };
+        Ok(self.tensor(self.gpu.storage_buffer_with(bytes)?, shape, data.dtype()))
+    }
+
+    fn upload_as(&self, data: &[f32], shape: &[usize], dtype: DType) -> Result<WgpuTensor> {
+        self.upload_owned(HostVec::from_f32(data, dtype), shape)
+    }
+
+    fn upload_owned(&self, data: HostVec, shape: &[usize]) -> Result<WgpuTensor> {
+        self.upload(data.as_data(), shape)
+    }
+
+    fn zeros(&self, shape: &[usize], dtype: DType) -> Result<WgpuTensor> {
+        // wgpu buffers start zeroed.
+        self.empty(shape, dtype)
+    }
+
+    fn to_host_f32(&self, t: &WgpuTensor) -> Result<Vec<f32>> {
+        let bytes = self.gpu.read(buf(t), 0, t.size_bytes() as u64)?;
+        Ok(match t.dtype() {
+            DType::F32 => bytemuck::pod_collect_to_vec(&bytes),
+            DType::F16 => bytemuck::pod_collect_to_vec::<u8, f16>(&bytes).iter().map(|x| x.to_f32()).collect(),
+            DType::BF16 => bytemuck::pod_collect_to_vec::<u8, bf16>(&bytes).iter().map(|x| x.to_f32()).collect(),
+        })
+    }
+
+    fn slice_rows(&self, x: &WgpuTensor, start: usize, end: usize) -> Result<WgpuTensor> {
+        let (rows, cols) = dims2("slice_rows", x)?;
+        require_f32("slice_rows", x)?;
+        if start > end || end > rows {
+            return Err(EngineError::shape("slice_rows", format!("rows {start}..{end} of {rows}")));
+        }
+        let out = self.empty(&[end - start, cols], DType::F32)?;
+        let row_bytes = (cols * 4) as u64;
+        self.gpu.copy(buf(x), start as u64 * row_bytes, buf(&out), 0, (end - start) as u64 * row_bytes);
+        Ok(out)
+    }
+
+    fn concat_rows(&self, parts: &[&WgpuTensor]) -> Result<WgpuTensor> {
+        let cols = parts.first().map(|p| p.cols()).unwrap_or(0);
+        let mut rows = 0;
+        for p in parts {
+            let (r, c) = dims2("concat_rows", p)?;
+            require_f32("concat_rows", p)?;
+            if c != cols {
+                return Err(EngineError::shape("concat_rows", format!("{c} columns after {cols}")));
+            }
+            rows += r;
+        }
+        let out = self.empty(&[rows, cols], DType::F32)?;
+        let mut offset = 0;
+        for p in parts {
+            let bytes = p.size_bytes() as u64;
+            self.gpu.copy(buf(p), 0, buf(&out), offset, bytes);
+            offset += bytes;
+        }
+        Ok(out)
+    }
+
+    fn mask_columns(&self, x: &mut WgpuTensor, ids: &[u32]) -> Result<()> {
+        em::mask_columns(self, x, ids)
+    }
+
+    fn embedding(&self, table: &WgpuTensor, ids: &[u32]) -> Result<WgpuTensor> {
+        forward::embedding(self, table, ids)
+    }
+
+    fn rms_norm(&self, x: &WgpuTensor, weight: &WgpuTensor, eps: f32) -> Result<WgpuTensor> {
+        forward::rms_norm(self, x, weight, eps)
+    }
+
+    fn linear(&self, x: &WgpuTensor, w: &WgpuTensor, bias: Option<&WgpuTensor>) -> Result<WgpuTensor> {
+        forward::linear(self, x, w, bias)
+    }
+
+    fn rope(&self, x: &mut WgpuTensor, head_dim: usize, positions: &[u32], theta: f32) -> Result<()> {
+        forward::rope(self, x, head_dim, positions, theta)
+    }
+
+    fn write_kv(&self, cache: &mut WgpuTensor, x: &WgpuTensor, start_pos: usize) -> Result<()> {
+        forward::write_kv(self, cache, x, start_pos)
+    }
+
+    fn attention(&self, q: &WgpuTensor, k: &WgpuTensor, v: &WgpuTensor, shape: AttentionShape) -> Result<WgpuTensor> {
+        forward::attention(self, q, k, v, shape)
+    }
+
+    fn silu_mul(&self, gate: &WgpuTensor, up: &WgpuTensor) -> Result<WgpuTensor> {
+        forward::silu_mul(self, gate, up)
+    }
+
+    fn add_assign(&self, x: &mut WgpuTensor, y: &WgpuTensor) -> Result<()> {
+        forward::add_assign(self, x, y)
+    }
+
+    fn softmax_entropy(&self, logits: &WgpuTensor, inv_temperature: f32) -> Result<(WgpuTensor, WgpuTensor)> {
+        em::softmax_entropy(self, logits, inv_temperature)
+    }
+
+    fn entropy_grad(
+        &self,
+        logits: &WgpuTensor,
+        lse: &WgpuTensor,
+        entropy: &WgpuTensor,
+        upstream: &WgpuTensor,
+        inv_temperature: f32,
+    ) -> Result<WgpuTensor> {
+        em::entropy_grad(self, logits, lse, entropy, upstream, inv_temperature)
+    }
+
+    fn em_inf(&self, logits: &WgpuTensor, params: &EmInfParams) -> Result<(WgpuTensor, Vec<EmInfRowStats>)> {
+        em::em_inf(self, logits, params)
+    }
+
+    fn sample(&self, logits: &WgpuTensor, params: &SamplingParams, rngs: &mut [Rng]) -> Result<Vec<SampleOutcome>> {
+        em::sample(self, logits, params, rngs)
+    }
+}
