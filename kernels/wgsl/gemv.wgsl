@@ -1,8 +1,15 @@
-// y = x · wᵀ + bias for a few rows of x (decoding), one workgroup per output column:
-// the weight row (binding 0, any dtype) is read once for all the rows of x. Large
-// weights are bound in windows of rows; the window's outputs land at column y_col.
+// y = x · wᵀ + bias for a few rows of x (decoding): each workgroup computes COLS output
+// columns, SLICES neighbouring invocations sharing one column's dot product (they read
+// consecutive weights), so the weight row (binding 0, any dtype) is read once for all
+// rows of x and the workgroup synchronises once. Large weights are bound in windows of
+// rows; a window's outputs land at column y_col. The pipeline is specialised per row
+// count (ROWS, ≤ MAX_ROWS) so that the accumulator loops have constant bounds and the
+// accumulators live in registers.
 
 const MAX_ROWS: u32 = 8u;
+override ROWS: u32;
+const SLICES: u32 = 4u;
+const COLS: u32 = WG / SLICES;
 
 struct Params {
     m: u32,
@@ -18,26 +25,35 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
+var<workgroup> partial: array<f32, MAX_ROWS * WG>;
+
 @compute @workgroup_size(WG)
 fn main(inv: Invocation) {
-    let j = group_index(inv);
-    if j >= p.n {
-        return;
-    }
+    let slice = inv.lid % SLICES;
+    let j = group_index(inv) * COLS + inv.lid / SLICES;
     var acc: array<f32, MAX_ROWS>;
-    for (var kk = inv.lid; kk < p.k; kk += WG) {
-        let w = load_src(j * p.k + kk);
-        for (var r = 0u; r < p.m; r++) {
-            acc[r] += w * x[r * p.k + kk];
+    if j < p.n {
+        for (var kk = slice; kk < p.k; kk += SLICES) {
+            let w = load_src(j * p.k + kk);
+            for (var r = 0u; r < ROWS; r++) {
+                acc[r] += w * x[r * p.k + kk];
+            }
         }
     }
-    var b = 0.0;
-    if p.has_bias != 0u {
-        b = bias[p.y_col + j];
+    for (var r = 0u; r < ROWS; r++) {
+        partial[r * WG + inv.lid] = acc[r];
     }
-    for (var r = 0u; r < p.m; r++) {
-        let total = wg_sum(acc[r], inv);
-        if inv.lid == 0u {
+    workgroupBarrier();
+    if slice == 0u && j < p.n {
+        var b = 0.0;
+        if p.has_bias != 0u {
+            b = bias[p.y_col + j];
+        }
+        for (var r = 0u; r < ROWS; r++) {
+            var total = 0.0;
+            for (var s = 0u; s < SLICES; s++) {
+                total += partial[r * WG + inv.lid + s];
+            }
             y[r * p.y_stride + p.y_col + j] = total + b;
         }
     }

@@ -1,13 +1,12 @@
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use entmin::engine::cpu::CpuBackend;
 use entmin::engine::{Backend, Rng, SamplingParams};
 use entmin::models::generate::row_entropies;
 use entmin::models::{BatchItem, KvCache, Logits};
 use serde_json::json;
 
-use super::ModelArgs;
+use super::{on_device, ModelArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -39,10 +38,13 @@ pub fn peak_rss_mib() -> Option<f64> {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    on_device!(a.model.device(!a.json)?, run_on(a))
+}
+
+fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
     let t0 = Instant::now();
-    let lm = a.model.load(!a.json)?;
+    let lm = a.model.load(b, !a.json)?;
     let load_s = t0.elapsed().as_secs_f64();
-    let b = CpuBackend;
     let c = &lm.model.config;
     if a.prompt_tokens == 0 || a.prompt_tokens + a.new_tokens > c.context_length {
         bail!("prompt {} + new {} tokens must fit the context {}", a.prompt_tokens, a.new_tokens, c.context_length);
@@ -53,31 +55,31 @@ pub fn run(a: Args) -> Result<()> {
     let method = super::method_args::parse_method(&a.method)?;
     let mut config = entmin::methods::MethodConfig::new(method);
     config.sampling = SamplingParams { banned: lm.banned_ids.clone(), ..SamplingParams::greedy() };
-    let mut picker = config.picker::<CpuBackend>();
+    let mut picker = config.picker::<B>();
     let batch = a.batch.max(1);
     let mut rngs: Vec<Rng> = (0..batch as u64).map(Rng::new).collect();
 
     // Warm up caches, thread pool and page faults.
-    let mut cache = KvCache::new(&b, c, 8)?;
-    lm.model.forward(&b, &prompt[..4], &mut cache, Logits::Last)?;
-    lm.model.forward(&b, &prompt[4..5], &mut cache, Logits::Last)?;
+    let mut cache = KvCache::new(b, c, 8)?;
+    lm.model.forward(b, &prompt[..4], &mut cache, Logits::Last)?;
+    lm.model.forward(b, &prompt[4..5], &mut cache, Logits::Last)?;
 
-    let mut caches: Vec<KvCache<CpuBackend>> =
-        (0..batch).map(|_| KvCache::new(&b, c, a.prompt_tokens + a.new_tokens)).collect::<Result<_, _>>()?;
+    let mut caches: Vec<KvCache<B>> =
+        (0..batch).map(|_| KvCache::new(b, c, a.prompt_tokens + a.new_tokens)).collect::<Result<_, _>>()?;
     let t = Instant::now();
-    let mut items: Vec<BatchItem<'_, CpuBackend>> =
-        caches.iter_mut().map(|cache| BatchItem { ids: &prompt, cache }).collect();
-    let mut logits = lm.model.forward_batch(&b, &mut items, Logits::Last)?;
+    let mut items: Vec<BatchItem<'_, B>> = caches.iter_mut().map(|cache| BatchItem { ids: &prompt, cache }).collect();
+    let mut logits = lm.model.forward_batch(b, &mut items, Logits::Last)?;
     drop(items);
+    b.synchronize()?;
     let prefill_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     for _ in 0..a.new_tokens {
         b.mask_columns(&mut logits, &lm.banned_ids)?;
-        row_entropies(&b, &logits)?;
-        let toks: Vec<[u32; 1]> = picker.pick(&b, &logits, &mut rngs)?.iter().map(|p| [p.token]).collect();
-        let mut items: Vec<BatchItem<'_, CpuBackend>> =
+        row_entropies(b, &logits)?;
+        let toks: Vec<[u32; 1]> = picker.pick(b, &logits, &mut rngs)?.iter().map(|p| [p.token]).collect();
+        let mut items: Vec<BatchItem<'_, B>> =
             caches.iter_mut().zip(&toks).map(|(cache, t)| BatchItem { ids: t, cache }).collect();
-        logits = lm.model.forward_batch(&b, &mut items, Logits::Last)?;
+        logits = lm.model.forward_batch(b, &mut items, Logits::Last)?;
     }
     let decode_s = t.elapsed().as_secs_f64();
     let mib = |bytes: usize| bytes as f64 / (1 << 20) as f64;
@@ -85,6 +87,7 @@ pub fn run(a: Args) -> Result<()> {
         "impl": "entmin",
         "model": a.model.model,
         "dtype": lm.model.weight_dtype.name(),
+        "device": b.name(),
         "threads": rayon::current_num_threads(),
         "prompt_tokens": a.prompt_tokens,
         "new_tokens": a.new_tokens,

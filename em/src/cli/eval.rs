@@ -2,11 +2,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use entmin::dataset;
-use entmin::engine::cpu::CpuBackend;
+use entmin::engine::Backend;
 use entmin::eval::{run_method, summarize, table, EvalOptions};
 
 use super::method_args::{parse_method, MethodArgs};
-use super::ModelArgs;
+use super::{on_device, ModelArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -45,13 +45,17 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    on_device!(a.model.device(true)?, run_on(a))
+}
+
+fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
     let methods = a.methods.split(',').map(|m| parse_method(m.trim())).collect::<Result<Vec<_>>>()?;
     let configs = methods.iter().map(|&m| a.method_args.config(m)).collect::<Result<Vec<_>>>()?;
     let mut problems = dataset::load(&a.dataset, a.question_field.as_deref(), a.answer_field.as_deref(), true)?;
     if let Some(n) = a.limit {
         problems.truncate(n);
     }
-    let lm = a.model.load(true)?;
+    let lm = a.model.load(b, true)?;
     let opts = EvalOptions {
         max_new_tokens: a.max_new_tokens,
         seed: a.seed,
@@ -63,7 +67,7 @@ pub fn run(a: Args) -> Result<()> {
     eprintln!("[{} problems from {}, methods {}]", problems.len(), a.dataset, a.methods);
     let mut summaries = Vec::new();
     for c in &configs {
-        let results = run_method(&CpuBackend, &lm, &problems, c, &opts)?;
+        let results = run_method(b, &lm, &problems, c, &opts)?;
         summaries.push(summarize(c.method.name(), &results));
     }
     let summary_path = a.out.join("summary.json");

@@ -1,13 +1,13 @@
 use std::io::Write;
 
 use anyhow::Result;
-use entmin::engine::cpu::CpuBackend;
+use entmin::engine::Backend;
 use entmin::methods::self_consistency::majority_vote;
 use entmin::methods::Method;
 use entmin::models::{generate, generate_batch, Generation, GenerationParams};
 
 use super::method_args::{parse_method, MethodArgs};
-use super::{encode_prompt, ModelArgs};
+use super::{encode_prompt, on_device, ModelArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -61,17 +61,20 @@ fn summary(g: &Generation) -> String {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    on_device!(a.model.device(true)?, run_on(a))
+}
+
+fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
     let method = parse_method(&a.method)?;
     let config = a.method_args.config(method)?;
-    let lm = a.model.load(true)?;
+    let lm = a.model.load(b, true)?;
     let ids = encode_prompt(&lm, &a.prompt, a.system.as_deref(), a.raw)?;
     let params = GenerationParams { max_new_tokens: a.max_new_tokens, stop_strings: a.stop.clone() };
-    let b = CpuBackend;
-    let mut picker = config.picker::<CpuBackend>();
+    let mut picker = config.picker::<B>();
     if method == Method::SelfConsistency {
         let prompts = vec![ids; config.votes];
         let seeds: Vec<u64> = (0..config.votes as u64).map(|i| a.seed.wrapping_add(i)).collect();
-        let gens = generate_batch(&b, &lm, &prompts, &params, picker.as_mut(), &seeds, &mut |_| {})?;
+        let gens = generate_batch(b, &lm, &prompts, &params, picker.as_mut(), &seeds, &mut |_| {})?;
         let texts: Vec<String> = gens.iter().map(|g| g.text.clone()).collect();
         let vote = majority_vote(&texts);
         println!("{}", gens[vote.representative].text);
@@ -97,7 +100,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let mut stdout = std::io::stdout().lock();
     let show = a.show_entropy;
-    let g = generate(&b, &lm, &ids, &params, picker.as_mut(), a.seed, |step| {
+    let g = generate(b, &lm, &ids, &params, picker.as_mut(), a.seed, |step| {
         let _ = if show {
             write!(stdout, "{}{}\x1b[0m", entropy_colour(step.entropy), step.text)
         } else {

@@ -9,7 +9,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let lm = a.model.load(false)?;
+    let lm = a.model.load(&entmin::engine::cpu::CpuBackend, false)?;
     let c = &lm.model.config;
     let gib = |b: usize| b as f64 / (1u64 << 30) as f64;
     let kv_per_token = 2 * c.n_layers * c.kv_dim() * 4;

@@ -1,11 +1,10 @@
 use anyhow::Result;
-use entmin::engine::cpu::CpuBackend;
 use entmin::engine::Backend;
 use entmin::models::generate::row_entropies;
 use entmin::models::{KvCache, Logits};
 use serde_json::json;
 
-use super::{encode_prompt, ModelArgs};
+use super::{encode_prompt, on_device, ModelArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -25,15 +24,18 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let lm = a.model.load(!a.json)?;
+    on_device!(a.model.device(!a.json)?, run_on(a))
+}
+
+fn run_on<B: Backend>(backend: &B, a: Args) -> Result<()> {
+    let lm = a.model.load(backend, !a.json)?;
     let ids = encode_prompt(&lm, &a.prompt, None, a.raw)?;
-    let backend = CpuBackend;
-    let mut cache = KvCache::new(&backend, &lm.model.config, ids.len())?;
+    let mut cache = KvCache::new(backend, &lm.model.config, ids.len())?;
     if ids.len() > lm.model.config.context_length {
         anyhow::bail!("prompt of {} tokens exceeds the context length {}", ids.len(), lm.model.config.context_length);
     }
-    let logits = lm.model.forward(&backend, &ids, &mut cache, Logits::All)?;
-    let entropies = row_entropies(&backend, &logits)?;
+    let logits = lm.model.forward(backend, &ids, &mut cache, Logits::All)?;
+    let entropies = row_entropies(backend, &logits)?;
     let host = backend.to_host_f32(&logits)?;
     let vocab = lm.model.config.vocab_size;
     let mut positions = Vec::with_capacity(ids.len());

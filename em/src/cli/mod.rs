@@ -1,4 +1,4 @@
-//! One file per subcommand; shared model options here.
+//! One file per subcommand; shared model and device options here.
 
 pub mod bench;
 pub mod eval;
@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use entmin::catalog;
 use entmin::engine::cpu::CpuBackend;
-use entmin::engine::DType;
+use entmin::engine::{Backend, DType};
 use entmin::models::{load, LoadedModel};
 
 #[derive(clap::Args, Clone, Debug)]
@@ -24,37 +24,102 @@ pub struct ModelArgs {
     /// Storage type of weight matrices: bf16 halves memory and bandwidth; f32 is exact.
     #[arg(long, default_value = "bf16")]
     pub dtype: String,
-    /// Compute device. Only `cpu` exists so far.
-    #[arg(long, default_value = "cpu")]
+    /// cpu | wgpu | auto. auto takes a hardware GPU through wgpu when there is one (CUDA
+    /// is not built yet) and the CPU otherwise; a CPU-emulated adapter (lavapipe) is
+    /// only used when asked for by name.
+    #[arg(long, default_value = "auto")]
     pub device: String,
 }
 
-impl ModelArgs {
-    pub fn load(&self, verbose: bool) -> Result<LoadedModel<CpuBackend>> {
-        if self.device != "cpu" && self.device != "auto" {
-            bail!("device {:?} is not available in this build: only `cpu` is implemented so far", self.device);
+/// The backend a command runs on.
+pub enum Device {
+    Cpu(CpuBackend),
+    #[cfg(feature = "wgpu")]
+    Wgpu(entmin::engine::wgpu::WgpuBackend),
+}
+
+/// Run `$f(&backend, $args…)` on whichever backend `$device` holds.
+macro_rules! on_device {
+    ($device:expr, $f:ident ( $($arg:expr),* )) => {
+        match $device {
+            $crate::cli::Device::Cpu(b) => $f(&b, $($arg),*),
+            #[cfg(feature = "wgpu")]
+            $crate::cli::Device::Wgpu(b) => $f(&b, $($arg),*),
         }
+    };
+}
+pub(crate) use on_device;
+
+impl ModelArgs {
+    pub fn device(&self, verbose: bool) -> Result<Device> {
+        let say = |what: &str| {
+            if verbose {
+                eprintln!("[device: {what}]");
+            }
+        };
+        match self.device.as_str() {
+            "cpu" => Ok(Device::Cpu(CpuBackend)),
+            #[cfg(feature = "wgpu")]
+            "wgpu" => Ok(Device::Wgpu(entmin::engine::wgpu::WgpuBackend::new()?)),
+            #[cfg(feature = "wgpu")]
+            "auto" => match entmin::engine::wgpu::WgpuBackend::new() {
+                Ok(b) if !b.is_cpu_emulation() => {
+                    say(&format!("wgpu on {}", b.capabilities().device));
+                    Ok(Device::Wgpu(b))
+                }
+                Ok(b) => {
+                    say(&format!("cpu (the only GPU adapter, {}, emulates one on the CPU)", b.capabilities().device));
+                    Ok(Device::Cpu(CpuBackend))
+                }
+                Err(e) => {
+                    say(&format!("cpu ({e})"));
+                    Ok(Device::Cpu(CpuBackend))
+                }
+            },
+            #[cfg(not(feature = "wgpu"))]
+            "auto" => Ok(Device::Cpu(CpuBackend)),
+            "cuda" => bail!("device cuda is not available in this build: the CUDA backend is not implemented yet"),
+            other => bail!("unknown device {other:?} (cpu, wgpu, auto)"),
+        }
+    }
+
+    pub fn load<B: Backend>(&self, backend: &B, verbose: bool) -> Result<LoadedModel<B>> {
         let Some(dtype) = DType::parse(&self.dtype) else { bail!("unknown dtype {:?} (f32, f16, bf16)", self.dtype) };
         let path = catalog::resolve_model(&self.model, verbose)?;
         let t0 = Instant::now();
-        let lm = load(&CpuBackend, &path, dtype)?;
+        let lm = load(backend, &path, dtype)?;
         if verbose {
             eprintln!(
-                "[{} ({}) loaded from {} in {:.1}s, weights {dtype}, cpu ×{}]",
+                "[{} ({}) loaded from {} in {:.1}s, weights {dtype}, {} on {}]",
                 self.model,
                 lm.model.config.arch.name(),
                 path.display(),
                 t0.elapsed().as_secs_f64(),
-                rayon::current_num_threads()
+                backend.name(),
+                describe(backend),
             );
         }
         Ok(lm)
     }
 }
 
+fn describe<B: Backend>(backend: &B) -> String {
+    let caps = backend.capabilities();
+    if backend.name() == "cpu" {
+        format!("{} ×{}", caps.device, rayon::current_num_threads())
+    } else {
+        caps.device
+    }
+}
+
 /// Prompt ids: the chat template around `prompt` (with an optional system
 /// message), or the raw text when `raw`.
-pub fn encode_prompt(lm: &LoadedModel<CpuBackend>, prompt: &str, system: Option<&str>, raw: bool) -> Result<Vec<u32>> {
+pub fn encode_prompt<B: Backend>(
+    lm: &LoadedModel<B>,
+    prompt: &str,
+    system: Option<&str>,
+    raw: bool,
+) -> Result<Vec<u32>> {
     use entmin::models::Message;
     if raw {
         return Ok(lm.tokenizer.encode(prompt, false)?);

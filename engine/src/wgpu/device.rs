@@ -33,7 +33,7 @@ pub struct Gpu {
     pub subgroups: bool,
     /// A one-word buffer bound where a kernel's optional input is absent.
     pub dummy: wgpu::Buffer,
-    pipelines: Mutex<HashMap<(Kernel, DType), wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<(Kernel, DType, u32), wgpu::ComputePipeline>>,
     pending: Mutex<Pending>,
     /// Validation or out-of-memory errors wgpu reports outside an error scope,
     /// surfaced at the next read-back instead of panicking.
@@ -128,14 +128,18 @@ impl Gpu {
         })
     }
 
-    /// The pipeline of `kernel` for binding-0 dtype `dtype`, compiled on first use.
-    fn pipeline(&self, kernel: Kernel, dtype: DType) -> Result<wgpu::ComputePipeline> {
+    /// The pipeline of `kernel` for binding-0 dtype `dtype` and specialisation
+    /// `variant` (see [`Kernel::specialisation`]), compiled on first use.
+    fn pipeline(&self, kernel: Kernel, dtype: DType, variant: u32) -> Result<wgpu::ComputePipeline> {
         let dtype = if kernel.reads_any_dtype() { dtype } else { DType::F32 };
+        let key = (kernel, dtype, variant);
         let mut cache = self.pipelines.lock().expect("pipeline cache");
-        if let Some(p) = cache.get(&(kernel, dtype)) {
+        if let Some(p) = cache.get(&key) {
             return Ok(p.clone());
         }
         let source = kernel.source(dtype, self.subgroups);
+        let constants: Vec<(&str, f64)> =
+            kernel.specialisation(variant).map(|name| (name, variant as f64)).into_iter().collect();
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel.name()),
@@ -146,7 +150,7 @@ impl Gpu {
             layout: None,
             module: &module,
             entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions::default(),
+            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
@@ -155,7 +159,7 @@ impl Gpu {
                 format!("kernel {} ({dtype}) failed to compile: {e}", kernel.name()),
             ));
         }
-        cache.insert((kernel, dtype), pipeline.clone());
+        cache.insert(key, pipeline.clone());
         Ok(pipeline)
     }
 
@@ -163,7 +167,9 @@ impl Gpu {
     pub fn compile_all(&self) -> Result<()> {
         for kernel in Kernel::ALL {
             for dtype in [DType::F32, DType::F16, DType::BF16] {
-                self.pipeline(kernel, dtype)?;
+                for variant in kernel.variants() {
+                    self.pipeline(kernel, dtype, variant)?;
+                }
             }
         }
         Ok(())
@@ -203,13 +209,14 @@ impl Gpu {
         Ok(())
     }
 
-    /// Record one dispatch of `kernel`: storage `bindings` at 0, 1, … and `params` (u32
+    /// Record one dispatch of `kernel` (specialisation `variant`, 0 when it has none): storage `bindings` at 0, 1, … and `params` (u32
     /// words, f32 as bits) as the uniform right after them, over `groups` workgroups
     /// spread across x and y.
     pub fn dispatch(
         &self,
         kernel: Kernel,
         dtype: DType,
+        variant: u32,
         bindings: &[Binding<'_>],
         params: &[u32],
         groups: usize,
@@ -228,7 +235,7 @@ impl Gpu {
                 ));
             }
         }
-        let pipeline = self.pipeline(kernel, dtype)?;
+        let pipeline = self.pipeline(kernel, dtype, variant)?;
         let mut words = params.to_vec();
         words.resize(params.len().div_ceil(4).max(1) * 4, 0);
         let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {

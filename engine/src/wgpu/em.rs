@@ -23,6 +23,7 @@ pub fn mask_columns(b: &WgpuBackend, x: &mut WgpuTensor, ids: &[u32]) -> Result<
     b.gpu.dispatch(
         Kernel::MaskColumns,
         DType::F32,
+        0,
         &[whole(x), Binding::whole(&id_buf)],
         &params,
         (rows * ids.len()).div_ceil(WG),
@@ -38,6 +39,7 @@ pub fn softmax_entropy(b: &WgpuBackend, logits: &WgpuTensor, inv_t: f32) -> Resu
         b.gpu.dispatch(
             Kernel::SoftmaxEntropy,
             logits.dtype(),
+            0,
             &[rows_of(logits, cols, &w), whole(&lse), whole(&ent)],
             &params,
             w.end - w.start,
@@ -72,6 +74,7 @@ pub fn entropy_grad(
         b.gpu.dispatch(
             Kernel::EntropyGrad,
             logits.dtype(),
+            0,
             &[rows_of(logits, cols, &w), whole(lse), whole(entropy), whole(upstream), rows_of(&grad, cols, &w)],
             &params,
             (n * cols).div_ceil(WG),
@@ -104,6 +107,7 @@ pub fn em_inf(b: &WgpuBackend, logits: &WgpuTensor, p: &EmInfParams) -> Result<(
         b.gpu.dispatch(
             Kernel::EmInf,
             logits.dtype(),
+            0,
             &[rows_of(logits, cols, &w), rows_of(&z, cols, &w), rows_of(&moments, 2 * cols, &w), whole(&stats)],
             &params,
             w.end - w.start,
@@ -170,6 +174,7 @@ pub fn sample(
         b.gpu.dispatch(
             Kernel::Sample,
             logits.dtype(),
+            0,
             &[
                 rows_of(logits, cols, &w),
                 Binding::whole(banned_buf.as_ref().unwrap_or(&b.gpu.dummy)),

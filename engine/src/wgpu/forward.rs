@@ -2,15 +2,15 @@
 //! dispatch geometry around the kernels in `kernels/wgsl/`.
 
 use super::device::Binding;
-use super::kernels::Kernel;
+use super::kernels::{Kernel, GEMV_MAX_ROWS};
 use super::{buf, dims2, f32_bits, require_f32, rows_of, whole, WgpuBackend, WgpuTensor};
 use crate::{AttentionShape, DType, EngineError, Result};
 
 const WG: usize = 256;
-/// Rows of x up to which a linear layer runs as a GEMV (one weight read for all rows).
-const GEMV_MAX_ROWS: usize = 8;
-/// Output tile edge of the prefill matmul.
-const TILE: usize = 16;
+/// Output columns per GEMV workgroup (gemv.wgsl: WG / SLICES).
+const GEMV_COLS: usize = 64;
+/// Output tile edge of the prefill matmul (matmul.wgsl).
+const TILE: usize = 64;
 
 pub fn embedding(b: &WgpuBackend, table: &WgpuTensor, ids: &[u32]) -> Result<WgpuTensor> {
     let (vocab, dim) = dims2("embedding", table)?;
@@ -28,6 +28,7 @@ pub fn embedding(b: &WgpuBackend, table: &WgpuTensor, ids: &[u32]) -> Result<Wgp
         b.gpu.dispatch(
             Kernel::Embedding,
             table.dtype(),
+            0,
             &[rows_of(table, dim, &w), Binding::whole(&id_buf), whole(&out)],
             &params,
             (ids.len() * dim).div_ceil(WG),
@@ -45,7 +46,7 @@ pub fn rms_norm(b: &WgpuBackend, x: &WgpuTensor, weight: &WgpuTensor, eps: f32) 
     }
     let out = b.empty(&[rows, cols], DType::F32)?;
     let params = [rows as u32, cols as u32, f32_bits(eps)];
-    b.gpu.dispatch(Kernel::RmsNorm, DType::F32, &[whole(x), whole(weight), whole(&out)], &params, rows)?;
+    b.gpu.dispatch(Kernel::RmsNorm, DType::F32, 0, &[whole(x), whole(weight), whole(&out)], &params, rows)?;
     Ok(out)
 }
 
@@ -78,8 +79,8 @@ pub fn linear(b: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Option<&Wgp
         let rows = xw.end - xw.start;
         for ww in &w_windows {
             let cols = ww.end - ww.start;
-            let (kernel, groups, tiles_n) = if rows <= GEMV_MAX_ROWS {
-                (Kernel::Gemv, cols, 0)
+            let (kernel, groups, tiles_n) = if rows <= GEMV_MAX_ROWS as usize {
+                (Kernel::Gemv, cols.div_ceil(GEMV_COLS), 0)
             } else {
                 let tiles_n = cols.div_ceil(TILE);
                 (Kernel::Matmul, rows.div_ceil(TILE) * tiles_n, tiles_n)
@@ -88,6 +89,7 @@ pub fn linear(b: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Option<&Wgp
             b.gpu.dispatch(
                 kernel,
                 w.dtype(),
+                if kernel == Kernel::Gemv { rows as u32 } else { 0 },
                 &[rows_of(w, k, ww), rows_of(x, k, xw), bias_binding, rows_of(&y, n, xw)],
                 &params[..if kernel == Kernel::Gemv { 6 } else { 7 }],
                 groups,
@@ -125,6 +127,7 @@ pub fn rope(b: &WgpuBackend, x: &mut WgpuTensor, head_dim: usize, positions: &[u
     b.gpu.dispatch(
         Kernel::Rope,
         DType::F32,
+        0,
         &[whole(x), Binding::whole(&table)],
         &params,
         (rows * cols / 2).div_ceil(WG),
@@ -186,6 +189,7 @@ pub fn attention(
     b.gpu.dispatch(
         Kernel::Attention,
         DType::F32,
+        0,
         &[whole(q), whole(k), whole(v), whole(&out)],
         &params,
         t * n_heads,
@@ -206,12 +210,19 @@ pub fn silu_mul(b: &WgpuBackend, gate: &WgpuTensor, up: &WgpuTensor) -> Result<W
     same_shape("silu_mul", gate, up)?;
     let out = b.empty(gate.shape(), DType::F32)?;
     let n = gate.len();
-    b.gpu.dispatch(Kernel::SiluMul, DType::F32, &[whole(gate), whole(up), whole(&out)], &[n as u32], n.div_ceil(WG))?;
+    b.gpu.dispatch(
+        Kernel::SiluMul,
+        DType::F32,
+        0,
+        &[whole(gate), whole(up), whole(&out)],
+        &[n as u32],
+        n.div_ceil(WG),
+    )?;
     Ok(out)
 }
 
 pub fn add_assign(b: &WgpuBackend, x: &mut WgpuTensor, y: &WgpuTensor) -> Result<()> {
     same_shape("add_assign", x, y)?;
     let n = x.len();
-    b.gpu.dispatch(Kernel::Add, DType::F32, &[whole(x), whole(y)], &[n as u32], n.div_ceil(WG))
+    b.gpu.dispatch(Kernel::Add, DType::F32, 0, &[whole(x), whole(y)], &[n as u32], n.div_ceil(WG))
 }

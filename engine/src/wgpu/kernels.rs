@@ -5,6 +5,9 @@ use entmin_kernels::wgsl;
 
 use crate::DType;
 
+/// Rows of x up to which a linear layer runs as a GEMV (gemv.wgsl's MAX_ROWS).
+pub const GEMV_MAX_ROWS: u32 = 8;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     Embedding,
@@ -72,6 +75,20 @@ impl Kernel {
             Kernel::EntropyGrad => wgsl::ENTROPY_GRAD,
             Kernel::EmInf => wgsl::EM_INF,
             Kernel::Sample => wgsl::SAMPLE,
+        }
+    }
+
+    /// The override constant a kernel is specialised on, if any: the GEMV's row count.
+    pub fn specialisation(self, variant: u32) -> Option<&'static str> {
+        (self == Kernel::Gemv && variant > 0).then_some("ROWS")
+    }
+
+    /// Every specialisation a kernel is compiled for.
+    pub fn variants(self) -> std::ops::RangeInclusive<u32> {
+        if self == Kernel::Gemv {
+            1..=GEMV_MAX_ROWS
+        } else {
+            0..=0
         }
     }
 

@@ -62,9 +62,9 @@ impl WgpuBackend {
         self.gpu.compile_all()
     }
 
-    /// Wait until all recorded work has run (for benchmarks).
-    pub fn synchronize(&self) -> Result<()> {
-        self.gpu.finish()
+    /// A software adapter (Mesa lavapipe, WARP): correct, but slower than the CPU backend.
+    pub fn is_cpu_emulation(&self) -> bool {
+        self.gpu.info.device_type == wgpu::DeviceType::Cpu
     }
 
     fn tensor(&self, buffer: wgpu::Buffer, shape: &[usize], dtype: DType) -> WgpuTensor {
@@ -134,6 +134,10 @@ impl Backend for WgpuBackend {
             max_buffer_bytes: self.gpu.limits.max_buffer_size,
             parallelism: 1,
         }
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.gpu.finish()
     }
 
     fn upload(&self, data: HostData<'_>, shape: &[usize]) -> Result<WgpuTensor> {
