@@ -1,8 +1,11 @@
-//! CPU kernel benchmarks: the memory-bound ops report bytes/s (compare with the
-//! `memory/copy` line, the machine's measured bandwidth), the compute-bound GEMM
-//! reports FLOP/s as "elements" (one element = one floating-point operation).
+//! Kernel benchmarks, the same bodies on every backend present: groups are named
+//! `cpu/…` and `wgpu/…` (the wgpu ones only when an adapter opens). Memory-bound ops
+//! report bytes/s (compare with the backend's `copy` line, its measured bandwidth), the
+//! compute-bound GEMM reports FLOP/s as "elements" (one element = one floating-point
+//! operation). GPU figures are host wall-clock per call including submission and the
+//! wait for completion (`Backend::synchronize`), so small ops include launch latency.
 //!
-//! Run: `cargo bench -p entmin-engine --bench kernels`. Figures: benches/RESULTS.md.
+//! Run: `cargo bench -p entmin-engine --bench kernels [-- FILTER]`. Figures: benches/RESULTS.md.
 
 use std::hint::black_box;
 
@@ -15,7 +18,14 @@ fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     (0..n).map(|_| ((rng.next_f64() * 2.0 - 1.0) * scale as f64) as f32).collect()
 }
 
-fn memory(c: &mut Criterion) {
+/// Run `op` and wait for the device, so queued GPU work is inside the measurement.
+fn run<B: Backend, T>(b: &B, op: impl FnOnce() -> entmin_engine::Result<T>) -> T {
+    let out = op().unwrap();
+    b.synchronize().unwrap();
+    out
+}
+
+fn host_memory(c: &mut Criterion) {
     let n = 64 << 20; // 256 MiB of f32, far beyond the caches
     let src = vec![1f32; n];
     let mut dst = vec![0f32; n];
@@ -27,10 +37,20 @@ fn memory(c: &mut Criterion) {
     g.finish();
 }
 
-fn softmax_entropy(c: &mut Criterion) {
-    let b = CpuBackend;
+/// Device copy bandwidth (bytes read + written): one tensor copied by concat_rows.
+fn device_memory<B: Backend>(c: &mut Criterion, b: &B) {
+    let rows = 64;
+    let t = b.zeros(&[rows, 1 << 20], DType::F32).unwrap(); // 256 MiB
+    let mut g = c.benchmark_group(format!("{}/memory", b.name()));
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes((2 * t.size_bytes()) as u64));
+    g.bench_function("copy", |bench| bench.iter(|| run(b, || b.concat_rows(&[black_box(&t)]))));
+    g.finish();
+}
+
+fn softmax_entropy<B: Backend>(c: &mut Criterion, b: &B) {
     let v = 151_936;
-    let mut g = c.benchmark_group("softmax_entropy");
+    let mut g = c.benchmark_group(format!("{}/softmax_entropy", b.name()));
     g.sample_size(20);
     for rows in [1usize, 16, 256] {
         let data = random(rows * v, 1, 8.0);
@@ -38,17 +58,16 @@ fn softmax_entropy(c: &mut Criterion) {
             let t = b.upload_as(&data, &[rows, v], dtype).unwrap();
             g.throughput(Throughput::Bytes((rows * v * dtype.size_bytes()) as u64));
             g.bench_with_input(BenchmarkId::new(format!("V151936/{dtype}"), rows), &t, |bench, t| {
-                bench.iter(|| b.softmax_entropy(black_box(t), 1.0).unwrap())
+                bench.iter(|| run(b, || b.softmax_entropy(black_box(t), 1.0)))
             });
         }
     }
     g.finish();
 }
 
-fn em_kernels(c: &mut Criterion) {
-    let b = CpuBackend;
+fn em_kernels<B: Backend>(c: &mut Criterion, b: &B) {
     let v = 151_936;
-    let mut g = c.benchmark_group("em");
+    let mut g = c.benchmark_group(format!("{}/em", b.name()));
     g.sample_size(10);
     for rows in [1usize, 16, 256] {
         let data = random(rows * v, 7, 8.0);
@@ -58,25 +77,24 @@ fn em_kernels(c: &mut Criterion) {
         // Reads the logits once and writes the gradient once.
         g.throughput(Throughput::Bytes((2 * rows * v * 4) as u64));
         g.bench_with_input(BenchmarkId::new("entropy_grad/V151936", rows), &t, |bench, t| {
-            bench.iter(|| b.entropy_grad(black_box(t), &lse, &ent, &up, 1.0).unwrap())
+            bench.iter(|| run(b, || b.entropy_grad(black_box(t), &lse, &ent, &up, 1.0)))
         });
         if rows <= 16 {
             // Official defaults, K = 5 steps (random rows never reach δ = 0.3).
             let p = EmInfParams::default();
             g.throughput(Throughput::Elements(rows as u64));
             g.bench_with_input(BenchmarkId::new("em_inf_rows/V151936_K5", rows), &t, |bench, t| {
-                bench.iter(|| b.em_inf(black_box(t), &p).unwrap())
+                bench.iter(|| run(b, || b.em_inf(black_box(t), &p)))
             });
         }
     }
     g.finish();
 }
 
-fn linear(c: &mut Criterion) {
-    let b = CpuBackend;
+fn linear<B: Backend>(c: &mut Criterion, b: &B) {
     // Qwen2.5-0.5B's MLP up-projection and SmolLM2's, plus the Qwen LM head.
     let shapes = [("qwen-up", 4864usize, 896usize), ("smollm-up", 1536, 576), ("qwen-head", 151_936, 896)];
-    let mut g = c.benchmark_group("gemv");
+    let mut g = c.benchmark_group(format!("{}/gemv", b.name()));
     g.sample_size(20);
     for (name, n, k) in shapes {
         let w = random(n * k, 2, 0.1);
@@ -86,13 +104,13 @@ fn linear(c: &mut Criterion) {
                 let x = b.upload_as(&random(m * k, 3, 1.0), &[m, k], DType::F32).unwrap();
                 g.throughput(Throughput::Bytes((n * k * dtype.size_bytes()) as u64));
                 g.bench_function(format!("{name}/{dtype}/m{m}"), |bench| {
-                    bench.iter(|| b.linear(black_box(&x), &wt, None).unwrap())
+                    bench.iter(|| run(b, || b.linear(black_box(&x), &wt, None)))
                 });
             }
         }
     }
     g.finish();
-    let mut g = c.benchmark_group("gemm");
+    let mut g = c.benchmark_group(format!("{}/gemm", b.name()));
     g.sample_size(10);
     for (name, n, k) in &shapes[..2] {
         let (n, k) = (*n, *k);
@@ -103,7 +121,7 @@ fn linear(c: &mut Criterion) {
                 let x = b.upload_as(&random(m * k, 5, 1.0), &[m, k], DType::F32).unwrap();
                 g.throughput(Throughput::Elements((2 * m * n * k) as u64));
                 g.bench_function(format!("{name}/{dtype}/m{m}"), |bench| {
-                    bench.iter(|| b.linear(black_box(&x), &wt, None).unwrap())
+                    bench.iter(|| run(b, || b.linear(black_box(&x), &wt, None)))
                 });
             }
         }
@@ -111,11 +129,10 @@ fn linear(c: &mut Criterion) {
     g.finish();
 }
 
-fn sample(c: &mut Criterion) {
-    let b = CpuBackend;
+fn sample<B: Backend>(c: &mut Criterion, b: &B) {
     let v = 151_936;
     let t = b.upload_as(&random(v, 6, 8.0), &[1, v], DType::F32).unwrap();
-    let mut g = c.benchmark_group("sample");
+    let mut g = c.benchmark_group(format!("{}/sample", b.name()));
     g.throughput(Throughput::Bytes((v * 4) as u64));
     for (name, p) in [
         ("greedy", SamplingParams::greedy()),
@@ -124,10 +141,30 @@ fn sample(c: &mut Criterion) {
         ("top_k40", SamplingParams { temperature: 0.7, top_k: 40, ..Default::default() }),
     ] {
         let mut rngs = [Rng::new(1)];
-        g.bench_function(name, |bench| bench.iter(|| b.sample(black_box(&t), &p, &mut rngs).unwrap()));
+        g.bench_function(name, |bench| bench.iter(|| run(b, || b.sample(black_box(&t), &p, &mut rngs))));
     }
     g.finish();
 }
 
-criterion_group!(benches, memory, softmax_entropy, em_kernels, linear, sample);
+fn kernels<B: Backend>(c: &mut Criterion, b: &B) {
+    device_memory(c, b);
+    softmax_entropy(c, b);
+    em_kernels(c, b);
+    linear(c, b);
+    sample(c, b);
+}
+
+fn all_backends(c: &mut Criterion) {
+    host_memory(c);
+    kernels(c, &CpuBackend);
+    match entmin_engine::wgpu::WgpuBackend::new() {
+        Ok(g) => {
+            eprintln!("wgpu adapter: {}", g.capabilities().device);
+            kernels(c, &g);
+        }
+        Err(e) => eprintln!("no wgpu benchmarks: {e}"),
+    }
+}
+
+criterion_group!(benches, all_backends);
 criterion_main!(benches);
