@@ -1,46 +1,64 @@
-//! The fused EM-INF loop (PAPER.md "EM-INF"), one row per task: z′, the Adam
-//! moments and the row's original logits stay in one task's buffers for all K
-//! steps. Each step is two passes over the row: the online softmax-entropy (which
-//! also decides the early stop), then gradient and Adam update together. The
-//! gradient needs Σ q x, which is lse − H, so no third pass.
+//! The fused EM-INF loop (PAPER.md "EM-INF"): z′, the Adam moments and the row's
+//! original logits stay in buffers reused across calls for all K steps. Each step is
+//! one pass over the row — gradient and Adam update, then the online softmax-entropy
+//! of the updated segment — because the gradient needs only Σ q z′ = lse − H from the
+//! previous step's entropy. With fewer rows than threads (decoding: one row per token)
+//! each row is cut into one segment per thread and the segments' entropy states are
+//! merged, so a single row uses every core.
 //!
 //! ∂/∂z′_i [H(q) + λ·KL(p‖q)] = −q_i (z′_i − Σ q z′) + λ (q_i − p_i),
 //! with q = softmax(z′), p = softmax(z).
 
+use std::sync::Mutex;
+
 use rayon::prelude::*;
 
-use super::entropy::softmax_entropy_row;
+use super::entropy::{row_state, Online};
 use super::simd::{exp_f32, vectorized, LANES};
 use super::{dims2, output, CpuTensor};
 use crate::Backend;
 use crate::{EmInfParams, EmInfRowStats, EngineError, Result};
+
+/// Rows at least this long are split across threads when there are fewer rows than
+/// threads; below it the fork-join costs more than it saves.
+const SPLIT_MIN_COLS: usize = 16_384;
 
 pub fn em_inf(logits: &CpuTensor, params: &EmInfParams) -> Result<(CpuTensor, Vec<EmInfRowStats>)> {
     params.validate()?;
     let (rows, cols) = dims2("em_inf", logits)?;
     // z′ is f32 whatever the logits' storage; 16-bit logits are widened once here.
     let mut z = super::CpuBackend.to_host_f32(logits)?;
-    let stats: Vec<Result<EmInfRowStats, EngineError>> = z
-        .par_chunks_mut(cols.max(1))
-        .enumerate()
-        .map(|(r, row)| {
-            vectorized(|| em_inf_row(row, params)).ok_or(EngineError::NonFinite { row: r, what: "NaN or +inf" })
-        })
-        .collect();
+    let threads = rayon::current_num_threads();
+    let row_stats = |(r, row): (usize, &mut [f32])| {
+        let segments = if rows < threads && cols >= SPLIT_MIN_COLS { threads / rows } else { 1 };
+        em_inf_row(row, params, segments).ok_or(EngineError::NonFinite { row: r, what: "NaN or +inf" })
+    };
+    let stats: Vec<Result<EmInfRowStats>> = if rows < threads {
+        z.chunks_mut(cols.max(1)).enumerate().map(row_stats).collect()
+    } else {
+        z.par_chunks_mut(cols.max(1)).enumerate().map(row_stats).collect()
+    };
     let stats = stats.into_iter().collect::<Result<Vec<_>>>()?;
     Ok((output(z, &[rows, cols]), stats))
 }
 
-thread_local! {
-    /// Per-thread scratch (original row, Adam moments) reused across calls: decoding
-    /// calls em_inf once per token, and fresh 1.8 MB buffers would page-fault each time.
-    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
+/// Scratch (original row, Adam moments) reused across calls: decoding calls em_inf once
+/// per token, and fresh 1.8 MB buffers would page-fault each time. Rows running at the
+/// same time each take a buffer from the pool and give it back.
+static SCRATCH: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
-/// Optimise one row in place; None if the row holds NaN or +inf.
-#[inline(always)]
-pub fn em_inf_row(z: &mut [f32], prm: &EmInfParams) -> Option<EmInfRowStats> {
-    let (lse0, h0) = softmax_entropy_row(z, 1.0);
+/// Optimise one row in place, cut into `segments` parts processed in parallel; None if
+/// the row holds NaN or +inf.
+pub fn em_inf_row(z: &mut [f32], prm: &EmInfParams, segments: usize) -> Option<EmInfRowStats> {
+    // Segment boundaries on whole SIMD vectors.
+    let seg = z.len().div_ceil(segments.max(1)).next_multiple_of(LANES).max(LANES);
+    let state = |z: &[f32]| -> Online {
+        if segments <= 1 {
+            return vectorized(|| row_state(z, 1.0));
+        }
+        z.par_chunks(seg).map(|c| vectorized(|| row_state(c, 1.0))).reduce(|| Online::EMPTY, Online::merge)
+    };
+    let (lse0, h0) = state(z).finish();
     if h0.is_nan() {
         return None;
     }
@@ -48,54 +66,70 @@ pub fn em_inf_row(z: &mut [f32], prm: &EmInfParams) -> Option<EmInfRowStats> {
     if lse0 == f32::NEG_INFINITY || h0 < prm.threshold || prm.max_steps == 0 {
         return Some(stats);
     }
-    // Taken out of the thread-local (not borrowed in a closure) so that the loop below is
-    // compiled inside the caller's AVX2 context rather than in `LocalKey::with`.
-    let mut scratch = SCRATCH.with_borrow_mut(std::mem::take);
-    {
-        let n = z.len();
-        scratch.clear();
-        scratch.extend_from_slice(z);
-        scratch.resize(3 * n, 0.0);
-        let (orig, moments) = scratch.split_at_mut(n);
-        let (m, v) = moments.split_at_mut(n);
-        let (mut lse, mut h) = (lse0, h0);
-        while stats.steps < prm.max_steps && h >= prm.threshold {
-            stats.steps += 1;
-            let t = stats.steps as i32;
-            let c = StepConsts {
-                mean: lse - h,
-                lse,
-                lse0,
-                lambda: prm.kl_weight,
-                b1: prm.beta1,
-                b2: prm.beta2,
-                step: prm.lr / (1.0 - prm.beta1.powi(t)),
-                inv_sqrt_bc2: 1.0 / (1.0 - prm.beta2.powi(t)).sqrt(),
-                eps: prm.eps,
-            };
-            let mut zc = z.chunks_exact_mut(LANES);
-            let mut oc = orig.chunks_exact(LANES);
-            let mut mc = m.chunks_exact_mut(LANES);
-            let mut vc = v.chunks_exact_mut(LANES);
-            for (((zs, os), ms), vs) in (&mut zc).zip(&mut oc).zip(&mut mc).zip(&mut vc) {
-                for l in 0..LANES {
-                    adam_update(&c, &mut zs[l], os[l], &mut ms[l], &mut vs[l]);
-                }
-            }
-            let tails =
-                zc.into_remainder().iter_mut().zip(oc.remainder()).zip(mc.into_remainder()).zip(vc.into_remainder());
-            for (((zi, &oi), mi), vi) in tails {
-                adam_update(&c, zi, oi, mi, vi);
-            }
-            (lse, h) = softmax_entropy_row(z, 1.0);
+    let mut scratch = SCRATCH.lock().expect("scratch pool").pop().unwrap_or_default();
+    let n = z.len();
+    scratch.clear();
+    scratch.extend_from_slice(z);
+    scratch.resize(3 * n, 0.0);
+    let (orig, moments) = scratch.split_at_mut(n);
+    let (m, v) = moments.split_at_mut(n);
+    let (mut lse, mut h) = (lse0, h0);
+    while stats.steps < prm.max_steps && h >= prm.threshold {
+        stats.steps += 1;
+        let t = stats.steps as i32;
+        let c = StepConsts {
+            mean: lse - h,
+            lse,
+            lse0,
+            lambda: prm.kl_weight,
+            b1: prm.beta1,
+            b2: prm.beta2,
+            step: prm.lr / (1.0 - prm.beta1.powi(t)),
+            inv_sqrt_bc2: 1.0 / (1.0 - prm.beta2.powi(t)).sqrt(),
+            eps: prm.eps,
+        };
+        if segments <= 1 {
+            (lse, h) = vectorized(|| step_segment(&c, z, orig, m, v)).finish();
+            continue;
         }
-        stats.entropy_after = h;
+        (lse, h) = z
+            .par_chunks_mut(seg)
+            .zip(orig.par_chunks(seg))
+            .zip(m.par_chunks_mut(seg))
+            .zip(v.par_chunks_mut(seg))
+            .map(|(((zs, os), ms), vs)| vectorized(|| step_segment(&c, zs, os, ms, vs)))
+            .reduce(|| Online::EMPTY, Online::merge)
+            .finish();
     }
-    SCRATCH.with_borrow_mut(|s| *s = scratch);
+    stats.entropy_after = h;
+    SCRATCH.lock().expect("scratch pool").push(scratch);
     Some(stats)
 }
 
+/// One Adam step over a segment, then the online entropy state of its new values.
+#[inline(always)]
+fn step_segment(c: &StepConsts, z: &mut [f32], orig: &[f32], m: &mut [f32], v: &mut [f32]) -> Online {
+    // A local copy: through the reference LLVM cannot prove the stores below leave the
+    // constants alone, reloads them per element and does not vectorise (3× slower).
+    let c = &c.clone();
+    let mut zc = z.chunks_exact_mut(LANES);
+    let mut oc = orig.chunks_exact(LANES);
+    let mut mc = m.chunks_exact_mut(LANES);
+    let mut vc = v.chunks_exact_mut(LANES);
+    for (((zs, os), ms), vs) in (&mut zc).zip(&mut oc).zip(&mut mc).zip(&mut vc) {
+        for l in 0..LANES {
+            adam_update(c, &mut zs[l], os[l], &mut ms[l], &mut vs[l]);
+        }
+    }
+    let tails = zc.into_remainder().iter_mut().zip(oc.remainder()).zip(mc.into_remainder()).zip(vc.into_remainder());
+    for (((zi, &oi), mi), vi) in tails {
+        adam_update(c, zi, oi, mi, vi);
+    }
+    row_state(z, 1.0)
+}
+
 /// What one Adam step needs besides the per-element state.
+#[derive(Clone, Copy)]
 struct StepConsts {
     mean: f32,
     lse: f32,

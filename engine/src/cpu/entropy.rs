@@ -14,16 +14,35 @@ use crate::Result;
 
 const BLOCK: usize = 512;
 
-/// Running state of the online algorithm; `m = −inf` means nothing seen yet.
+/// Running state of the online algorithm; `m = −inf` means nothing seen yet, NaN in
+/// `s` that the row held NaN.
 #[derive(Clone, Copy, Debug)]
-struct Online {
+pub struct Online {
     m: f32,
     s: f32,
     t: f32,
 }
 
 impl Online {
-    const EMPTY: Online = Online { m: f32::NEG_INFINITY, s: 0.0, t: 0.0 };
+    pub const EMPTY: Online = Online { m: f32::NEG_INFINITY, s: 0.0, t: 0.0 };
+    const NAN: Online = Online { m: f32::NAN, s: f32::NAN, t: f32::NAN };
+
+    /// The state of two disjoint parts of a row together.
+    pub fn merge(mut self, mut other: Online) -> Online {
+        if self.s.is_nan() || other.s.is_nan() {
+            return Online::NAN;
+        }
+        if other.m == f32::NEG_INFINITY {
+            return self;
+        }
+        if self.m == f32::NEG_INFINITY {
+            return other;
+        }
+        let m = self.m.max(other.m);
+        self.rescale(m);
+        other.rescale(m);
+        Online { m, s: self.s + other.s, t: self.t + other.t }
+    }
 
     /// Move the reference point to `m_new` ≥ m: c = e^{m−m′}; t′ ← c(t′ + (m−m′)s); s ← cs.
     #[inline(always)]
@@ -39,7 +58,8 @@ impl Online {
         self.m = m_new;
     }
 
-    fn finish(self) -> (f32, f32) {
+    /// (lse, entropy).
+    pub fn finish(self) -> (f32, f32) {
         if self.m == f32::NEG_INFINITY || self.s == 0.0 {
             // Every logit −inf (fully masked row) or an empty row.
             return (f32::NEG_INFINITY, 0.0);
@@ -54,6 +74,12 @@ impl Online {
 /// (lse, entropy) of softmax(row · inv_temperature). NaN in the row gives NaN.
 #[inline(always)]
 pub fn softmax_entropy_row<E: Element>(row: &[E], inv_temperature: f32) -> (f32, f32) {
+    row_state(row, inv_temperature).finish()
+}
+
+/// The online state of `row · inv_temperature`, to be finished or merged with others.
+#[inline(always)]
+pub fn row_state<E: Element>(row: &[E], inv_temperature: f32) -> Online {
     let mut st = Online::EMPTY;
     let mut buf = [0f32; BLOCK];
     for block in row.chunks(BLOCK) {
@@ -65,7 +91,7 @@ pub fn softmax_entropy_row<E: Element>(row: &[E], inv_temperature: f32) -> (f32,
         let block_max = lane_max(xs);
         if block_max == f32::NEG_INFINITY {
             if xs.iter().any(|x| x.is_nan()) {
-                return (f32::NAN, f32::NAN);
+                return Online::NAN;
             }
             continue;
         }
@@ -76,7 +102,7 @@ pub fn softmax_entropy_row<E: Element>(row: &[E], inv_temperature: f32) -> (f32,
         st.s += s;
         st.t += t;
     }
-    st.finish()
+    st
 }
 
 /// Largest element, with LANES independent maxima so the loop vectorises.
