@@ -2,14 +2,17 @@
 //! `cpu/…` and `wgpu/…` (the wgpu ones only when an adapter opens). Memory-bound ops
 //! report bytes/s (compare with the backend's `copy` line, its measured bandwidth), the
 //! compute-bound GEMM reports FLOP/s as "elements" (one element = one floating-point
-//! operation). GPU figures are host wall-clock per call including submission and the
-//! wait for completion (`Backend::synchronize`), so small ops include launch latency.
+//! operation). GPU figures are the device time of the op's compute passes from timestamp
+//! queries where the adapter has them (`Backend::timed`), else wall clock per call up to
+//! the end of its work (including submission and launch latency).
 //!
 //! Run: `cargo bench -p entmin-engine --bench kernels [-- FILTER]`. Figures: benches/RESULTS.md.
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Bencher, BenchmarkId, Criterion, Throughput};
 use entmin_engine::cpu::CpuBackend;
 use entmin_engine::{Backend, DType, EmInfParams, Rng, SamplingParams};
 
@@ -18,11 +21,19 @@ fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     (0..n).map(|_| ((rng.next_f64() * 2.0 - 1.0) * scale as f64) as f32).collect()
 }
 
-/// Run `op` and wait for the device, so queued GPU work is inside the measurement.
-fn run<B: Backend, T>(b: &B, op: impl FnOnce() -> entmin_engine::Result<T>) -> T {
-    let out = op().unwrap();
-    b.synchronize().unwrap();
-    out
+/// Time `op` per call: the device time of its kernels where the backend measures it
+/// (wgpu with TIMESTAMP_QUERY), else wall clock up to the end of its work.
+fn measure<B: Backend, T>(bench: &mut Bencher<'_>, b: &B, mut op: impl FnMut() -> entmin_engine::Result<T>) {
+    bench.iter_custom(|iters| {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let start = Instant::now();
+            let (out, device_time) = b.timed(&mut op).unwrap();
+            total += device_time.unwrap_or_else(|| start.elapsed());
+            drop(black_box(out));
+        }
+        total
+    })
 }
 
 fn host_memory(c: &mut Criterion) {
@@ -44,7 +55,7 @@ fn device_memory<B: Backend>(c: &mut Criterion, b: &B) {
     let mut g = c.benchmark_group(format!("{}/memory", b.name()));
     g.sample_size(10);
     g.throughput(Throughput::Bytes((2 * t.size_bytes()) as u64));
-    g.bench_function("copy", |bench| bench.iter(|| run(b, || b.concat_rows(&[black_box(&t)]))));
+    g.bench_function("copy", |bench| measure(bench, b, || b.concat_rows(&[black_box(&t)])));
     g.finish();
 }
 
@@ -58,7 +69,7 @@ fn softmax_entropy<B: Backend>(c: &mut Criterion, b: &B) {
             let t = b.upload_as(&data, &[rows, v], dtype).unwrap();
             g.throughput(Throughput::Bytes((rows * v * dtype.size_bytes()) as u64));
             g.bench_with_input(BenchmarkId::new(format!("V151936/{dtype}"), rows), &t, |bench, t| {
-                bench.iter(|| run(b, || b.softmax_entropy(black_box(t), 1.0)))
+                measure(bench, b, || b.softmax_entropy(black_box(t), 1.0))
             });
         }
     }
@@ -77,14 +88,14 @@ fn em_kernels<B: Backend>(c: &mut Criterion, b: &B) {
         // Reads the logits once and writes the gradient once.
         g.throughput(Throughput::Bytes((2 * rows * v * 4) as u64));
         g.bench_with_input(BenchmarkId::new("entropy_grad/V151936", rows), &t, |bench, t| {
-            bench.iter(|| run(b, || b.entropy_grad(black_box(t), &lse, &ent, &up, 1.0)))
+            measure(bench, b, || b.entropy_grad(black_box(t), &lse, &ent, &up, 1.0))
         });
         if rows <= 16 {
             // Official defaults, K = 5 steps (random rows never reach δ = 0.3).
             let p = EmInfParams::default();
             g.throughput(Throughput::Elements(rows as u64));
             g.bench_with_input(BenchmarkId::new("em_inf_rows/V151936_K5", rows), &t, |bench, t| {
-                bench.iter(|| run(b, || b.em_inf(black_box(t), &p)))
+                measure(bench, b, || b.em_inf(black_box(t), &p))
             });
         }
     }
@@ -104,7 +115,7 @@ fn linear<B: Backend>(c: &mut Criterion, b: &B) {
                 let x = b.upload_as(&random(m * k, 3, 1.0), &[m, k], DType::F32).unwrap();
                 g.throughput(Throughput::Bytes((n * k * dtype.size_bytes()) as u64));
                 g.bench_function(format!("{name}/{dtype}/m{m}"), |bench| {
-                    bench.iter(|| run(b, || b.linear(black_box(&x), &wt, None)))
+                    measure(bench, b, || b.linear(black_box(&x), &wt, None))
                 });
             }
         }
@@ -121,7 +132,7 @@ fn linear<B: Backend>(c: &mut Criterion, b: &B) {
                 let x = b.upload_as(&random(m * k, 5, 1.0), &[m, k], DType::F32).unwrap();
                 g.throughput(Throughput::Elements((2 * m * n * k) as u64));
                 g.bench_function(format!("{name}/{dtype}/m{m}"), |bench| {
-                    bench.iter(|| run(b, || b.linear(black_box(&x), &wt, None)))
+                    measure(bench, b, || b.linear(black_box(&x), &wt, None))
                 });
             }
         }
@@ -141,7 +152,7 @@ fn sample<B: Backend>(c: &mut Criterion, b: &B) {
         ("top_k40", SamplingParams { temperature: 0.7, top_k: 40, ..Default::default() }),
     ] {
         let mut rngs = [Rng::new(1)];
-        g.bench_function(name, |bench| bench.iter(|| run(b, || b.sample(black_box(&t), &p, &mut rngs))));
+        g.bench_function(name, |bench| measure(bench, b, || b.sample(black_box(&t), &p, &mut rngs)));
     }
     g.finish();
 }

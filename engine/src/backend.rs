@@ -39,6 +39,13 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn synchronize(&self) -> Result<()> {
         Ok(())
     }
+    /// Run `f`, wait for its work, and return the device time of its kernels when the
+    /// backend can measure it (GPU timestamp queries); None means "use a wall clock".
+    fn timed<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<std::time::Duration>)> {
+        let out = f()?;
+        self.synchronize()?;
+        Ok((out, None))
+    }
 
     // --- memory ---
     fn upload(&self, data: HostData<'_>, shape: &[usize]) -> Result<Tensor<Self>>;

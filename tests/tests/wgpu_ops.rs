@@ -33,6 +33,22 @@ on_wgpu!(
 );
 
 #[test]
+fn kernels_are_timed_on_the_device() {
+    use entmin_engine::{Backend, DType};
+    for (_, b) in wgpu_backends() {
+        let logits = b.upload_as(&vec![0.5; 4 * 1000], &[4, 1000], DType::F32).unwrap();
+        let ((lse, _), device_time) = b.timed(|| b.softmax_entropy(&logits, 1.0)).unwrap();
+        let expected = (1000f32).ln() + 0.5;
+        assert!((b.to_host_f32(&lse).unwrap()[0] - expected).abs() < 1e-4, "timing must not change the result");
+        if b.has_timestamps() {
+            assert!(device_time.is_some_and(|d| d > std::time::Duration::ZERO), "{device_time:?}");
+        }
+        let (_, copy_time) = b.timed(|| b.concat_rows(&[&logits])).unwrap();
+        assert_eq!(copy_time, None, "copies are not compute passes: the caller falls back to a wall clock");
+    }
+}
+
+#[test]
 fn every_kernel_compiles_for_every_dtype() {
     for (_, b) in wgpu_backends() {
         b.compile_all().unwrap();

@@ -16,6 +16,8 @@ use crate::{DType, EngineError, Result};
 
 /// Passes recorded before the encoder is submitted even without a read-back.
 const MAX_PENDING_PASSES: usize = 256;
+/// Compute passes one timed measurement can hold.
+const MAX_TIMED_PASSES: u32 = 2048; // wgpu allows 4096 queries per set: two per pass
 
 /// How to open the device.
 #[derive(Clone, Debug, Default)]
@@ -31,6 +33,8 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub subgroups: bool,
+    pub timestamps: bool,
+    profiler: Mutex<Option<Profiler>>,
     /// A one-word buffer bound where a kernel's optional input is absent.
     pub dummy: wgpu::Buffer,
     pipelines: Mutex<HashMap<(Kernel, DType, u32), wgpu::ComputePipeline>>,
@@ -38,6 +42,14 @@ pub struct Gpu {
     /// Validation or out-of-memory errors wgpu reports outside an error scope,
     /// surfaced at the next read-back instead of panicking.
     device_error: Arc<Mutex<Option<String>>>,
+}
+
+/// Timestamp queries written at the start and end of every compute pass while a
+/// measurement ([`Gpu::timed`]) is running.
+struct Profiler {
+    queries: wgpu::QuerySet,
+    passes: u32,
+    overflow: bool,
 }
 
 #[derive(Default)]
@@ -116,6 +128,8 @@ impl Gpu {
             mapped_at_creation: false,
         });
         Ok(Gpu {
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            profiler: Mutex::new(None),
             dummy,
             device,
             queue,
@@ -267,14 +281,63 @@ impl Gpu {
         if y > max_x {
             return Err(EngineError::invalid(kernel.name(), format!("{groups} workgroups exceed the adapter's grid")));
         }
+        let mut profiler = self.profiler.lock().expect("profiler");
+        let timed = profiler.as_mut().and_then(|p| {
+            p.overflow |= p.passes == MAX_TIMED_PASSES;
+            (p.passes < MAX_TIMED_PASSES).then(|| {
+                p.passes += 1;
+                (&p.queries, p.passes - 1)
+            })
+        });
         self.record(|encoder| {
-            let mut pass =
-                encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+            let timestamp_writes = timed.map(|(query_set, i)| wgpu::ComputePassTimestampWrites {
+                query_set,
+                beginning_of_pass_write_index: Some(2 * i),
+                end_of_pass_write_index: Some(2 * i + 1),
+            });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(x as u32, y as u32, 1);
         });
         Ok(())
+    }
+
+    /// Run `f`, wait for its work and return the summed duration of its compute passes
+    /// from timestamp queries (None without TIMESTAMP_QUERY, past MAX_TIMED_PASSES, or
+    /// when `f` ran no compute pass, e.g. only copies).
+    pub fn timed<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<std::time::Duration>)> {
+        if !self.timestamps {
+            let out = f()?;
+            self.finish()?;
+            return Ok((out, None));
+        }
+        self.finish()?;
+        let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("pass timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2 * MAX_TIMED_PASSES,
+        });
+        *self.profiler.lock().expect("profiler") = Some(Profiler { queries, passes: 0, overflow: false });
+        let out = f();
+        let profile = self.profiler.lock().expect("profiler").take().expect("profiler set above");
+        let out = out?;
+        if profile.passes == 0 || profile.overflow {
+            self.finish()?;
+            return Ok((out, None));
+        }
+        let n = 2 * profile.passes;
+        let resolved = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("resolved timestamps"),
+            size: n as u64 * 8,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        self.record(|e| e.resolve_query_set(&profile.queries, 0..n, &resolved, 0));
+        let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&self.read(&resolved, 0, n as u64 * 8)?);
+        let total: u64 = ticks.chunks_exact(2).map(|p| p[1].saturating_sub(p[0])).sum();
+        let nanos = total as f64 * self.queue.get_timestamp_period() as f64;
+        Ok((out, Some(std::time::Duration::from_nanos(nanos as u64))))
     }
 
     /// Record a buffer-to-buffer copy (offsets and size in bytes, multiples of 4).

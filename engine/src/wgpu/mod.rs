@@ -52,6 +52,11 @@ impl WgpuBackend {
         self.gpu.subgroups
     }
 
+    /// Whether kernels can be timed on the device (TIMESTAMP_QUERY), see [`Backend::timed`].
+    pub fn has_timestamps(&self) -> bool {
+        self.gpu.timestamps
+    }
+
     /// The adapter's storage-binding limit in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
         self.gpu.limits.max_storage_buffer_binding_size
@@ -138,6 +143,10 @@ impl Backend for WgpuBackend {
 
     fn synchronize(&self) -> Result<()> {
         self.gpu.finish()
+    }
+
+    fn timed<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<(T, Option<std::time::Duration>)> {
+        self.gpu.timed(f)
     }
 
     fn upload(&self, data: HostData<'_>, shape: &[usize]) -> Result<WgpuTensor> {
