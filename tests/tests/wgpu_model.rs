@@ -133,3 +133,39 @@ fn tensors_beyond_the_binding_limit_are_windowed() {
     assert_eq!(got, want, "embedding rows on both sides of a window boundary");
     assert!(gpu.embedding(&wg, &[n as u32]).is_err(), "an id past the table is an error, not a read out of bounds");
 }
+
+/// After the first tokens, a decode step allocates no output buffers (they come from the
+/// pool) and creates bind groups only where its parameters change (positions).
+#[test]
+fn steady_decoding_reuses_buffers_and_bind_groups() {
+    use entmin_engine::wgpu::{WgpuBackend, WgpuOptions};
+    if wgpu_backends().is_empty() {
+        return;
+    }
+    // A backend of its own, so that other tests' work does not move the counters.
+    let gpu = WgpuBackend::with_options(&WgpuOptions::default()).unwrap();
+    let c = config(Architecture::Qwen2, false);
+    let w = random_weights(&c, 5);
+    let path = entmin_tests::scratch_dir("wgpu-reuse").join("tiny.gguf");
+    std::fs::write(&path, tiny_model_gguf(&c, &w).build()).unwrap();
+    let lm = entmin_models::load(&gpu, &path, DType::F32).unwrap();
+    let mut cache = KvCache::new(&gpu, &lm.model.config, 16).unwrap();
+    let mut logits = lm.model.forward(&gpu, &[1, 2, 3], &mut cache, Logits::Last).unwrap();
+    let mut step = |logits: &entmin_engine::Tensor<_>| {
+        let tok = gpu.sample(logits, &SamplingParams::greedy(), &mut [Rng::new(0)]).unwrap()[0].token;
+        lm.model.forward(&gpu, &[tok], &mut cache, Logits::Last).unwrap()
+    };
+    for _ in 0..3 {
+        logits = step(&logits);
+    }
+    let (d0, b0, g0) = gpu.allocation_counts();
+    logits = step(&logits);
+    let (d1, b1, g1) = gpu.allocation_counts();
+    drop(logits);
+    assert_eq!(b1 - b0, 0, "a steady decode step allocated {} output buffers", b1 - b0);
+    // Per layer attention (its start position changes) and RoPE on q and k (fresh angle
+    // uploads), plus the embedding and the sampler (fresh id / uniform uploads), get new
+    // bind groups; every GEMV, norm and elementwise dispatch reuses its own.
+    let expected_new = 3 * c.n_layers as u64 + 2;
+    assert_eq!(g1 - g0, expected_new, "new bind groups in a step of {} dispatches", d1 - d0);
+}

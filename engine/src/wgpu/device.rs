@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
@@ -16,6 +17,10 @@ use crate::{DType, EngineError, Result};
 
 /// Passes recorded before the encoder is submitted even without a read-back.
 const MAX_PENDING_PASSES: usize = 256;
+/// Bytes of freed buffers kept for reuse; beyond it freed buffers are released.
+const MAX_POOLED_BYTES: u64 = 512 << 20;
+/// Bind groups kept for reuse; the cache is emptied when it grows past this.
+const MAX_CACHED_BIND_GROUPS: usize = 4096;
 /// Compute passes one timed measurement can hold.
 const MAX_TIMED_PASSES: u32 = 2048; // wgpu allows 4096 queries per set: two per pass
 
@@ -38,10 +43,58 @@ pub struct Gpu {
     /// A one-word buffer bound where a kernel's optional input is absent.
     pub dummy: wgpu::Buffer,
     pipelines: Mutex<HashMap<(Kernel, DType, u32), wgpu::ComputePipeline>>,
+    pub pool: std::sync::Arc<BufferPool>,
+    bind_groups: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
+    pub counters: Counters,
     pending: Mutex<Pending>,
     /// Validation or out-of-memory errors wgpu reports outside an error scope,
     /// surfaced at the next read-back instead of panicking.
     device_error: Arc<Mutex<Option<String>>>,
+}
+
+/// Freed tensor buffers by size, handed out again to ops that allocate the same size:
+/// a decode step allocates the same sequence of sizes every token, so after the first
+/// token it allocates nothing, and its bind groups (keyed by buffer) repeat too.
+/// Reuse is safe while earlier commands still use a buffer: every later use is recorded
+/// after them on the same queue. Uploads never take pooled buffers (a queue write would
+/// land before commands still pending on the buffer's previous contents).
+#[derive(Default)]
+pub struct BufferPool {
+    free: Mutex<(HashMap<u64, Vec<wgpu::Buffer>>, u64)>,
+}
+
+impl BufferPool {
+    fn take(&self, size: u64) -> Option<wgpu::Buffer> {
+        let mut free = self.free.lock().expect("buffer pool");
+        let buffer = free.0.get_mut(&size)?.pop()?;
+        free.1 -= size;
+        Some(buffer)
+    }
+
+    pub fn give(&self, buffer: wgpu::Buffer) {
+        let mut free = self.free.lock().expect("buffer pool");
+        if free.1 + buffer.size() <= MAX_POOLED_BYTES {
+            free.1 += buffer.size();
+            free.0.entry(buffer.size()).or_default().push(buffer);
+        }
+    }
+}
+
+/// How much the backend allocated and recorded, to check reuse.
+#[derive(Default, Debug)]
+pub struct Counters {
+    pub dispatches: AtomicU64,
+    /// Output buffers allocated because the pool had none of the size.
+    pub new_buffers: AtomicU64,
+    pub new_bind_groups: AtomicU64,
+}
+
+/// What makes a bind group: the pipeline and every binding, the uniform parameters included.
+#[derive(PartialEq, Eq, Hash)]
+struct BindKey {
+    pipeline: (Kernel, DType, u32),
+    bindings: Vec<(wgpu::Buffer, u64, u64)>,
+    params: Vec<u32>,
 }
 
 /// Timestamp queries written at the start and end of every compute pass while a
@@ -137,6 +190,9 @@ impl Gpu {
             limits,
             subgroups,
             pipelines: Mutex::new(HashMap::new()),
+            pool: Default::default(),
+            bind_groups: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
             pending: Mutex::new(Pending::default()),
             device_error,
         })
@@ -189,8 +245,13 @@ impl Gpu {
         Ok(())
     }
 
+    /// A buffer for a kernel to fill (contents undefined: possibly a reused one).
     pub fn storage_buffer(&self, bytes: u64) -> Result<wgpu::Buffer> {
         self.check_size(bytes)?;
+        if let Some(buffer) = self.pool.take(padded(bytes)) {
+            return Ok(buffer);
+        }
+        self.counters.new_buffers.fetch_add(1, Relaxed);
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
             size: padded(bytes),
@@ -199,6 +260,14 @@ impl Gpu {
         }))
     }
 
+    /// A zero-filled buffer (the clear is recorded in order with the pending work).
+    pub fn zeroed_buffer(&self, bytes: u64) -> Result<wgpu::Buffer> {
+        let buffer = self.storage_buffer(bytes)?;
+        self.record(|e| e.clear_buffer(&buffer, 0, None));
+        Ok(buffer)
+    }
+
+    /// A fresh buffer holding `data`.
     pub fn storage_buffer_with(&self, data: &[u8]) -> Result<wgpu::Buffer> {
         self.check_size(data.len() as u64)?;
         let mut contents = data.to_vec();
@@ -250,31 +319,8 @@ impl Gpu {
             }
         }
         let pipeline = self.pipeline(kernel, dtype, variant)?;
-        let mut words = params.to_vec();
-        words.resize(params.len().div_ceil(4).max(1) * 4, 0);
-        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: bytemuck::cast_slice(&words),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let mut entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
-            .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: b.buffer,
-                    offset: b.offset,
-                    size: NonZeroU64::new(b.size),
-                }),
-            })
-            .collect();
-        entries.push(wgpu::BindGroupEntry { binding: bindings.len() as u32, resource: uniform.as_entire_binding() });
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: None,
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
+        let bind_group = self.bind_group(&pipeline, (kernel, dtype, variant), bindings, params);
+        self.counters.dispatches.fetch_add(1, Relaxed);
         let max_x = self.limits.max_compute_workgroups_per_dimension as usize;
         let x = groups.min(max_x);
         let y = groups.div_ceil(x);
@@ -301,6 +347,58 @@ impl Gpu {
             pass.dispatch_workgroups(x as u32, y as u32, 1);
         });
         Ok(())
+    }
+
+    /// The bind group for these bindings and parameters: cached, so that a decode step,
+    /// which repeats the same buffers (see [`BufferPool`]) and mostly the same parameters
+    /// every token, reuses its bind groups and uniform buffers.
+    fn bind_group(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        pipeline_key: (Kernel, DType, u32),
+        bindings: &[Binding<'_>],
+        params: &[u32],
+    ) -> wgpu::BindGroup {
+        let key = BindKey {
+            pipeline: pipeline_key,
+            bindings: bindings.iter().map(|b| (b.buffer.clone(), b.offset, b.size)).collect(),
+            params: params.to_vec(),
+        };
+        let mut cache = self.bind_groups.lock().expect("bind group cache");
+        if let Some(group) = cache.get(&key) {
+            return group.clone();
+        }
+        let mut words = params.to_vec();
+        words.resize(params.len().div_ceil(4).max(1) * 4, 0);
+        let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: bytemuck::cast_slice(&words),
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let mut entries: Vec<wgpu::BindGroupEntry<'_>> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b.buffer,
+                    offset: b.offset,
+                    size: NonZeroU64::new(b.size),
+                }),
+            })
+            .collect();
+        entries.push(wgpu::BindGroupEntry { binding: bindings.len() as u32, resource: uniform.as_entire_binding() });
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        self.counters.new_bind_groups.fetch_add(1, Relaxed);
+        if cache.len() >= MAX_CACHED_BIND_GROUPS {
+            cache.clear();
+        }
+        cache.insert(key, group.clone());
+        group
     }
 
     /// Run `f`, wait for its work and return the summed duration of its compute passes

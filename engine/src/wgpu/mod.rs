@@ -27,9 +27,17 @@ use crate::{
 
 pub type WgpuTensor = Tensor<WgpuBackend>;
 
-/// A tensor's GPU buffer (at least one word long; 16-bit data padded to whole words).
+/// A tensor's GPU buffer (at least one word long; 16-bit data padded to whole words),
+/// returned to the backend's pool when the tensor is dropped.
 pub struct WgpuStorage {
     buffer: wgpu::Buffer,
+    pool: std::sync::Arc<device::BufferPool>,
+}
+
+impl Drop for WgpuStorage {
+    fn drop(&mut self) {
+        self.pool.give(self.buffer.clone());
+    }
 }
 
 #[derive(Clone)]
@@ -57,6 +65,14 @@ impl WgpuBackend {
         self.gpu.timestamps
     }
 
+    /// (dispatches recorded, output buffers newly allocated, bind groups newly created)
+    /// since the backend was opened: a steady decode step should add dispatches only.
+    pub fn allocation_counts(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.gpu.counters;
+        (c.dispatches.load(Relaxed), c.new_buffers.load(Relaxed), c.new_bind_groups.load(Relaxed))
+    }
+
     /// The adapter's storage-binding limit in bytes.
     pub fn max_binding_bytes(&self) -> u64 {
         self.gpu.limits.max_storage_buffer_binding_size
@@ -73,9 +89,10 @@ impl WgpuBackend {
     }
 
     fn tensor(&self, buffer: wgpu::Buffer, shape: &[usize], dtype: DType) -> WgpuTensor {
-        Tensor::from_parts(WgpuStorage { buffer }, shape.to_vec(), dtype)
+        Tensor::from_parts(WgpuStorage { buffer, pool: self.gpu.pool.clone() }, shape.to_vec(), dtype)
     }
 
+    /// A tensor whose contents the calling op overwrites entirely.
     fn empty(&self, shape: &[usize], dtype: DType) -> Result<WgpuTensor> {
         let bytes = shape.iter().product::<usize>() * dtype.size_bytes();
         Ok(self.tensor(self.gpu.storage_buffer(bytes as u64)?, shape, dtype))
@@ -168,8 +185,8 @@ impl Backend for WgpuBackend {
     }
 
     fn zeros(&self, shape: &[usize], dtype: DType) -> Result<WgpuTensor> {
-        // wgpu buffers start zeroed.
-        self.empty(shape, dtype)
+        let bytes = shape.iter().product::<usize>() * dtype.size_bytes();
+        Ok(self.tensor(self.gpu.zeroed_buffer(bytes as u64)?, shape, dtype))
     }
 
     fn to_host_f32(&self, t: &WgpuTensor) -> Result<Vec<f32>> {
