@@ -5,6 +5,7 @@
 //! widened on the fly. Models and EM code are written once against [`Backend`].
 
 mod backend;
+mod checks;
 pub mod cpu;
 mod dtype;
 mod em_params;

@@ -4,17 +4,12 @@ use rayon::prelude::*;
 
 use super::simd::{dot, vectorized};
 use super::{dims2, f32_data, f32_data_mut, output, CpuTensor};
-use crate::{AttentionShape, EngineError, Result};
+use crate::{AttentionShape, Result};
 
 pub fn write_kv(cache: &mut CpuTensor, x: &CpuTensor, start_pos: usize) -> Result<()> {
     let (capacity, dim) = dims2("write_kv", cache)?;
     let (t, xdim) = dims2("write_kv", x)?;
-    if xdim != dim || start_pos + t > capacity {
-        return Err(EngineError::shape(
-            "write_kv",
-            format!("{t}×{xdim} rows at {start_pos} into a {capacity}×{dim} cache"),
-        ));
-    }
+    crate::checks::write_kv(capacity, dim, t, xdim, start_pos)?;
     let src = f32_data("write_kv", x)?;
     f32_data_mut("write_kv", cache)?[start_pos * dim..(start_pos + t) * dim].copy_from_slice(src);
     Ok(())
@@ -22,20 +17,9 @@ pub fn write_kv(cache: &mut CpuTensor, x: &CpuTensor, start_pos: usize) -> Resul
 
 pub fn attention(q: &CpuTensor, k: &CpuTensor, v: &CpuTensor, s: AttentionShape) -> Result<CpuTensor> {
     let (t, qdim) = dims2("attention", q)?;
-    let (capacity, kvdim) = dims2("attention", k)?;
+    let kvdim = k.cols();
+    crate::checks::attention(q.shape(), k.shape(), v.shape(), s)?;
     let AttentionShape { n_heads, n_kv_heads, head_dim, start_pos } = s;
-    if n_kv_heads == 0
-        || n_heads % n_kv_heads != 0
-        || qdim != n_heads * head_dim
-        || kvdim != n_kv_heads * head_dim
-        || v.shape() != k.shape()
-        || start_pos + t > capacity
-    {
-        return Err(EngineError::shape(
-            "attention",
-            format!("q {:?}, k {:?}, v {:?}, {s:?}", q.shape(), k.shape(), v.shape()),
-        ));
-    }
     let (qs, ks, vs) = (f32_data("attention", q)?, f32_data("attention", k)?, f32_data("attention", v)?);
     let group = n_heads / n_kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();

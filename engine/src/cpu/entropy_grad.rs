@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::simd::{exp_f32, vectorized, Element};
 use super::{dims2, output, CpuStorage, CpuTensor};
-use crate::{Backend, EngineError, Result};
+use crate::{Backend, Result};
 
 pub fn entropy_grad(
     logits: &CpuTensor,
@@ -16,12 +16,7 @@ pub fn entropy_grad(
     inv_t: f32,
 ) -> Result<CpuTensor> {
     let (rows, cols) = dims2("entropy_grad", logits)?;
-    if lse.len() != rows || entropy.len() != rows || upstream.len() != rows {
-        return Err(EngineError::shape(
-            "entropy_grad",
-            format!("{rows} rows but lse {}, entropy {}, upstream {}", lse.len(), entropy.len(), upstream.len()),
-        ));
-    }
+    crate::checks::entropy_grad(rows, lse.len(), entropy.len(), upstream.len())?;
     let b = super::CpuBackend;
     let (lse, ent, up) = (b.to_host_f32(lse)?, b.to_host_f32(entropy)?, b.to_host_f32(upstream)?);
     let mut out = vec![0f32; rows * cols];

@@ -57,12 +57,7 @@ pub fn entropy_grad(
     inv_t: f32,
 ) -> Result<WgpuTensor> {
     let (rows, cols) = dims2("entropy_grad", logits)?;
-    if lse.len() != rows || entropy.len() != rows || upstream.len() != rows {
-        return Err(EngineError::shape(
-            "entropy_grad",
-            format!("{rows} rows but lse {}, entropy {}, upstream {}", lse.len(), entropy.len(), upstream.len()),
-        ));
-    }
+    crate::checks::entropy_grad(rows, lse.len(), entropy.len(), upstream.len())?;
     for t in [lse, entropy, upstream] {
         require_f32("entropy_grad", t)?;
     }

@@ -102,14 +102,7 @@ pub fn linear(b: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Option<&Wgp
 pub fn rope(b: &WgpuBackend, x: &mut WgpuTensor, head_dim: usize, positions: &[u32], theta: f32) -> Result<()> {
     let (rows, cols) = dims2("rope", x)?;
     require_f32("rope", x)?;
-    if head_dim == 0 || !head_dim.is_multiple_of(2) || cols % head_dim != 0 {
-        return Err(EngineError::shape("rope", format!("head_dim {head_dim} must be even and divide {cols}")));
-    }
-    if positions.len() != rows {
-        return Err(EngineError::shape("rope", format!("{} positions for {rows} rows", positions.len())));
-    }
-    let half = head_dim / 2;
-    let inv_freq: Vec<f64> = (0..half).map(|i| 1.0 / (theta as f64).powf(2.0 * i as f64 / head_dim as f64)).collect();
+    let inv_freq = crate::checks::rope(rows, cols, head_dim, positions.len(), theta)?;
     let cos_sin: Vec<f32> = positions
         .iter()
         .flat_map(|&pos| {
@@ -139,12 +132,7 @@ pub fn write_kv(b: &WgpuBackend, cache: &mut WgpuTensor, x: &WgpuTensor, start_p
     let (t, xdim) = dims2("write_kv", x)?;
     require_f32("write_kv", cache)?;
     require_f32("write_kv", x)?;
-    if xdim != dim || start_pos + t > capacity {
-        return Err(EngineError::shape(
-            "write_kv",
-            format!("{t}×{xdim} rows at {start_pos} into a {capacity}×{dim} cache"),
-        ));
-    }
+    crate::checks::write_kv(capacity, dim, t, xdim, start_pos)?;
     b.gpu.copy(buf(x), 0, buf(cache), (start_pos * dim * 4) as u64, (t * dim * 4) as u64);
     Ok(())
 }
@@ -157,23 +145,14 @@ pub fn attention(
     s: AttentionShape,
 ) -> Result<WgpuTensor> {
     let (t, qdim) = dims2("attention", q)?;
-    let (capacity, kvdim) = dims2("attention", k)?;
+    let kvdim = k.cols();
     for x in [q, k, v] {
         require_f32("attention", x)?;
     }
+    crate::checks::attention(q.shape(), k.shape(), v.shape(), s)?;
     let AttentionShape { n_heads, n_kv_heads, head_dim, start_pos } = s;
-    if n_kv_heads == 0
-        || n_heads % n_kv_heads != 0
-        || qdim != n_heads * head_dim
-        || kvdim != n_kv_heads * head_dim
-        || v.shape() != k.shape()
-        || start_pos + t > capacity
-        || head_dim > WG
-    {
-        return Err(EngineError::shape(
-            "attention",
-            format!("q {:?}, k {:?}, v {:?}, {s:?} (head_dim at most {WG} on wgpu)", q.shape(), k.shape(), v.shape()),
-        ));
+    if head_dim > WG {
+        return Err(EngineError::shape("attention", format!("head_dim {head_dim}: at most {WG} on wgpu")));
     }
     let out = b.empty(&[t, qdim], DType::F32)?;
     let scale = 1.0 / (head_dim as f32).sqrt();
