@@ -28,7 +28,7 @@ pub fn attention(q: &[usize], k: &[usize], v: &[usize], s: AttentionShape) -> Re
 /// frequencies θ^(−2i/head_dim), i < head_dim/2, in f64 (angles stay precise at long
 /// positions).
 pub fn rope(rows: usize, cols: usize, head_dim: usize, positions: usize, theta: f32) -> Result<Vec<f64>> {
-    if head_dim == 0 || !head_dim.is_multiple_of(2) || cols % head_dim != 0 {
+    if head_dim == 0 || !head_dim.is_multiple_of(2) || !cols.is_multiple_of(head_dim) {
         return Err(EngineError::shape("rope", format!("head_dim {head_dim} must be even and divide {cols}")));
     }
     if positions != rows {

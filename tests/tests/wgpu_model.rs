@@ -45,11 +45,19 @@ fn smollm2_greedy_tokens_and_logits_match_cpu() {
     // 32 greedy tokens (the GEMV decode path, sampling and entropies on the GPU).
     let params = GenerationParams { max_new_tokens: 32, stop_strings: vec![] };
     let greedy = SamplingParams { banned: cpu_lm.banned_ids.clone(), ..SamplingParams::greedy() };
-    let on_cpu =
-        generate_batch(&CpuBackend, &cpu_lm, &[ids.clone()], &params, &mut Sampler(greedy.clone()), &[0], &mut |_| {})
-            .unwrap();
+    let on_cpu = generate_batch(
+        &CpuBackend,
+        &cpu_lm,
+        std::slice::from_ref(&ids),
+        &params,
+        &mut Sampler(greedy.clone()),
+        &[0],
+        &mut |_| {},
+    )
+    .unwrap();
     let on_gpu =
-        generate_batch(gpu, &gpu_lm, &[ids.clone()], &params, &mut Sampler(greedy), &[0], &mut |_| {}).unwrap();
+        generate_batch(gpu, &gpu_lm, std::slice::from_ref(&ids), &params, &mut Sampler(greedy), &[0], &mut |_| {})
+            .unwrap();
     assert_eq!(on_gpu[0].tokens.len(), 32.min(on_cpu[0].tokens.len()));
     assert_eq!(on_gpu[0].tokens, on_cpu[0].tokens, "greedy tokens on wgpu vs cpu");
     for (i, (g, c)) in on_gpu[0].entropies.iter().zip(&on_cpu[0].entropies).enumerate() {
