@@ -53,9 +53,6 @@ pub fn em_inf_row(z: &mut [f32], prm: &EmInfParams, segments: usize) -> Option<E
     // Segment boundaries on whole SIMD vectors.
     let seg = z.len().div_ceil(segments.max(1)).next_multiple_of(LANES).max(LANES);
     let state = |z: &[f32]| -> Online {
-        if segments <= 1 {
-            return vectorized(|| row_state(z, 1.0));
-        }
         z.par_chunks(seg).map(|c| vectorized(|| row_state(c, 1.0))).reduce(|| Online::EMPTY, Online::merge)
     };
     let (lse0, h0) = state(z).finish();
@@ -88,10 +85,6 @@ pub fn em_inf_row(z: &mut [f32], prm: &EmInfParams, segments: usize) -> Option<E
             inv_sqrt_bc2: 1.0 / (1.0 - prm.beta2.powi(t)).sqrt(),
             eps: prm.eps,
         };
-        if segments <= 1 {
-            (lse, h) = vectorized(|| step_segment(&c, z, orig, m, v)).finish();
-            continue;
-        }
         (lse, h) = z
             .par_chunks_mut(seg)
             .zip(orig.par_chunks(seg))

@@ -4,7 +4,7 @@
 
 use super::device::Binding;
 use super::kernels::Kernel;
-use super::{buf, dims2, f32_bits, require_f32, rows_of, whole, WgpuBackend, WgpuTensor};
+use super::{buf, dims2, require_f32, rows_of, whole, WgpuBackend, WgpuTensor};
 use crate::{DType, EmInfParams, EmInfRowStats, EngineError, Result, Rng, SampleOutcome, SamplingParams};
 
 const WG: usize = 256;
@@ -35,7 +35,7 @@ pub fn softmax_entropy(b: &WgpuBackend, logits: &WgpuTensor, inv_t: f32) -> Resu
     let lse = b.empty(&[rows], DType::F32)?;
     let ent = b.empty(&[rows], DType::F32)?;
     for w in b.gpu.row_windows("softmax_entropy", rows, &[(cols * logits.dtype().size_bytes()) as u64])? {
-        let params = [(w.end - w.start) as u32, cols as u32, f32_bits(inv_t), w.start as u32];
+        let params = [(w.end - w.start) as u32, cols as u32, inv_t.to_bits(), w.start as u32];
         b.gpu.dispatch(
             Kernel::SoftmaxEntropy,
             logits.dtype(),
@@ -65,7 +65,7 @@ pub fn entropy_grad(
     let row_bytes = [(cols * logits.dtype().size_bytes()) as u64, (cols * 4) as u64];
     for w in b.gpu.row_windows("entropy_grad", rows, &row_bytes)? {
         let n = w.end - w.start;
-        let params = [n as u32, cols as u32, f32_bits(inv_t), w.start as u32];
+        let params = [n as u32, cols as u32, inv_t.to_bits(), w.start as u32];
         b.gpu.dispatch(
             Kernel::EntropyGrad,
             logits.dtype(),
@@ -90,13 +90,13 @@ pub fn em_inf(b: &WgpuBackend, logits: &WgpuTensor, p: &EmInfParams) -> Result<(
         let params = [
             (w.end - w.start) as u32,
             cols as u32,
-            f32_bits(p.threshold),
-            f32_bits(p.lr),
+            p.threshold.to_bits(),
+            p.lr.to_bits(),
             p.max_steps,
-            f32_bits(p.kl_weight),
-            f32_bits(p.beta1),
-            f32_bits(p.beta2),
-            f32_bits(p.eps),
+            p.kl_weight.to_bits(),
+            (p.beta1).to_bits(),
+            (p.beta2).to_bits(),
+            p.eps.to_bits(),
             w.start as u32,
         ];
         b.gpu.dispatch(
@@ -159,11 +159,11 @@ pub fn sample(
         let kernel_params = [
             n as u32,
             cols as u32,
-            f32_bits(inv_t),
+            inv_t.to_bits(),
             greedy as u32,
             top_k,
-            f32_bits(params.top_p),
-            f32_bits(params.min_p),
+            params.top_p.to_bits(),
+            params.min_p.to_bits(),
             banned_buf.is_some() as u32,
         ];
         b.gpu.dispatch(

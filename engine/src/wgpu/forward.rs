@@ -3,7 +3,7 @@
 
 use super::device::Binding;
 use super::kernels::{Kernel, GEMV_MAX_ROWS};
-use super::{buf, dims2, f32_bits, require_f32, rows_of, whole, WgpuBackend, WgpuTensor};
+use super::{buf, dims2, require_f32, rows_of, whole, WgpuBackend, WgpuTensor};
 use crate::{AttentionShape, DType, EngineError, Result};
 
 const WG: usize = 256;
@@ -45,7 +45,7 @@ pub fn rms_norm(b: &WgpuBackend, x: &WgpuTensor, weight: &WgpuTensor, eps: f32) 
         return Err(EngineError::shape("rms_norm", format!("weight of {} for rows of {cols}", weight.len())));
     }
     let out = b.empty(&[rows, cols], DType::F32)?;
-    let params = [rows as u32, cols as u32, f32_bits(eps)];
+    let params = [rows as u32, cols as u32, eps.to_bits()];
     b.gpu.dispatch(Kernel::RmsNorm, DType::F32, 0, &[whole(x), whole(weight), whole(&out)], &params, rows)?;
     Ok(out)
 }
@@ -163,7 +163,7 @@ pub fn attention(
         head_dim as u32,
         kvdim as u32,
         start_pos as u32,
-        f32_bits(scale),
+        scale.to_bits(),
     ];
     b.gpu.dispatch(
         Kernel::Attention,

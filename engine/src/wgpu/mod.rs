@@ -136,10 +136,6 @@ fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
     Ok(())
 }
 
-fn f32_bits(x: f32) -> u32 {
-    x.to_bits()
-}
-
 impl Backend for WgpuBackend {
     type Storage = WgpuStorage;
 
