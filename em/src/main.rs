@@ -26,6 +26,9 @@ enum Command {
     Pull(cli::pull::Args),
     /// Prefill and decode speed and peak memory of a model on this machine.
     Bench(cli::bench::Args),
+    /// What this machine offers each backend (CPU, wgpu adapters, CUDA), and with
+    /// --compile-kernels every CUDA kernel's registers, shared memory and spills.
+    Doctor(cli::doctor::Args),
 }
 
 fn main() {
@@ -43,6 +46,7 @@ fn main() {
         Command::Info(a) => cli::info::run(a),
         Command::Pull(a) => cli::pull::run(a),
         Command::Bench(a) => cli::bench::run(a),
+        Command::Doctor(a) => cli::doctor::run(a),
     };
     if let Err(e) = result {
         eprintln!("entmin: error: {e:#}");

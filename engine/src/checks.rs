@@ -24,6 +24,20 @@ pub fn attention(q: &[usize], k: &[usize], v: &[usize], s: AttentionShape) -> Re
     }
 }
 
+/// `x [m, k] · wᵀ` with `w [n, k]` and an optional bias of `n`: returns (m, k, n).
+pub fn linear(x: &[usize], w: &[usize], bias: Option<usize>) -> Result<(usize, usize, usize)> {
+    let (&[m, k], &[n, wk]) = (x, w) else {
+        return Err(EngineError::shape("linear", format!("x {x:?} and weight {w:?} must be 2-D")));
+    };
+    if wk != k {
+        return Err(EngineError::shape("linear", format!("x {x:?} · wᵀ with w {w:?}")));
+    }
+    match bias {
+        Some(len) if len != n => Err(EngineError::shape("linear", format!("bias of {len} for {n} outputs"))),
+        _ => Ok((m, k, n)),
+    }
+}
+
 /// RoPE on `rows × cols` with `positions.len()` positions; returns the inverse
 /// frequencies θ^(−2i/head_dim), i < head_dim/2, in f64 (angles stay precise at long
 /// positions).

@@ -47,3 +47,18 @@ pub struct EmInfRowStats {
     pub entropy_before: f32,
     pub entropy_after: f32,
 }
+
+/// Per-row statistics as GPU kernels write them: (steps, H before — NaN when the row
+/// holds NaN or +inf —, H after) per row.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub(crate) fn stats_from_device(raw: &[f32]) -> crate::Result<Vec<EmInfRowStats>> {
+    raw.chunks_exact(3)
+        .enumerate()
+        .map(|(row, s)| {
+            if s[1].is_nan() {
+                return Err(crate::EngineError::NonFinite { row, what: "NaN or +inf" });
+            }
+            Ok(EmInfRowStats { steps: s[0] as u32, entropy_before: s[1], entropy_after: s[2] })
+        })
+        .collect()
+}

@@ -10,6 +10,8 @@ pub enum EngineError {
     Invalid { op: &'static str, detail: String },
     #[error("backend {backend} is not available: {reason}")]
     Unavailable { backend: &'static str, reason: String },
+    #[error("{backend} device error: {detail}")]
+    Device { backend: &'static str, detail: String },
 }
 
 impl EngineError {

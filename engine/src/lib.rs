@@ -1,5 +1,5 @@
 //! entmin's tensor runtime: a [`Backend`] trait with one method per op, the
-//! CPU backend, and f64 references that every backend is tested against.
+//! CPU, wgpu and CUDA backends, and f64 references that every backend is tested against.
 //!
 //! Activations are always f32; weights may be stored f32, f16 or bf16 and are
 //! widened on the fly. Models and EM code are written once against [`Backend`].
@@ -7,9 +7,13 @@
 mod backend;
 mod checks;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod dtype;
 mod em_params;
 mod error;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod kernel;
 pub mod reference;
 mod sampling;
 mod tensor;

@@ -85,3 +85,63 @@ impl Rng {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 }
+
+/// What a GPU sampler takes from the host once every backend's checks have passed.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub(crate) struct DeviceDraw {
+    /// One uniform number per row from the row's generator; none is drawn for greedy
+    /// decoding, as on the CPU backend, so a seed reproduces a generation everywhere.
+    pub uniforms: Vec<f32>,
+    pub inv_t: f32,
+    pub greedy: bool,
+    pub top_k: u32,
+}
+
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub(crate) fn device_draw(
+    params: &SamplingParams,
+    rows: usize,
+    cols: usize,
+    rngs: &mut [Rng],
+) -> crate::Result<DeviceDraw> {
+    params.validate()?;
+    if rngs.len() != rows {
+        return Err(crate::EngineError::shape("sample", format!("{} generators for {rows} rows", rngs.len())));
+    }
+    if cols == 0 && rows > 0 {
+        return Err(crate::EngineError::NonFinite { row: 0, what: "an empty row" });
+    }
+    let greedy = params.temperature == 0.0;
+    Ok(DeviceDraw {
+        uniforms: rngs.iter_mut().map(|r| if greedy { 0.0 } else { r.next_f64() as f32 }).collect(),
+        inv_t: if greedy { 1.0 } else { 1.0 / params.temperature },
+        greedy,
+        top_k: params.top_k.min(u32::MAX as usize) as u32,
+    })
+}
+
+/// The banned ids as a bit mask over `cols` columns, as GPU samplers read it (one word
+/// when nothing is banned, so the buffer is never empty).
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub(crate) fn banned_bits(banned: &[u32], cols: usize) -> Vec<u32> {
+    let mut bits = vec![0u32; if banned.is_empty() { 1 } else { cols.div_ceil(32) }];
+    for &id in banned.iter().filter(|&&id| (id as usize) < cols) {
+        bits[id as usize / 32] |= 1 << (id % 32);
+    }
+    bits
+}
+
+/// Per-row results as GPU samplers write them: (status, token, log-prob bits), status
+/// 0 ok, 1 NaN or +inf in the row, 2 nothing left to sample.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub(crate) fn outcomes_from_device(raw: &[u32]) -> crate::Result<Vec<SampleOutcome>> {
+    use crate::EngineError::NonFinite;
+    raw.chunks_exact(3)
+        .enumerate()
+        .map(|(row, o)| match o[0] {
+            0 => Ok(SampleOutcome { token: o[1], logprob: f32::from_bits(o[2]) }),
+            1 => Err(NonFinite { row, what: "NaN or +inf" }),
+            _ => Err(NonFinite { row, what: "every token masked or −inf" }),
+        })
+        .collect()
+}

@@ -1,6 +1,7 @@
 //! GPU kernel sources of entmin, kept as plain files so they can be read, linted
 //! and compiled on their own: `kernels/wgsl/*.wgsl` (wgpu shader modules, composed
-//! and compiled at run time by `entmin_engine::wgpu`) and, later, `kernels/cuda/*.cu`.
+//! and compiled at run time by `entmin_engine::wgpu`) and `kernels/cuda/*.cu` (compiled
+//! at run time with NVRTC by `entmin_engine::cuda`; launch ABI in docs/cuda.md).
 //! The CPU backend's kernels live in `engine/src/cpu/`, one file per op.
 
 /// WGSL sources. A kernel is compiled as `COMMON` + one reduction prelude
@@ -28,4 +29,28 @@ pub mod wgsl {
     pub const ENTROPY_GRAD: &str = include_str!("../wgsl/entropy_grad.wgsl");
     pub const EM_INF: &str = include_str!("../wgsl/em_inf.wgsl");
     pub const SAMPLE: &str = include_str!("../wgsl/sample.wgsl");
+}
+
+/// CUDA sources. A kernel is compiled as `COMMON` + the kernel, with `-DENTMIN_F32`,
+/// `-DENTMIN_F16` or `-DENTMIN_BF16` selecting the storage dtype it reads.
+pub mod cuda {
+    pub const COMMON: &str = include_str!("../cuda/common.cuh");
+
+    pub const EMBEDDING: &str = include_str!("../cuda/embedding.cu");
+    pub const RMS_NORM: &str = include_str!("../cuda/rms_norm.cu");
+    pub const GEMV: &str = include_str!("../cuda/gemv.cu");
+    pub const MATMUL: &str = include_str!("../cuda/matmul.cu");
+    pub const ROPE: &str = include_str!("../cuda/rope.cu");
+    pub const ATTENTION: &str = include_str!("../cuda/attention.cu");
+    pub const SILU_MUL: &str = include_str!("../cuda/silu_mul.cu");
+    pub const ADD: &str = include_str!("../cuda/add.cu");
+    pub const MASK_COLUMNS: &str = include_str!("../cuda/mask_columns.cu");
+    pub const SOFTMAX_ENTROPY: &str = include_str!("../cuda/softmax_entropy.cu");
+    pub const ENTROPY_GRAD: &str = include_str!("../cuda/entropy_grad.cu");
+    pub const EM_INF: &str = include_str!("../cuda/em_inf.cu");
+    pub const SAMPLE: &str = include_str!("../cuda/sample.cu");
+
+    /// Kernels that may spill registers, with the reason; the compile test fails on
+    /// any other spill.
+    pub const SPILLS_ALLOWED: &str = include_str!("../cuda/SPILLS_ALLOWED");
 }

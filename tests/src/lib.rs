@@ -2,6 +2,7 @@
 //! against the f64 references, tiny random models, and the real-model fixtures.
 
 pub mod gguf_writer;
+pub mod model_parity;
 pub mod parity;
 pub mod tiny;
 
@@ -98,4 +99,24 @@ pub fn wgpu_backends() -> &'static [(&'static str, entmin_engine::wgpu::WgpuBack
         v.push(("shared", shared));
         v
     })
+}
+
+/// The CUDA backend on device 0, or None with a skip message when this machine has no
+/// NVIDIA driver, device or NVRTC; a panic instead under ENTMIN_REQUIRE_CUDA=1 (set by
+/// scripts/gpu-check.sh on GPU machines).
+pub fn cuda_backend() -> Option<&'static entmin_engine::cuda::CudaBackend> {
+    use entmin_engine::cuda::CudaBackend;
+    static BACKEND: std::sync::OnceLock<Option<CudaBackend>> = std::sync::OnceLock::new();
+    BACKEND
+        .get_or_init(|| match CudaBackend::new(0) {
+            Ok(b) => Some(b),
+            Err(e) if std::env::var("ENTMIN_REQUIRE_CUDA").as_deref() == Ok("1") => {
+                panic!("ENTMIN_REQUIRE_CUDA=1 but {e}")
+            }
+            Err(e) => {
+                eprintln!("skipping CUDA tests: {e}");
+                None
+            }
+        })
+        .as_ref()
 }

@@ -4,98 +4,22 @@
 
 use entmin_engine::cpu::CpuBackend;
 use entmin_engine::{Backend, DType, HostData, Rng, SamplingParams};
-use entmin_models::generate::{generate_batch, GenerationParams, Sampler};
 use entmin_models::{Architecture, KvCache, Logits};
 use entmin_tests::gguf_writer::tiny_model_gguf;
 use entmin_tests::tiny::{config, random_weights};
-use entmin_tests::{cached_model, random_vec, wgpu_backends};
-
-/// Largest |a − b| over the row, relative to the row's largest |b|.
-fn row_rel_err(a: &[f32], b: &[f32]) -> f64 {
-    let scale = b.iter().fold(0f64, |m, &x| m.max(x.abs() as f64));
-    a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).abs()).fold(0.0, f64::max) / scale.max(1e-30)
-}
+use entmin_tests::{model_parity, random_vec, wgpu_backends};
 
 #[test]
 fn smollm2_greedy_tokens_and_logits_match_cpu() {
-    let Some((_, gpu)) = wgpu_backends().first() else { return };
-    let Some(path) = cached_model("smollm2-135m-instruct") else { return };
-    let cpu_lm = entmin_models::load(&CpuBackend, &path, DType::F32).unwrap();
-    let gpu_lm = entmin_models::load(gpu, &path, DType::F32).unwrap();
-    let text = cpu_lm.chat.render(&[entmin_models::Message::new("user", "What is 7 times 8? Explain.")]).unwrap();
-    let ids = cpu_lm.tokenizer.encode(&text, true).unwrap();
-    let vocab = cpu_lm.model.config.vocab_size;
-
-    // Every prompt position's logits (the tiled matmul path).
-    let all = |lm_cpu: bool| -> Vec<f32> {
-        if lm_cpu {
-            let mut cache = KvCache::new(&CpuBackend, &cpu_lm.model.config, ids.len()).unwrap();
-            CpuBackend.to_host_f32(&cpu_lm.model.forward(&CpuBackend, &ids, &mut cache, Logits::All).unwrap()).unwrap()
-        } else {
-            let mut cache = KvCache::new(gpu, &gpu_lm.model.config, ids.len()).unwrap();
-            gpu.to_host_f32(&gpu_lm.model.forward(gpu, &ids, &mut cache, Logits::All).unwrap()).unwrap()
-        }
-    };
-    let (want, got) = (all(true), all(false));
-    for p in 0..ids.len() {
-        let err = row_rel_err(&got[p * vocab..(p + 1) * vocab], &want[p * vocab..(p + 1) * vocab]);
-        assert!(err < 1e-3, "prompt position {p}: logits differ by {err:.2e} (relative to the row's largest)");
-    }
-
-    // 32 greedy tokens (the GEMV decode path, sampling and entropies on the GPU).
-    let params = GenerationParams { max_new_tokens: 32, stop_strings: vec![] };
-    let greedy = SamplingParams { banned: cpu_lm.banned_ids.clone(), ..SamplingParams::greedy() };
-    let on_cpu = generate_batch(
-        &CpuBackend,
-        &cpu_lm,
-        std::slice::from_ref(&ids),
-        &params,
-        &mut Sampler(greedy.clone()),
-        &[0],
-        &mut |_| {},
-    )
-    .unwrap();
-    let on_gpu =
-        generate_batch(gpu, &gpu_lm, std::slice::from_ref(&ids), &params, &mut Sampler(greedy), &[0], &mut |_| {})
-            .unwrap();
-    assert_eq!(on_gpu[0].tokens.len(), 32.min(on_cpu[0].tokens.len()));
-    assert_eq!(on_gpu[0].tokens, on_cpu[0].tokens, "greedy tokens on wgpu vs cpu");
-    for (i, (g, c)) in on_gpu[0].entropies.iter().zip(&on_cpu[0].entropies).enumerate() {
-        assert!((g - c).abs() < 1e-3 * c.max(1.0), "entropy of step {i}: {g} vs {c}");
+    if let Some((_, gpu)) = wgpu_backends().first() {
+        model_parity::smollm2_matches_cpu(gpu, DType::F32);
     }
 }
 
 #[test]
 fn batched_sampled_generation_matches_cpu_on_a_tiny_model() {
-    let Some((_, gpu)) = wgpu_backends().first() else { return };
-    for arch in [Architecture::Llama, Architecture::Qwen2] {
-        let c = config(arch, arch == Architecture::Llama);
-        let w = random_weights(&c, 21);
-        let dir = entmin_tests::scratch_dir("wgpu-batch");
-        let path = dir.join(format!("tiny-{}.gguf", arch.name()));
-        std::fs::write(&path, tiny_model_gguf(&c, &w).build()).unwrap();
-        let cpu_lm = entmin_models::load(&CpuBackend, &path, DType::F32).unwrap();
-        let gpu_lm = entmin_models::load(gpu, &path, DType::F32).unwrap();
-        // Different lengths: slice_rows / concat_rows and per-sequence attention.
-        let prompts = vec![vec![5u32, 17, 96], vec![42u32], vec![7u32, 7, 7, 7, 7, 1], vec![3u32, 9]];
-        let params = GenerationParams { max_new_tokens: 10, stop_strings: vec![] };
-        for sampling in [SamplingParams::greedy(), SamplingParams { temperature: 0.7, ..Default::default() }] {
-            let seeds = [1u64, 2, 3, 4];
-            let run_cpu = generate_batch(
-                &CpuBackend,
-                &cpu_lm,
-                &prompts,
-                &params,
-                &mut Sampler(sampling.clone()),
-                &seeds,
-                &mut |_| {},
-            );
-            let run_gpu =
-                generate_batch(gpu, &gpu_lm, &prompts, &params, &mut Sampler(sampling.clone()), &seeds, &mut |_| {});
-            for (i, (g, c)) in run_gpu.unwrap().iter().zip(run_cpu.unwrap()).enumerate() {
-                assert_eq!(g.tokens, c.tokens, "{arch:?} sequence {i} ({sampling:?})");
-            }
-        }
+    if let Some((_, gpu)) = wgpu_backends().first() {
+        model_parity::tiny_batched_generation_matches_cpu(gpu);
     }
 }
 

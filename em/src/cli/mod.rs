@@ -1,6 +1,7 @@
 //! One file per subcommand; shared model and device options here.
 
 pub mod bench;
+pub mod doctor;
 pub mod eval;
 pub mod generate;
 pub mod info;
@@ -24,9 +25,9 @@ pub struct ModelArgs {
     /// Storage type of weight matrices: bf16 halves memory and bandwidth; f32 is exact.
     #[arg(long, default_value = "bf16")]
     pub dtype: String,
-    /// cpu | wgpu | auto. auto takes a hardware GPU through wgpu when there is one (CUDA
-    /// is not built yet) and the CPU otherwise; a CPU-emulated adapter (lavapipe) is
-    /// only used when asked for by name.
+    /// cpu | wgpu | cuda | auto. auto takes an NVIDIA GPU through CUDA when there is one,
+    /// else a hardware GPU through wgpu, else the CPU, and says which and why; a
+    /// CPU-emulated adapter (lavapipe) is only used when asked for by name.
     #[arg(long, default_value = "auto")]
     pub device: String,
 }
@@ -36,6 +37,34 @@ pub enum Device {
     Cpu(CpuBackend),
     #[cfg(feature = "wgpu")]
     Wgpu(entmin::engine::wgpu::WgpuBackend),
+    #[cfg(feature = "cuda")]
+    Cuda(entmin::engine::cuda::CudaBackend),
+}
+
+/// CUDA, else a hardware wgpu adapter, else the CPU; `say` tells the user which and why.
+fn auto_device(say: &dyn Fn(&str)) -> Device {
+    let mut passed_over = Vec::new();
+    #[cfg(feature = "cuda")]
+    match entmin::engine::cuda::CudaBackend::new(0) {
+        Ok(b) => {
+            say(&format!("cuda on {}", b.capabilities().device));
+            return Device::Cuda(b);
+        }
+        Err(e) => passed_over.push(e.to_string()),
+    }
+    #[cfg(feature = "wgpu")]
+    match entmin::engine::wgpu::WgpuBackend::new() {
+        Ok(b) if !b.is_cpu_emulation() => {
+            say(&format!("wgpu on {}", b.capabilities().device));
+            return Device::Wgpu(b);
+        }
+        Ok(b) => {
+            passed_over.push(format!("the only wgpu adapter, {}, emulates a GPU on the CPU", b.capabilities().device))
+        }
+        Err(e) => passed_over.push(e.to_string()),
+    }
+    say(&format!("cpu ({})", passed_over.join("; ")));
+    Device::Cpu(CpuBackend)
 }
 
 /// Run `$f(&backend, $args…)` on whichever backend `$device` holds.
@@ -45,6 +74,8 @@ macro_rules! on_device {
             $crate::cli::Device::Cpu(b) => $f(&b, $($arg),*),
             #[cfg(feature = "wgpu")]
             $crate::cli::Device::Wgpu(b) => $f(&b, $($arg),*),
+            #[cfg(feature = "cuda")]
+            $crate::cli::Device::Cuda(b) => $f(&b, $($arg),*),
         }
     };
 }
@@ -61,25 +92,11 @@ impl ModelArgs {
             "cpu" => Ok(Device::Cpu(CpuBackend)),
             #[cfg(feature = "wgpu")]
             "wgpu" => Ok(Device::Wgpu(entmin::engine::wgpu::WgpuBackend::new()?)),
-            #[cfg(feature = "wgpu")]
-            "auto" => match entmin::engine::wgpu::WgpuBackend::new() {
-                Ok(b) if !b.is_cpu_emulation() => {
-                    say(&format!("wgpu on {}", b.capabilities().device));
-                    Ok(Device::Wgpu(b))
-                }
-                Ok(b) => {
-                    say(&format!("cpu (the only GPU adapter, {}, emulates one on the CPU)", b.capabilities().device));
-                    Ok(Device::Cpu(CpuBackend))
-                }
-                Err(e) => {
-                    say(&format!("cpu ({e})"));
-                    Ok(Device::Cpu(CpuBackend))
-                }
-            },
-            #[cfg(not(feature = "wgpu"))]
-            "auto" => Ok(Device::Cpu(CpuBackend)),
-            "cuda" => bail!("device cuda is not available in this build: the CUDA backend is not implemented yet"),
-            other => bail!("unknown device {other:?} (cpu, wgpu, auto)"),
+            #[cfg(feature = "cuda")]
+            "cuda" => Ok(Device::Cuda(entmin::engine::cuda::CudaBackend::new(0)?)),
+            "auto" => Ok(auto_device(&say)),
+            other if ["wgpu", "cuda"].contains(&other) => bail!("device {other} is not available in this build"),
+            other => bail!("unknown device {other:?} (cpu, wgpu, cuda, auto)"),
         }
     }
 

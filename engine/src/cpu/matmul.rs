@@ -8,8 +8,8 @@
 use rayon::prelude::*;
 
 use super::simd::{dot, vectorized, Element};
-use super::{dims2, f32_data, output, CpuStorage, CpuTensor};
-use crate::{Backend, EngineError, Result};
+use super::{f32_data, output, CpuStorage, CpuTensor};
+use crate::{Backend, Result};
 
 /// At or below this many input rows the GEMV path wins: gemm packs the whole weight
 /// matrix on every call, which small batches cannot amortise (benches/kernels.rs).
@@ -18,18 +18,8 @@ const GEMV_MAX_ROWS: usize = 16;
 const PANEL_ROWS: usize = 512;
 
 pub fn linear(x: &CpuTensor, w: &CpuTensor, bias: Option<&CpuTensor>) -> Result<CpuTensor> {
-    let (m, k) = dims2("linear", x)?;
-    let (n, wk) = dims2("linear", w)?;
-    if wk != k {
-        return Err(EngineError::shape("linear", format!("x {:?} · wᵀ with w {:?}", x.shape(), w.shape())));
-    }
-    let bias = match bias {
-        Some(b) if b.len() != n => {
-            return Err(EngineError::shape("linear", format!("bias of {} for {n} outputs", b.len())))
-        }
-        Some(b) => Some(super::CpuBackend.to_host_f32(b)?),
-        None => None,
-    };
+    let (m, k, n) = crate::checks::linear(x.shape(), w.shape(), bias.map(|b| b.len()))?;
+    let bias = bias.map(|b| super::CpuBackend.to_host_f32(b)).transpose()?;
     let xs = f32_data("linear", x)?;
     let mut out = vec![0f32; m * n];
     if m > 0 && n > 0 {

@@ -207,7 +207,7 @@ impl Gpu {
         if let Some(p) = cache.get(&key) {
             return Ok(p.clone());
         }
-        let source = kernel.source(dtype, self.subgroups);
+        let source = kernel.wgsl_source(dtype, self.subgroups);
         let constants: Vec<(&str, f64)> =
             kernel.specialisation(variant).map(|name| (name, variant as f64)).into_iter().collect();
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);

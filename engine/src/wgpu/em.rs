@@ -109,17 +109,7 @@ pub fn em_inf(b: &WgpuBackend, logits: &WgpuTensor, p: &EmInfParams) -> Result<(
         )?;
     }
     let raw: Vec<f32> = bytemuck::pod_collect_to_vec(&b.gpu.read(buf(&stats), 0, (rows * 12) as u64)?);
-    let stats = raw
-        .chunks_exact(3)
-        .enumerate()
-        .map(|(row, s)| {
-            if s[1].is_nan() {
-                return Err(EngineError::NonFinite { row, what: "NaN or +inf" });
-            }
-            Ok(EmInfRowStats { steps: s[0] as u32, entropy_before: s[1], entropy_after: s[2] })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((z, stats))
+    Ok((z, crate::em_params::stats_from_device(&raw)?))
 }
 
 /// One uniform number per row from the row's generator (none for greedy decoding,
@@ -131,37 +121,26 @@ pub fn sample(
     params: &SamplingParams,
     rngs: &mut [Rng],
 ) -> Result<Vec<SampleOutcome>> {
-    params.validate()?;
     let (rows, cols) = dims2("sample", logits)?;
-    if rngs.len() != rows {
-        return Err(EngineError::shape("sample", format!("{} generators for {rows} rows", rngs.len())));
+    let draw = crate::sampling::device_draw(params, rows, cols, rngs)?;
+    if rows == 0 {
+        return Ok(Vec::new());
     }
-    if cols == 0 {
-        return Err(EngineError::NonFinite { row: 0, what: "an empty row" });
-    }
-    let greedy = params.temperature == 0.0;
-    let uniforms: Vec<f32> = rngs.iter_mut().map(|r| if greedy { 0.0 } else { r.next_f64() as f32 }).collect();
-    let uniform_buf = b.gpu.storage_buffer_with(bytemuck::cast_slice(&uniforms))?;
+    let uniform_buf = b.gpu.storage_buffer_with(bytemuck::cast_slice(&draw.uniforms))?;
     let banned_buf = if params.banned.is_empty() {
         None
     } else {
-        let mut bits = vec![0u32; cols.div_ceil(32)];
-        for &id in params.banned.iter().filter(|&&id| (id as usize) < cols) {
-            bits[id as usize / 32] |= 1 << (id % 32);
-        }
-        Some(b.gpu.storage_buffer_with(bytemuck::cast_slice(&bits))?)
+        Some(b.gpu.storage_buffer_with(bytemuck::cast_slice(&crate::sampling::banned_bits(&params.banned, cols)))?)
     };
     let out = b.empty(&[rows, 3], DType::F32)?;
-    let inv_t = if greedy { 1.0 } else { 1.0 / params.temperature };
-    let top_k = params.top_k.min(u32::MAX as usize) as u32;
     for w in b.gpu.row_windows("sample", rows, &[(cols * logits.dtype().size_bytes()) as u64, 4, 12])? {
         let n = w.end - w.start;
         let kernel_params = [
             n as u32,
             cols as u32,
-            inv_t.to_bits(),
-            greedy as u32,
-            top_k,
+            draw.inv_t.to_bits(),
+            draw.greedy as u32,
+            draw.top_k,
             params.top_p.to_bits(),
             params.min_p.to_bits(),
             banned_buf.is_some() as u32,
@@ -181,12 +160,5 @@ pub fn sample(
         )?;
     }
     let raw: Vec<u32> = bytemuck::pod_collect_to_vec(&b.gpu.read(buf(&out), 0, (rows * 12) as u64)?);
-    raw.chunks_exact(3)
-        .enumerate()
-        .map(|(row, o)| match o[0] {
-            0 => Ok(SampleOutcome { token: o[1], logprob: f32::from_bits(o[2]) }),
-            1 => Err(EngineError::NonFinite { row, what: "NaN or +inf" }),
-            _ => Err(EngineError::NonFinite { row, what: "every token masked or −inf" }),
-        })
-        .collect()
+    crate::sampling::outcomes_from_device(&raw)
 }

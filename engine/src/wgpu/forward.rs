@@ -53,17 +53,10 @@ pub fn rms_norm(b: &WgpuBackend, x: &WgpuTensor, weight: &WgpuTensor, eps: f32) 
 /// `x [m, k] · wᵀ + bias` with `w [n, k]` of any dtype. The weight is bound in windows
 /// of rows and x / y in windows of rows, each within the adapter's binding limit.
 pub fn linear(b: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Option<&WgpuTensor>) -> Result<WgpuTensor> {
-    let (m, k) = dims2("linear", x)?;
-    let (n, wk) = dims2("linear", w)?;
+    let (m, k, n) = crate::checks::linear(x.shape(), w.shape(), bias.map(|b| b.len()))?;
     require_f32("linear", x)?;
-    if wk != k {
-        return Err(EngineError::shape("linear", format!("x {:?} against weight {:?}", x.shape(), w.shape())));
-    }
     if let Some(bias) = bias {
         require_f32("linear", bias)?;
-        if bias.len() != n {
-            return Err(EngineError::shape("linear", format!("bias of {} for {n} outputs", bias.len())));
-        }
     }
     let y = b.empty(&[m, n], DType::F32)?;
     if m == 0 || n == 0 {

@@ -3,63 +3,13 @@
 
 use entmin_kernels::wgsl;
 
+pub use crate::kernel::Kernel;
 use crate::DType;
 
 /// Rows of x up to which a linear layer runs as a GEMV (gemv.wgsl's MAX_ROWS).
 pub const GEMV_MAX_ROWS: u32 = 8;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kernel {
-    Embedding,
-    RmsNorm,
-    Gemv,
-    Matmul,
-    Rope,
-    Attention,
-    SiluMul,
-    Add,
-    MaskColumns,
-    SoftmaxEntropy,
-    EntropyGrad,
-    EmInf,
-    Sample,
-}
-
 impl Kernel {
-    pub const ALL: [Kernel; 13] = [
-        Kernel::Embedding,
-        Kernel::RmsNorm,
-        Kernel::Gemv,
-        Kernel::Matmul,
-        Kernel::Rope,
-        Kernel::Attention,
-        Kernel::SiluMul,
-        Kernel::Add,
-        Kernel::MaskColumns,
-        Kernel::SoftmaxEntropy,
-        Kernel::EntropyGrad,
-        Kernel::EmInf,
-        Kernel::Sample,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kernel::Embedding => "embedding",
-            Kernel::RmsNorm => "rms_norm",
-            Kernel::Gemv => "gemv",
-            Kernel::Matmul => "matmul",
-            Kernel::Rope => "rope",
-            Kernel::Attention => "attention",
-            Kernel::SiluMul => "silu_mul",
-            Kernel::Add => "add",
-            Kernel::MaskColumns => "mask_columns",
-            Kernel::SoftmaxEntropy => "softmax_entropy",
-            Kernel::EntropyGrad => "entropy_grad",
-            Kernel::EmInf => "em_inf",
-            Kernel::Sample => "sample",
-        }
-    }
-
     fn body(self) -> &'static str {
         match self {
             Kernel::Embedding => wgsl::EMBEDDING,
@@ -92,27 +42,13 @@ impl Kernel {
         }
     }
 
-    /// Whether binding 0 is a tensor of any storage dtype, read through `load_src`.
-    pub fn reads_any_dtype(self) -> bool {
-        matches!(
-            self,
-            Kernel::Embedding
-                | Kernel::Gemv
-                | Kernel::Matmul
-                | Kernel::SoftmaxEntropy
-                | Kernel::EntropyGrad
-                | Kernel::EmInf
-                | Kernel::Sample
-        )
-    }
-
     fn uses_online_entropy(self) -> bool {
         matches!(self, Kernel::SoftmaxEntropy | Kernel::EmInf | Kernel::Sample)
     }
 
     /// The full WGSL module for binding-0 dtype `dtype` (ignored when the kernel reads
     /// only f32) with subgroup or workgroup-memory reductions.
-    pub fn source(self, dtype: DType, subgroups: bool) -> String {
+    pub fn wgsl_source(self, dtype: DType, subgroups: bool) -> String {
         let mut s = String::from(wgsl::COMMON);
         s.push_str(if subgroups { wgsl::REDUCE_SUBGROUP } else { wgsl::REDUCE_SHARED });
         if self.reads_any_dtype() {

@@ -99,6 +99,47 @@ impl WgpuBackend {
     }
 }
 
+/// What `entmin doctor` shows of one adapter.
+#[derive(Clone, Debug)]
+pub struct AdapterReport {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    /// The features entmin uses or could use, present or not.
+    pub features: Vec<(&'static str, bool)>,
+    pub limits: Vec<(&'static str, u64)>,
+}
+
+/// Every adapter the instance sees (WGPU_BACKEND narrows the search).
+pub fn adapter_reports() -> Vec<AdapterReport> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    adapters
+        .iter()
+        .map(|a| {
+            let (info, f, l) = (a.get_info(), a.features(), a.limits());
+            AdapterReport {
+                name: info.name,
+                backend: format!("{:?}", info.backend),
+                device_type: format!("{:?}", info.device_type),
+                features: vec![
+                    ("subgroup", f.contains(wgpu::Features::SUBGROUP)),
+                    ("shader_f16", f.contains(wgpu::Features::SHADER_F16)),
+                    ("timestamp_query", f.contains(wgpu::Features::TIMESTAMP_QUERY)),
+                ],
+                limits: vec![
+                    ("max_buffer_size", l.max_buffer_size),
+                    ("max_storage_buffer_binding_size", l.max_storage_buffer_binding_size),
+                    ("max_compute_workgroup_storage_size", l.max_compute_workgroup_storage_size as u64),
+                    ("max_compute_invocations_per_workgroup", l.max_compute_invocations_per_workgroup as u64),
+                    ("min_subgroup_size", info.subgroup_min_size as u64),
+                    ("max_subgroup_size", info.subgroup_max_size as u64),
+                ],
+            }
+        })
+        .collect()
+}
+
 fn buf(t: &WgpuTensor) -> &wgpu::Buffer {
     &t.storage().buffer
 }

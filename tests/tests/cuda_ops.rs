@@ -1,0 +1,60 @@
+//! The shared op parity bodies (tests/src/parity.rs) on the CUDA backend. Without a
+//! GPU the tests print a skip message and pass, unless ENTMIN_REQUIRE_CUDA=1 (set by
+//! scripts/gpu-check.sh) makes that a failure.
+
+use entmin_tests::{cuda_backend, parity};
+
+macro_rules! on_cuda {
+    ($($op:ident),* $(,)?) => {$(
+        #[test]
+        fn $op() {
+            if let Some(b) = cuda_backend() {
+                parity::$op(b);
+            }
+        }
+    )*};
+}
+
+on_cuda!(
+    rms_norm,
+    linear,
+    rope,
+    attention,
+    write_kv,
+    elementwise,
+    softmax_entropy,
+    sample,
+    concat_and_mask,
+    entropy_grad,
+    em_inf,
+);
+
+#[test]
+fn every_kernel_loads_for_every_dtype() {
+    if let Some(b) = cuda_backend() {
+        b.compile_all().unwrap();
+    }
+}
+
+#[test]
+fn kernels_are_timed_on_the_device() {
+    use entmin_engine::{Backend, DType};
+    let Some(b) = cuda_backend() else { return };
+    let logits = b.upload_as(&vec![0.5; 4 * 1000], &[4, 1000], DType::F32).unwrap();
+    let ((lse, _), device_time) = b.timed(|| b.softmax_entropy(&logits, 1.0)).unwrap();
+    assert!((b.to_host_f32(&lse).unwrap()[0] - ((1000f32).ln() + 0.5)).abs() < 1e-4);
+    assert!(device_time.is_some_and(|d| d > std::time::Duration::ZERO), "{device_time:?}");
+}
+
+/// No driver, no device or a device that does not exist: an error that says which,
+/// never a panic (cudarc panics when libcuda is missing unless asked first).
+#[test]
+fn a_missing_gpu_is_a_clear_error() {
+    use entmin_engine::cuda::{device_count, CudaBackend};
+    let missing = device_count() + 3;
+    let err = CudaBackend::new(missing).err().expect("a device that does not exist must not open");
+    let msg = err.to_string();
+    assert!(msg.contains("cuda"), "{msg}");
+    let said_why = ["libcuda", "NVRTC", "requested, the driver sees"].iter().any(|w| msg.contains(w));
+    assert!(said_why, "the error must say what is missing: {msg}");
+}
