@@ -111,4 +111,70 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// Sample one token per row with the row's generator. Never returns a token in
     /// `params.banned`; errors on a row with NaN logits.
     fn sample(&self, logits: &Tensor<Self>, params: &SamplingParams, rngs: &mut [Rng]) -> Result<Vec<SampleOutcome>>;
+
+    // --- backward ops (training). CPU only so far: the GPU backends answer with the
+    // default, an error that says so. Each has a finite-difference test. ---
+    /// Gradients of [`Backend::rms_norm`] given `dy`: (dx, dweight), dweight summed over rows.
+    fn rms_norm_backward(
+        &self,
+        x: &Tensor<Self>,
+        weight: &Tensor<Self>,
+        dy: &Tensor<Self>,
+        eps: f32,
+    ) -> Result<(Tensor<Self>, Tensor<Self>)> {
+        let _ = (x, weight, dy, eps);
+        Err(no_backward(self.name(), "rms_norm_backward"))
+    }
+    /// Gradients of [`Backend::linear`] given `dy [m, n]`: (dx [m, k], dw [n, k], dbias [n]).
+    /// Training keeps f32 master weights, so `w` must be f32.
+    fn linear_backward(
+        &self,
+        x: &Tensor<Self>,
+        w: &Tensor<Self>,
+        dy: &Tensor<Self>,
+    ) -> Result<(Tensor<Self>, Tensor<Self>, Tensor<Self>)> {
+        let _ = (x, w, dy);
+        Err(no_backward(self.name(), "linear_backward"))
+    }
+    /// The backward of [`Backend::rope`], in place on `dy`: the inverse rotation.
+    fn rope_backward(&self, dy: &mut Tensor<Self>, head_dim: usize, positions: &[u32], theta: f32) -> Result<()> {
+        let _ = (dy, head_dim, positions, theta);
+        Err(no_backward(self.name(), "rope_backward"))
+    }
+    /// Gradients of [`Backend::attention`] given `dout`: (dq, dk, dv), dk and dv shaped
+    /// like the caches (rows the queries never see get zeros). Probabilities are recomputed.
+    fn attention_backward(
+        &self,
+        q: &Tensor<Self>,
+        k: &Tensor<Self>,
+        v: &Tensor<Self>,
+        dout: &Tensor<Self>,
+        shape: AttentionShape,
+    ) -> Result<(Tensor<Self>, Tensor<Self>, Tensor<Self>)> {
+        let _ = (q, k, v, dout, shape);
+        Err(no_backward(self.name(), "attention_backward"))
+    }
+    /// Gradients of [`Backend::silu_mul`] given `dy`: (dgate, dup).
+    fn silu_mul_backward(
+        &self,
+        gate: &Tensor<Self>,
+        up: &Tensor<Self>,
+        dy: &Tensor<Self>,
+    ) -> Result<(Tensor<Self>, Tensor<Self>)> {
+        let _ = (gate, up, dy);
+        Err(no_backward(self.name(), "silu_mul_backward"))
+    }
+    /// Gradient of [`Backend::embedding`] for a `[vocab, dim]` table: the rows of `dy`
+    /// added into the rows `ids` (repeated ids accumulate).
+    fn embedding_backward(&self, ids: &[u32], dy: &Tensor<Self>, vocab: usize) -> Result<Tensor<Self>> {
+        let _ = (ids, dy, vocab);
+        Err(no_backward(self.name(), "embedding_backward"))
+    }
+}
+
+fn no_backward(backend: &'static str, op: &str) -> crate::EngineError {
+    crate::EngineError::Unavailable {
+        backend,
+        reason: format!("{op} (training) is implemented on the CPU backend only"),
+    }
 }

@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests: seeded random data, comparisons
 //! against the f64 references, tiny random models, and the real-model fixtures.
 
+pub mod backward;
 pub mod gguf_writer;
 pub mod model_parity;
 pub mod parity;

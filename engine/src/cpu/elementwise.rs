@@ -59,3 +59,37 @@ pub fn add_assign(x: &mut CpuTensor, y: &CpuTensor) -> Result<()> {
     x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
     Ok(())
 }
+
+/// Rows of `dy` added into a zero `[vocab, dim]` table at `ids` (repeats accumulate).
+pub fn embedding_backward(ids: &[u32], dy: &CpuTensor, vocab: usize) -> Result<CpuTensor> {
+    let (n, dim) = dims2("embedding_backward", dy)?;
+    if n != ids.len() {
+        return Err(EngineError::shape("embedding_backward", format!("{} ids for {n} rows of dy", ids.len())));
+    }
+    if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+        return Err(EngineError::invalid("embedding_backward", format!("token id {bad} ≥ vocabulary size {vocab}")));
+    }
+    let dys = f32_data("embedding_backward", dy)?;
+    let mut table = vec![0f32; vocab * dim];
+    for (row, &id) in dys.chunks(dim.max(1)).zip(ids) {
+        table[id as usize * dim..][..dim].iter_mut().zip(row).for_each(|(t, d)| *t += d);
+    }
+    Ok(output(table, &[vocab, dim]))
+}
+
+/// out = silu(g)·u with silu(g) = g·σ(g): dgate = dy·u·σ(g)·(1 + g·(1 − σ(g))), dup = dy·silu(g).
+pub fn silu_mul_backward(gate: &CpuTensor, up: &CpuTensor, dy: &CpuTensor) -> Result<(CpuTensor, CpuTensor)> {
+    same_shape("silu_mul_backward", gate, up)?;
+    same_shape("silu_mul_backward", gate, dy)?;
+    let (g, u, d) =
+        (f32_data("silu_mul_backward", gate)?, f32_data("silu_mul_backward", up)?, f32_data("silu_mul_backward", dy)?);
+    let (dgate, dup): (Vec<f32>, Vec<f32>) = g
+        .par_iter()
+        .zip(u.par_iter().zip(d.par_iter()))
+        .map(|(&g, (&u, &d))| {
+            let s = 1.0 / (1.0 + (-g).exp());
+            (d * u * s * (1.0 + g * (1.0 - s)), d * g * s)
+        })
+        .unzip();
+    Ok((output(dgate, gate.shape()), output(dup, gate.shape())))
+}

@@ -239,6 +239,48 @@ impl Backend for CpuBackend {
     fn sample(&self, logits: &CpuTensor, params: &SamplingParams, rngs: &mut [Rng]) -> Result<Vec<SampleOutcome>> {
         sample::sample(logits, params, rngs)
     }
+
+    fn rms_norm_backward(
+        &self,
+        x: &CpuTensor,
+        weight: &CpuTensor,
+        dy: &CpuTensor,
+        eps: f32,
+    ) -> Result<(CpuTensor, CpuTensor)> {
+        norm::rms_norm_backward(x, weight, dy, eps)
+    }
+
+    fn linear_backward(
+        &self,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        dy: &CpuTensor,
+    ) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
+        matmul::linear_backward(x, w, dy)
+    }
+
+    fn rope_backward(&self, dy: &mut CpuTensor, head_dim: usize, positions: &[u32], theta: f32) -> Result<()> {
+        rope::rope_backward(dy, head_dim, positions, theta)
+    }
+
+    fn attention_backward(
+        &self,
+        q: &CpuTensor,
+        k: &CpuTensor,
+        v: &CpuTensor,
+        dout: &CpuTensor,
+        shape: AttentionShape,
+    ) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
+        attention::attention_backward(q, k, v, dout, shape)
+    }
+
+    fn silu_mul_backward(&self, gate: &CpuTensor, up: &CpuTensor, dy: &CpuTensor) -> Result<(CpuTensor, CpuTensor)> {
+        elementwise::silu_mul_backward(gate, up, dy)
+    }
+
+    fn embedding_backward(&self, ids: &[u32], dy: &CpuTensor, vocab: usize) -> Result<CpuTensor> {
+        elementwise::embedding_backward(ids, dy, vocab)
+    }
 }
 
 fn cpu_model_name() -> String {

@@ -23,3 +23,42 @@ pub fn rms_norm(x: &CpuTensor, weight: &CpuTensor, eps: f32) -> Result<CpuTensor
     });
     Ok(output(out, &[rows, dim]))
 }
+
+/// With r = (mean(x²) + eps)^(−1/2) per row: dw_c = Σ_rows dy_c·x_c·r and
+/// dx_c = r·w_c·dy_c − x_c·r³/D · Σ_j dy_j·w_j·x_j. Row sums in f64, as the forward.
+pub fn rms_norm_backward(
+    x: &CpuTensor,
+    weight: &CpuTensor,
+    dy: &CpuTensor,
+    eps: f32,
+) -> Result<(CpuTensor, CpuTensor)> {
+    let (rows, dim) = dims2("rms_norm_backward", x)?;
+    if weight.len() != dim || dy.shape() != x.shape() {
+        return Err(EngineError::shape(
+            "rms_norm_backward",
+            format!("x {:?}, weight {:?}, dy {:?}", x.shape(), weight.shape(), dy.shape()),
+        ));
+    }
+    let w = super::CpuBackend.to_host_f32(weight)?;
+    let (xs, dys) = (f32_data("rms_norm_backward", x)?, f32_data("rms_norm_backward", dy)?);
+    let mut dx = vec![0f32; rows * dim];
+    let dw_rows: Vec<Vec<f64>> = dx
+        .par_chunks_mut(dim.max(1))
+        .zip(xs.par_chunks(dim.max(1)).zip(dys.par_chunks(dim.max(1))))
+        .map(|(dx, (x, dy))| {
+            let ss: f64 = x.iter().map(|&v| v as f64 * v as f64).sum();
+            let r = 1.0 / (ss / dim as f64 + eps as f64).sqrt();
+            let dot: f64 = x.iter().zip(dy).zip(&w).map(|((&x, &dy), &w)| x as f64 * dy as f64 * w as f64).sum();
+            let c = r * r * r * dot / dim as f64;
+            for (((dx, &x), &dy), &w) in dx.iter_mut().zip(x).zip(dy).zip(&w) {
+                *dx = (r * w as f64 * dy as f64 - x as f64 * c) as f32;
+            }
+            x.iter().zip(dy).map(|(&x, &dy)| dy as f64 * x as f64 * r).collect()
+        })
+        .collect();
+    let mut dw = vec![0f64; dim];
+    for row in &dw_rows {
+        dw.iter_mut().zip(row).for_each(|(a, b)| *a += b);
+    }
+    Ok((output(dx, &[rows, dim]), output(dw.iter().map(|&v| v as f32).collect(), &[dim])))
+}

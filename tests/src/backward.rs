@@ -1,0 +1,152 @@
+//! One test body per backward op, generic over [`Backend`]: each gradient is checked
+//! against central finite differences of the op's f64 reference forward
+//! (`entmin_engine::reference`) for the scalar loss L = Σ dy ⊙ f(inputs) with random dy.
+
+use entmin_engine::{reference, AttentionShape, Backend, DType, HostData, Rng, Tensor};
+
+use crate::{assert_close, random_vec};
+
+fn upload<B: Backend>(b: &B, data: &[f32], shape: &[usize]) -> Tensor<B> {
+    b.upload(HostData::F32(data), shape).unwrap()
+}
+
+fn host<B: Backend>(b: &B, t: &Tensor<B>) -> Vec<f32> {
+    b.to_host_f32(t).unwrap()
+}
+
+/// ∂L/∂x by central differences, L(x) = Σ dy·f(x), f evaluated in f64 on f32 inputs. The
+/// step is the difference of the f32-rounded perturbed values, so rounding of x ± h
+/// does not bias the quotient.
+fn finite_differences(x: &[f32], dy: &[f32], h: f32, f: impl Fn(&[f32]) -> Vec<f64>) -> Vec<f64> {
+    let loss = |x: &[f32]| f(x).iter().zip(dy).map(|(y, &d)| y * d as f64).sum::<f64>();
+    (0..x.len())
+        .map(|i| {
+            let (mut up, mut down) = (x.to_vec(), x.to_vec());
+            up[i] += h;
+            down[i] -= h;
+            (loss(&up) - loss(&down)) / (up[i] as f64 - down[i] as f64)
+        })
+        .collect()
+}
+
+const H: f32 = 1e-2;
+const TOL: f64 = 2e-3;
+
+pub fn rms_norm_backward<B: Backend>(b: &B) {
+    let mut rng = Rng::new(31);
+    for (rows, dim) in [(1, 1), (3, 7), (2, 64)] {
+        let x = random_vec(&mut rng, rows * dim, 2.0);
+        let w = random_vec(&mut rng, dim, 1.5);
+        let dy = random_vec(&mut rng, rows * dim, 1.0);
+        let (dx, dw) = b
+            .rms_norm_backward(
+                &upload(b, &x, &[rows, dim]),
+                &upload(b, &w, &[dim]),
+                &upload(b, &dy, &[rows, dim]),
+                1e-5,
+            )
+            .unwrap();
+        let want_dx = finite_differences(&x, &dy, H, |x| reference::rms_norm(x, dim, &w, 1e-5));
+        let want_dw = finite_differences(&w, &dy, H, |w| reference::rms_norm(&x, dim, w, 1e-5));
+        assert_close("rms_norm dx", &host(b, &dx), &want_dx, TOL);
+        assert_close("rms_norm dweight", &host(b, &dw), &want_dw, TOL);
+    }
+}
+
+pub fn linear_backward<B: Backend>(b: &B) {
+    let mut rng = Rng::new(32);
+    for (m, n, k) in [(1, 1, 1), (3, 5, 4), (17, 9, 33)] {
+        let x = random_vec(&mut rng, m * k, 1.0);
+        let w = random_vec(&mut rng, n * k, 1.0);
+        let bias = random_vec(&mut rng, n, 1.0);
+        let dy = random_vec(&mut rng, m * n, 1.0);
+        let (dx, dw, db) =
+            b.linear_backward(&upload(b, &x, &[m, k]), &upload(b, &w, &[n, k]), &upload(b, &dy, &[m, n])).unwrap();
+        let f = |x: &[f32], w: &[f32], bias: &[f32]| reference::linear(x, w, Some(bias), m, n, k);
+        assert_close("linear dx", &host(b, &dx), &finite_differences(&x, &dy, H, |x| f(x, &w, &bias)), TOL);
+        assert_close("linear dw", &host(b, &dw), &finite_differences(&w, &dy, H, |w| f(&x, w, &bias)), TOL);
+        assert_close("linear dbias", &host(b, &db), &finite_differences(&bias, &dy, H, |c| f(&x, &w, c)), TOL);
+    }
+    let x = upload(b, &[1.0; 6], &[2, 3]);
+    let w16 = b.upload_as(&[1.0; 12], &[4, 3], DType::BF16).unwrap();
+    assert!(b.linear_backward(&x, &w16, &upload(b, &[1.0; 8], &[2, 4])).is_err(), "16-bit weights are not trained");
+    assert!(b.linear_backward(&x, &upload(b, &[1.0; 12], &[4, 3]), &upload(b, &[1.0; 6], &[2, 3])).is_err());
+}
+
+pub fn rope_backward<B: Backend>(b: &B) {
+    let mut rng = Rng::new(33);
+    let (head_dim, heads, theta) = (8, 3, 10000.0);
+    let positions = [0u32, 5, 17, 4000];
+    let cols = heads * head_dim;
+    let x = random_vec(&mut rng, positions.len() * cols, 1.0);
+    let dy = random_vec(&mut rng, positions.len() * cols, 1.0);
+    let mut g = upload(b, &dy, &[positions.len(), cols]);
+    b.rope_backward(&mut g, head_dim, &positions, theta).unwrap();
+    let want = finite_differences(&x, &dy, H, |x| reference::rope(x, cols, head_dim, &positions, theta));
+    assert_close("rope dx", &host(b, &g), &want, TOL);
+}
+
+pub fn attention_backward<B: Backend>(b: &B) {
+    let mut rng = Rng::new(34);
+    // Prefill of a whole sequence (training), then queries after a cached prefix, GQA.
+    for (t, capacity, start_pos) in [(5, 5, 0), (3, 8, 2), (1, 1, 0)] {
+        let s = AttentionShape { n_heads: 4, n_kv_heads: 2, head_dim: 6, start_pos };
+        let (qdim, kvdim) = (s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim);
+        let q = random_vec(&mut rng, t * qdim, 1.0);
+        let k = random_vec(&mut rng, capacity * kvdim, 1.0);
+        let v = random_vec(&mut rng, capacity * kvdim, 1.0);
+        let dout = random_vec(&mut rng, t * qdim, 1.0);
+        let (dq, dk, dv) = b
+            .attention_backward(
+                &upload(b, &q, &[t, qdim]),
+                &upload(b, &k, &[capacity, kvdim]),
+                &upload(b, &v, &[capacity, kvdim]),
+                &upload(b, &dout, &[t, qdim]),
+                s,
+            )
+            .unwrap();
+        let f = |q: &[f32], k: &[f32], v: &[f32]| reference::attention(q, k, v, s);
+        let what = format!("attention t={t} capacity={capacity} start={start_pos}");
+        assert_close(&format!("{what} dq"), &host(b, &dq), &finite_differences(&q, &dout, H, |q| f(q, &k, &v)), TOL);
+        assert_close(&format!("{what} dk"), &host(b, &dk), &finite_differences(&k, &dout, H, |k| f(&q, k, &v)), TOL);
+        assert_close(&format!("{what} dv"), &host(b, &dv), &finite_differences(&v, &dout, H, |v| f(&q, &k, v)), TOL);
+    }
+}
+
+pub fn silu_mul_backward<B: Backend>(b: &B) {
+    let mut rng = Rng::new(35);
+    let n = 300;
+    let gate = random_vec(&mut rng, n, 6.0);
+    let up = random_vec(&mut rng, n, 2.0);
+    let dy = random_vec(&mut rng, n, 1.0);
+    let (dg, du) = b
+        .silu_mul_backward(&upload(b, &gate, &[3, 100]), &upload(b, &up, &[3, 100]), &upload(b, &dy, &[3, 100]))
+        .unwrap();
+    assert_close(
+        "silu_mul dgate",
+        &host(b, &dg),
+        &finite_differences(&gate, &dy, H, |g| reference::silu_mul(g, &up)),
+        TOL,
+    );
+    assert_close(
+        "silu_mul dup",
+        &host(b, &du),
+        &finite_differences(&up, &dy, H, |u| reference::silu_mul(&gate, u)),
+        TOL,
+    );
+}
+
+pub fn embedding_backward<B: Backend>(b: &B) {
+    let mut rng = Rng::new(36);
+    let (vocab, dim) = (11, 5);
+    let table = random_vec(&mut rng, vocab * dim, 1.0);
+    let ids = [3u32, 0, 3, 10, 7, 3];
+    let dy = random_vec(&mut rng, ids.len() * dim, 1.0);
+    let gather = |t: &[f32]| -> Vec<f64> {
+        ids.iter().flat_map(|&i| t[i as usize * dim..][..dim].iter().map(|&x| x as f64)).collect()
+    };
+    let got = b.embedding_backward(&ids, &upload(b, &dy, &[ids.len(), dim]), vocab).unwrap();
+    assert_eq!(got.shape(), &[vocab, dim]);
+    assert_close("embedding dtable", &host(b, &got), &finite_differences(&table, &dy, H, gather), TOL);
+    assert!(b.embedding_backward(&[11], &upload(b, &dy[..dim], &[1, dim]), vocab).is_err(), "id past the table");
+}
