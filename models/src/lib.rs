@@ -10,6 +10,7 @@ pub mod gguf;
 pub mod loader;
 pub mod model;
 pub mod tokenizer;
+pub mod train;
 pub mod weights;
 
 pub use chat::{ChatTemplate, Message};

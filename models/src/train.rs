@@ -1,0 +1,312 @@
+//! Training: a forward pass over one whole sequence that keeps what the backward pass
+//! needs, the LM head with the entropy objective run in chunks of positions (the
+//! [tokens × vocabulary] logits never exist at once), and the hand-written backward
+//! pass through the decoder. Every objective only supplies the gradient at the head.
+//!
+//! Activation memory (docs/training.md): by default every layer keeps its ten
+//! intermediate tensors; with `recompute` a layer keeps only its input and is run
+//! forward again during the backward pass (activation checkpointing: about one extra
+//! forward pass of compute for ~10× less activation memory).
+
+use entmin_engine::{AttentionShape, Backend, DType, Tensor};
+
+use crate::error::{ModelError, Result};
+use crate::model::{Layer, Linear, Model};
+
+/// What one layer's forward produced, as its backward needs it (q and k after RoPE).
+pub struct LayerActivations<B: Backend> {
+    h_attn: Tensor<B>,
+    q: Tensor<B>,
+    k: Tensor<B>,
+    v: Tensor<B>,
+    attn: Tensor<B>,
+    x_mid: Tensor<B>,
+    h_ffn: Tensor<B>,
+    gate: Tensor<B>,
+    up: Tensor<B>,
+    mlp: Tensor<B>,
+}
+
+/// One sequence's forward pass, kept for [`Model::backward`].
+pub struct Activations<B: Backend> {
+    ids: Vec<u32>,
+    positions: Vec<u32>,
+    /// Each layer's input (the residual stream entering it).
+    inputs: Vec<Tensor<B>>,
+    /// None for layers to recompute.
+    layers: Vec<Option<LayerActivations<B>>>,
+    x_final: Tensor<B>,
+    /// The final norm's output: the head's input, `[tokens, hidden]`.
+    pub hidden: Tensor<B>,
+}
+
+/// The entropy objective at the head: loss Σ_p w_p·H_p over positions with w_p ≠ 0.
+pub struct HeadOutput<B: Backend> {
+    pub loss: f64,
+    /// H_p in nats for every position (0 where w_p = 0: not computed).
+    pub entropies: Vec<f32>,
+    /// ∂loss/∂hidden, `[tokens, hidden]`.
+    pub d_hidden: Tensor<B>,
+    /// ∂loss/∂head weight, `[vocab, hidden]`.
+    pub d_head: Tensor<B>,
+}
+
+/// Parameter gradients, in [`Model::parameter_names`] order.
+pub struct Gradients<B: Backend> {
+    pub tensors: Vec<Tensor<B>>,
+}
+
+fn copy<B: Backend>(b: &B, x: &Tensor<B>) -> Result<Tensor<B>> {
+    Ok(b.concat_rows(&[x])?)
+}
+
+fn sum<B: Backend>(b: &B, mut a: Tensor<B>, c: &Tensor<B>) -> Result<Tensor<B>> {
+    b.add_assign(&mut a, c)?;
+    Ok(a)
+}
+
+impl<B: Backend> Model<B> {
+    /// Hugging Face names of the trainable tensors, in the order of [`Gradients`].
+    pub fn parameter_names(&self) -> Vec<String> {
+        let mut names = vec!["model.embed_tokens.weight".to_string()];
+        for (l, layer) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{l}");
+            names.push(format!("{p}.input_layernorm.weight"));
+            for (name, lin) in
+                [("self_attn.q_proj", &layer.q), ("self_attn.k_proj", &layer.k), ("self_attn.v_proj", &layer.v)]
+            {
+                names.push(format!("{p}.{name}.weight"));
+                if lin.bias.is_some() {
+                    names.push(format!("{p}.{name}.bias"));
+                }
+            }
+            names.push(format!("{p}.self_attn.o_proj.weight"));
+            names.push(format!("{p}.post_attention_layernorm.weight"));
+            for name in ["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"] {
+                names.push(format!("{p}.{name}.weight"));
+            }
+        }
+        names.push("model.norm.weight".to_string());
+        if self.lm_head.is_some() {
+            names.push("lm_head.weight".to_string());
+        }
+        names
+    }
+
+    /// The trainable tensors, in [`Model::parameter_names`] order.
+    pub fn parameters_mut(&mut self) -> Vec<&mut Tensor<B>> {
+        let mut out = vec![&mut self.embed];
+        for layer in &mut self.layers {
+            let Layer { attn_norm, q, k, v, o, ffn_norm, gate, up, down } = layer;
+            out.push(attn_norm);
+            for lin in [q, k, v] {
+                out.push(&mut lin.weight);
+                if let Some(bias) = lin.bias.as_mut() {
+                    out.push(bias);
+                }
+            }
+            out.push(&mut o.weight);
+            out.push(ffn_norm);
+            for lin in [gate, up, down] {
+                out.push(&mut lin.weight);
+            }
+        }
+        out.push(&mut self.norm);
+        if let Some(head) = self.lm_head.as_mut() {
+            out.push(head);
+        }
+        out
+    }
+
+    fn attention_shape(&self) -> AttentionShape {
+        let c = &self.config;
+        AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim, start_pos: 0 }
+    }
+
+    fn layer_forward(
+        &self,
+        b: &B,
+        layer: &Layer<B>,
+        x_in: &Tensor<B>,
+        positions: &[u32],
+    ) -> Result<(Tensor<B>, LayerActivations<B>)> {
+        let c = &self.config;
+        let lin = |x: &Tensor<B>, l: &Linear<B>| b.linear(x, &l.weight, l.bias.as_ref());
+        let h_attn = b.rms_norm(x_in, &layer.attn_norm, c.rms_eps)?;
+        let mut q = lin(&h_attn, &layer.q)?;
+        let mut k = lin(&h_attn, &layer.k)?;
+        let v = lin(&h_attn, &layer.v)?;
+        b.rope(&mut q, c.head_dim, positions, c.rope_theta)?;
+        b.rope(&mut k, c.head_dim, positions, c.rope_theta)?;
+        // The sequence is its own cache: keys and values of every position, start 0.
+        let attn = b.attention(&q, &k, &v, self.attention_shape())?;
+        let x_mid = sum(b, copy(b, x_in)?, &lin(&attn, &layer.o)?)?;
+        let h_ffn = b.rms_norm(&x_mid, &layer.ffn_norm, c.rms_eps)?;
+        let gate = lin(&h_ffn, &layer.gate)?;
+        let up = lin(&h_ffn, &layer.up)?;
+        let mlp = b.silu_mul(&gate, &up)?;
+        let x_out = sum(b, copy(b, &x_mid)?, &lin(&mlp, &layer.down)?)?;
+        Ok((x_out, LayerActivations { h_attn, q, k, v, attn, x_mid, h_ffn, gate, up, mlp }))
+    }
+
+    /// The forward pass over `ids` (positions 0..), keeping activations for
+    /// [`Model::backward`]; with `recompute` only each layer's input is kept.
+    pub fn forward_train(&self, b: &B, ids: &[u32], recompute: bool) -> Result<Activations<B>> {
+        let c = &self.config;
+        if ids.is_empty() {
+            return Err(ModelError::Invalid("forward_train called with no tokens".into()));
+        }
+        if ids.len() > c.context_length {
+            return Err(ModelError::ContextOverflow { prompt: ids.len(), new: 0, context: c.context_length });
+        }
+        let positions: Vec<u32> = (0..ids.len() as u32).collect();
+        let mut x = b.embedding(&self.embed, ids)?;
+        let (mut inputs, mut layers) = (Vec::new(), Vec::new());
+        for layer in &self.layers {
+            let (x_out, acts) = self.layer_forward(b, layer, &x, &positions)?;
+            inputs.push(x);
+            layers.push(if recompute { None } else { Some(acts) });
+            x = x_out;
+        }
+        let hidden = b.rms_norm(&x, &self.norm, c.rms_eps)?;
+        Ok(Activations { ids: ids.to_vec(), positions, inputs, layers, x_final: x, hidden })
+    }
+
+    /// Σ_p w_p·H(softmax(logits_p)) over the positions with w_p ≠ 0 and its gradients,
+    /// computing the logits `chunk` positions at a time (so memory for the head grows with
+    /// the chunk, not the sequence). `banned` vocabulary rows are masked as in generation.
+    pub fn entropy_head(
+        &self,
+        b: &B,
+        acts: &Activations<B>,
+        weights: &[f32],
+        banned: &[u32],
+        chunk: usize,
+    ) -> Result<HeadOutput<B>> {
+        let (tokens, hidden) = (acts.ids.len(), self.config.hidden_size);
+        if weights.len() != tokens || chunk == 0 {
+            return Err(ModelError::Invalid(format!("{} loss weights for {tokens} positions", weights.len())));
+        }
+        let head = self.head();
+        let mut d_head = b.zeros(head.shape(), DType::F32)?;
+        let mut d_rows = Vec::new();
+        let mut entropies = vec![0f32; tokens];
+        let mut loss = 0f64;
+        for start in (0..tokens).step_by(chunk) {
+            let end = (start + chunk).min(tokens);
+            let w = &weights[start..end];
+            if w.iter().all(|&x| x == 0.0) {
+                d_rows.push(b.zeros(&[end - start, hidden], DType::F32)?);
+                continue;
+            }
+            let h = b.slice_rows(&acts.hidden, start, end)?;
+            let mut logits = b.linear(&h, head, None)?;
+            b.mask_columns(&mut logits, banned)?;
+            let (lse, ent) = b.softmax_entropy(&logits, 1.0)?;
+            let ent_host = b.to_host_f32(&ent)?;
+            for (i, (&h, &wi)) in ent_host.iter().zip(w).enumerate() {
+                if wi != 0.0 {
+                    if !h.is_finite() {
+                        return Err(ModelError::Invalid(format!("entropy at position {} is {h}", start + i)));
+                    }
+                    entropies[start + i] = h;
+                    loss += wi as f64 * h as f64;
+                }
+            }
+            let upstream = b.upload_as(w, &[end - start], DType::F32)?;
+            let d_logits = b.entropy_grad(&logits, &lse, &ent, &upstream, 1.0)?;
+            drop(logits);
+            let (dh, dw, _) = b.linear_backward(&h, head, &d_logits)?;
+            b.add_assign(&mut d_head, &dw)?;
+            d_rows.push(dh);
+        }
+        let d_hidden = b.concat_rows(&d_rows.iter().collect::<Vec<_>>())?;
+        Ok(HeadOutput { loss, entropies, d_hidden, d_head })
+    }
+
+    /// Gradients of every parameter given ∂loss/∂hidden and ∂loss/∂head weight. Weights
+    /// must be f32 (training keeps f32 master weights).
+    pub fn backward(
+        &self,
+        b: &B,
+        acts: &Activations<B>,
+        d_hidden: &Tensor<B>,
+        d_head: Tensor<B>,
+    ) -> Result<Gradients<B>> {
+        let c = &self.config;
+        let (mut dx, d_norm) = b.rms_norm_backward(&acts.x_final, &self.norm, d_hidden, c.rms_eps)?;
+        let mut per_layer = Vec::with_capacity(self.layers.len());
+        for (l, layer) in self.layers.iter().enumerate().rev() {
+            let recomputed;
+            let a = match &acts.layers[l] {
+                Some(a) => a,
+                None => {
+                    recomputed = self.layer_forward(b, layer, &acts.inputs[l], &acts.positions)?.1;
+                    &recomputed
+                }
+            };
+            let (d_in, grads) = self.layer_backward(b, layer, &acts.inputs[l], a, &acts.positions, &dx)?;
+            per_layer.push(grads);
+            dx = d_in;
+        }
+        let mut d_embed = b.embedding_backward(&acts.ids, &dx, c.vocab_size)?;
+        let mut tensors = Vec::new();
+        let tied = self.lm_head.is_none();
+        if tied {
+            b.add_assign(&mut d_embed, &d_head)?;
+        }
+        tensors.push(d_embed);
+        tensors.extend(per_layer.into_iter().rev().flatten());
+        tensors.push(d_norm);
+        if !tied {
+            tensors.push(d_head);
+        }
+        Ok(Gradients { tensors })
+    }
+
+    /// One layer backward: (∂loss/∂input, the layer's gradients in parameter order).
+    fn layer_backward(
+        &self,
+        b: &B,
+        layer: &Layer<B>,
+        x_in: &Tensor<B>,
+        a: &LayerActivations<B>,
+        positions: &[u32],
+        d_out: &Tensor<B>,
+    ) -> Result<(Tensor<B>, Vec<Tensor<B>>)> {
+        let c = &self.config;
+        // x_out = x_mid + down(mlp): the residual passes d_out straight to x_mid.
+        let (d_mlp, d_down, _) = b.linear_backward(&a.mlp, &layer.down.weight, d_out)?;
+        let (d_gate_out, d_up_out) = b.silu_mul_backward(&a.gate, &a.up, &d_mlp)?;
+        let (dh_gate, d_gate, _) = b.linear_backward(&a.h_ffn, &layer.gate.weight, &d_gate_out)?;
+        let (dh_up, d_up, _) = b.linear_backward(&a.h_ffn, &layer.up.weight, &d_up_out)?;
+        let dh_ffn = sum(b, dh_gate, &dh_up)?;
+        let (dx_norm, d_ffn_norm) = b.rms_norm_backward(&a.x_mid, &layer.ffn_norm, &dh_ffn, c.rms_eps)?;
+        let d_mid = sum(b, dx_norm, d_out)?;
+        // x_mid = x_in + o(attn).
+        let (d_attn, d_o, _) = b.linear_backward(&a.attn, &layer.o.weight, &d_mid)?;
+        let (mut dq, mut dk, dv) = b.attention_backward(&a.q, &a.k, &a.v, &d_attn, self.attention_shape())?;
+        b.rope_backward(&mut dq, c.head_dim, positions, c.rope_theta)?;
+        b.rope_backward(&mut dk, c.head_dim, positions, c.rope_theta)?;
+        let mut grads = Vec::new();
+        let mut dh_attn: Option<Tensor<B>> = None;
+        for (lin, d) in [(&layer.q, &dq), (&layer.k, &dk), (&layer.v, &dv)] {
+            let (dh, dw, db) = b.linear_backward(&a.h_attn, &lin.weight, d)?;
+            dh_attn = Some(match dh_attn {
+                Some(acc) => sum(b, acc, &dh)?,
+                None => dh,
+            });
+            grads.push(dw);
+            if lin.bias.is_some() {
+                grads.push(db);
+            }
+        }
+        let dh_attn = dh_attn.expect("three projections");
+        let (dx_attn_norm, d_attn_norm) = b.rms_norm_backward(x_in, &layer.attn_norm, &dh_attn, c.rms_eps)?;
+        let d_in = sum(b, dx_attn_norm, &d_mid)?;
+        let mut ordered = vec![d_attn_norm];
+        ordered.extend(grads);
+        ordered.extend([d_o, d_ffn_norm, d_gate, d_up, d_down]);
+        Ok((d_in, ordered))
+    }
+}
