@@ -100,6 +100,30 @@ pub fn load(
     read_jsonl(path, question_field.unwrap_or("question"), answer_field.unwrap_or("answer"))
 }
 
+/// Prompts only (answers are never read: EM-FT and EM-RL train without labels): a named
+/// set's questions, or field `prompt_field` (default "question") of each JSONL line.
+pub fn load_prompts(spec: &str, prompt_field: Option<&str>, progress: bool) -> Result<Vec<String>> {
+    if NAMED.iter().any(|(n, ..)| *n == spec) {
+        return Ok(load(spec, prompt_field, None, progress)?.into_iter().map(|p| p.question).collect());
+    }
+    let field = prompt_field.unwrap_or("question");
+    let text = std::fs::read_to_string(spec).with_context(|| format!("reading {spec}"))?;
+    let prompts = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| {
+            let v: Value =
+                serde_json::from_str(line).with_context(|| format!("{spec} line {}: invalid JSON", i + 1))?;
+            field_text(&v[field]).with_context(|| format!("{spec} line {}: no string field {field:?}", i + 1))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if prompts.is_empty() {
+        bail!("{spec}: no prompts");
+    }
+    Ok(prompts)
+}
+
 fn field_text(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),

@@ -116,12 +116,14 @@ pub fn read_results(path: &Path) -> Result<Vec<ProblemResult>> {
     Ok(out)
 }
 
-fn prompt_ids<B: Backend>(lm: &LoadedModel<B>, p: &Problem, system: Option<&str>) -> Result<Vec<u32>> {
+/// The evaluation prompt of `question` (plus the instruction, in the chat template), as
+/// token ids: EM-FT trains on the same prompts evaluation uses.
+pub fn prompt_ids<B: Backend>(lm: &LoadedModel<B>, question: &str, system: Option<&str>) -> Result<Vec<u32>> {
     let mut messages = Vec::new();
     if let Some(s) = system {
         messages.push(Message::new("system", s));
     }
-    messages.push(Message::new("user", &format!("{}\n{INSTRUCTION}", p.question)));
+    messages.push(Message::new("user", &format!("{question}\n{INSTRUCTION}")));
     Ok(lm.tokenizer.encode(&lm.chat.render(&messages)?, true)?)
 }
 
@@ -168,7 +170,7 @@ pub fn run_method<B: Backend>(
         let mut prompts = Vec::new();
         let mut seeds = Vec::new();
         for p in chunk {
-            let ids = prompt_ids(lm, p, opts.system.as_deref())?;
+            let ids = prompt_ids(lm, &p.question, opts.system.as_deref())?;
             let base = problem_seed(opts.seed, &p.id);
             for j in 0..samples {
                 prompts.push(ids.clone());

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod dataset;
 pub mod eval;
 pub mod methods;
+pub mod train;
 
 pub use entmin_engine as engine;
 pub use entmin_models as models;

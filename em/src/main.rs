@@ -26,6 +26,10 @@ enum Command {
     Pull(cli::pull::Args),
     /// Prefill and decode speed and peak memory of a model on this machine.
     Bench(cli::bench::Args),
+    /// EM-FT: fine-tune a model on its own samples to lower its entropy (CPU).
+    Ft(cli::ft::Args),
+    /// Plot a training run's metrics.jsonl (entropy and loss against step) as SVG.
+    Plot(cli::plot::Args),
     /// What this machine offers each backend (CPU, wgpu adapters, CUDA), and with
     /// --compile-kernels every CUDA kernel's registers, shared memory and spills.
     Doctor(cli::doctor::Args),
@@ -47,6 +51,8 @@ fn main() {
         Command::Pull(a) => cli::pull::run(a),
         Command::Bench(a) => cli::bench::run(a),
         Command::Doctor(a) => cli::doctor::run(a),
+        Command::Ft(a) => cli::ft::run(a),
+        Command::Plot(a) => cli::plot::run(a),
     };
     if let Err(e) = result {
         eprintln!("entmin: error: {e:#}");

@@ -5,43 +5,13 @@
 
 use std::path::{Path, PathBuf};
 
-use entmin_engine::{Backend, DType, Tensor};
+use entmin_engine::{Backend, DType};
 use safetensors::tensor::TensorView;
 use serde_json::json;
 
 use crate::config::Architecture;
 use crate::error::{ModelError, Result};
 use crate::loader::LoadedModel;
-
-/// Every weight of `lm` by Hugging Face name, in load order.
-pub fn named_weights<B: Backend>(lm: &LoadedModel<B>) -> Vec<(String, &Tensor<B>)> {
-    let m = &lm.model;
-    let mut out: Vec<(String, &Tensor<B>)> = vec![("model.embed_tokens.weight".into(), &m.embed)];
-    for (l, layer) in m.layers.iter().enumerate() {
-        let p = format!("model.layers.{l}");
-        out.push((format!("{p}.input_layernorm.weight"), &layer.attn_norm));
-        out.push((format!("{p}.post_attention_layernorm.weight"), &layer.ffn_norm));
-        for (name, lin) in [
-            ("self_attn.q_proj", &layer.q),
-            ("self_attn.k_proj", &layer.k),
-            ("self_attn.v_proj", &layer.v),
-            ("self_attn.o_proj", &layer.o),
-            ("mlp.gate_proj", &layer.gate),
-            ("mlp.up_proj", &layer.up),
-            ("mlp.down_proj", &layer.down),
-        ] {
-            out.push((format!("{p}.{name}.weight"), &lin.weight));
-            if let Some(b) = &lin.bias {
-                out.push((format!("{p}.{name}.bias"), b));
-            }
-        }
-    }
-    out.push(("model.norm.weight".into(), &m.norm));
-    if let Some(h) = &m.lm_head {
-        out.push(("lm_head.weight".into(), h));
-    }
-    out
-}
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value).expect("JSON values serialise");
@@ -82,7 +52,7 @@ fn write_folder<B: Backend>(backend: &B, lm: &LoadedModel<B>, dir: &Path, dtype:
         DType::F16 => "float16",
     };
     let mut buffers = Vec::new();
-    for (name, t) in named_weights(lm) {
+    for (name, t) in lm.model.named_parameters() {
         let data = backend.to_host_f32(t)?;
         // Norms and biases stay f32, as the model holds them; matrices take `dtype`.
         let dtype = if t.shape().len() == 1 { DType::F32 } else { dtype };

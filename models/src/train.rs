@@ -13,6 +13,24 @@ use entmin_engine::{AttentionShape, Backend, DType, Tensor};
 use crate::error::{ModelError, Result};
 use crate::model::{Layer, Linear, Model};
 
+/// Projection names in a layer, in [`Model::named_parameters`] order.
+pub const LINEAR_NAMES: [&str; 7] = [
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+];
+
+impl<B: Backend> Layer<B> {
+    /// The projections in [`LINEAR_NAMES`] order.
+    pub fn linears(&self) -> [&Linear<B>; 7] {
+        [&self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down]
+    }
+}
+
 /// What one layer's forward produced, as its backward needs it (q and k after RoPE).
 pub struct LayerActivations<B: Backend> {
     h_attn: Tensor<B>,
@@ -51,7 +69,7 @@ pub struct HeadOutput<B: Backend> {
     pub d_head: Tensor<B>,
 }
 
-/// Parameter gradients, in [`Model::parameter_names`] order.
+/// Parameter gradients, in [`Model::named_parameters`] order.
 pub struct Gradients<B: Backend> {
     pub tensors: Vec<Tensor<B>>,
 }
@@ -66,49 +84,40 @@ fn sum<B: Backend>(b: &B, mut a: Tensor<B>, c: &Tensor<B>) -> Result<Tensor<B>> 
 }
 
 impl<B: Backend> Model<B> {
-    /// Hugging Face names of the trainable tensors, in the order of [`Gradients`].
-    pub fn parameter_names(&self) -> Vec<String> {
-        let mut names = vec!["model.embed_tokens.weight".to_string()];
+    /// Every weight by Hugging Face name; this order is the order of [`Gradients`] and of
+    /// [`Model::parameters_mut`].
+    pub fn named_parameters(&self) -> Vec<(String, &Tensor<B>)> {
+        let mut out: Vec<(String, &Tensor<B>)> = vec![("model.embed_tokens.weight".into(), &self.embed)];
         for (l, layer) in self.layers.iter().enumerate() {
             let p = format!("model.layers.{l}");
-            names.push(format!("{p}.input_layernorm.weight"));
-            for (name, lin) in
-                [("self_attn.q_proj", &layer.q), ("self_attn.k_proj", &layer.k), ("self_attn.v_proj", &layer.v)]
-            {
-                names.push(format!("{p}.{name}.weight"));
-                if lin.bias.is_some() {
-                    names.push(format!("{p}.{name}.bias"));
+            out.push((format!("{p}.input_layernorm.weight"), &layer.attn_norm));
+            out.push((format!("{p}.post_attention_layernorm.weight"), &layer.ffn_norm));
+            for (name, lin) in LINEAR_NAMES.iter().zip(layer.linears()) {
+                out.push((format!("{p}.{name}.weight"), &lin.weight));
+                if let Some(b) = &lin.bias {
+                    out.push((format!("{p}.{name}.bias"), b));
                 }
             }
-            names.push(format!("{p}.self_attn.o_proj.weight"));
-            names.push(format!("{p}.post_attention_layernorm.weight"));
-            for name in ["mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"] {
-                names.push(format!("{p}.{name}.weight"));
-            }
         }
-        names.push("model.norm.weight".to_string());
-        if self.lm_head.is_some() {
-            names.push("lm_head.weight".to_string());
+        out.push(("model.norm.weight".into(), &self.norm));
+        if let Some(h) = &self.lm_head {
+            out.push(("lm_head.weight".into(), h));
         }
-        names
+        out
     }
 
-    /// The trainable tensors, in [`Model::parameter_names`] order.
+    /// The weights, mutable, in [`Model::named_parameters`] order.
     pub fn parameters_mut(&mut self) -> Vec<&mut Tensor<B>> {
         let mut out = vec![&mut self.embed];
         for layer in &mut self.layers {
             let Layer { attn_norm, q, k, v, o, ffn_norm, gate, up, down } = layer;
             out.push(attn_norm);
-            for lin in [q, k, v] {
+            out.push(ffn_norm);
+            for lin in [q, k, v, o, gate, up, down] {
                 out.push(&mut lin.weight);
                 if let Some(bias) = lin.bias.as_mut() {
                     out.push(bias);
                 }
-            }
-            out.push(&mut o.weight);
-            out.push(ffn_norm);
-            for lin in [gate, up, down] {
-                out.push(&mut lin.weight);
             }
         }
         out.push(&mut self.norm);
@@ -264,7 +273,8 @@ impl<B: Backend> Model<B> {
         Ok(Gradients { tensors })
     }
 
-    /// One layer backward: (∂loss/∂input, the layer's gradients in parameter order).
+    /// One layer backward: (∂loss/∂input, the layer's gradients in parameter order:
+    /// the two norms, then each projection's weight and bias as in [`LINEAR_NAMES`]).
     fn layer_backward(
         &self,
         b: &B,
@@ -288,7 +298,7 @@ impl<B: Backend> Model<B> {
         let (mut dq, mut dk, dv) = b.attention_backward(&a.q, &a.k, &a.v, &d_attn, self.attention_shape())?;
         b.rope_backward(&mut dq, c.head_dim, positions, c.rope_theta)?;
         b.rope_backward(&mut dk, c.head_dim, positions, c.rope_theta)?;
-        let mut grads = Vec::new();
+        let mut qkv = Vec::new();
         let mut dh_attn: Option<Tensor<B>> = None;
         for (lin, d) in [(&layer.q, &dq), (&layer.k, &dk), (&layer.v, &dv)] {
             let (dh, dw, db) = b.linear_backward(&a.h_attn, &lin.weight, d)?;
@@ -296,17 +306,17 @@ impl<B: Backend> Model<B> {
                 Some(acc) => sum(b, acc, &dh)?,
                 None => dh,
             });
-            grads.push(dw);
+            qkv.push(dw);
             if lin.bias.is_some() {
-                grads.push(db);
+                qkv.push(db);
             }
         }
         let dh_attn = dh_attn.expect("three projections");
         let (dx_attn_norm, d_attn_norm) = b.rms_norm_backward(x_in, &layer.attn_norm, &dh_attn, c.rms_eps)?;
         let d_in = sum(b, dx_attn_norm, &d_mid)?;
-        let mut ordered = vec![d_attn_norm];
-        ordered.extend(grads);
-        ordered.extend([d_o, d_ffn_norm, d_gate, d_up, d_down]);
+        let mut ordered = vec![d_attn_norm, d_ffn_norm];
+        ordered.extend(qkv);
+        ordered.extend([d_o, d_gate, d_up, d_down]);
         Ok((d_in, ordered))
     }
 }

@@ -3,10 +3,12 @@
 pub mod bench;
 pub mod doctor;
 pub mod eval;
+pub mod ft;
 pub mod generate;
 pub mod info;
 pub mod logits;
 pub mod method_args;
+pub mod plot;
 pub mod pull;
 
 use std::time::Instant;

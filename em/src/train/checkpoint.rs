@@ -1,0 +1,119 @@
+//! Checkpoints that survive a kill at any moment. Each one is a Hugging Face folder
+//! `OUT/step-NNNNNN/` (written beside its place and renamed in, by `save_hf_folder`)
+//! plus the optimiser state `OUT/step-NNNNNN.optim.safetensors` (temp file + rename);
+//! only then is `OUT/latest.json` replaced (temp file + rename) to point at them. A
+//! kill before that last rename leaves the previous checkpoint in charge.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::engine::{Backend, DType};
+use crate::models::export::save_hf_folder;
+use crate::models::LoadedModel;
+use anyhow::{bail, Context, Result};
+use safetensors::tensor::TensorView;
+use serde::{Deserialize, Serialize};
+
+use super::optim::{AdamW, AdamWConfig};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Latest {
+    /// Steps completed.
+    pub step: u64,
+    /// The checkpoint folder, relative to OUT.
+    pub folder: String,
+    /// The run's settings, so that `--resume` can refuse a different run.
+    pub settings: serde_json::Value,
+}
+
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+fn folder_name(step: u64) -> String {
+    format!("step-{step:06}")
+}
+
+/// Write the checkpoint of `step` and make it the latest; older ones are removed.
+pub fn save<B: Backend>(
+    backend: &B,
+    lm: &LoadedModel<B>,
+    opt: &AdamW,
+    out: &Path,
+    settings: &serde_json::Value,
+) -> Result<PathBuf> {
+    let folder = folder_name(opt.step);
+    let dir = out.join(&folder);
+    save_hf_folder(backend, lm, &dir, DType::F32)?;
+    let names: Vec<String> = lm.model.named_parameters().into_iter().map(|(n, _)| n).collect();
+    let bytes: Vec<(String, Vec<u8>, usize)> = names
+        .iter()
+        .zip(opt.m.iter().zip(&opt.v))
+        .flat_map(|(n, (m, v))| {
+            [
+                (format!("m.{n}"), bytemuck::cast_slice(m).to_vec(), m.len()),
+                (format!("v.{n}"), bytemuck::cast_slice(v).to_vec(), v.len()),
+            ]
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = bytes
+        .iter()
+        .map(|(n, b, len)| Ok((n.clone(), TensorView::new(safetensors::Dtype::F32, vec![*len], b)?)))
+        .collect::<Result<_, safetensors::SafeTensorError>>()?;
+    let meta = HashMap::from([
+        ("step".to_string(), opt.step.to_string()),
+        ("config".to_string(), serde_json::to_string(&opt.config)?),
+    ]);
+    let optim_path = out.join(format!("{folder}.optim.safetensors"));
+    write_atomically(&optim_path, &safetensors::tensor::serialize(views, Some(meta))?)?;
+    let latest = Latest { step: opt.step, folder: folder.clone(), settings: settings.clone() };
+    write_atomically(&out.join("latest.json"), serde_json::to_string_pretty(&latest)?.as_bytes())?;
+    for entry in std::fs::read_dir(out)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("step-") && !name.starts_with(&folder) {
+            let p = entry.path();
+            let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        }
+    }
+    Ok(dir)
+}
+
+/// The latest checkpoint of OUT, if any.
+pub fn latest(out: &Path) -> Result<Option<Latest>> {
+    let path = out.join("latest.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("{}: corrupt", path.display()))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The optimiser state saved with `latest`, checked against the model's parameters.
+pub fn load_optimizer(out: &Path, latest: &Latest, sizes: &[(String, usize)]) -> Result<AdamW> {
+    let path = out.join(format!("{}.optim.safetensors", latest.folder));
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).with_context(|| format!("{}: corrupt", path.display()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)?;
+    let info = meta.metadata().clone().unwrap_or_default();
+    let step: u64 = info.get("step").and_then(|s| s.parse().ok()).context("optimizer state without a step")?;
+    if step != latest.step {
+        bail!("{}: optimizer state is for step {step}, latest.json says {}", path.display(), latest.step);
+    }
+    let config: AdamWConfig = serde_json::from_str(info.get("config").context("optimizer state without its config")?)?;
+    let read = |name: &str, n: usize| -> Result<Vec<f32>> {
+        let t = st.tensor(name).with_context(|| format!("{}: missing {name}", path.display()))?;
+        if t.dtype() != safetensors::Dtype::F32 || t.shape() != [n] {
+            bail!("{}: {name} has shape {:?}, the model needs [{n}]", path.display(), t.shape());
+        }
+        Ok(bytemuck::pod_collect_to_vec(t.data()))
+    };
+    let mut opt = AdamW::new(config, &sizes.iter().map(|(_, n)| *n).collect::<Vec<_>>());
+    opt.step = step;
+    for (i, (name, n)) in sizes.iter().enumerate() {
+        opt.m[i] = read(&format!("m.{name}"), *n)?;
+        opt.v[i] = read(&format!("v.{name}"), *n)?;
+    }
+    Ok(opt)
+}

@@ -1,0 +1,187 @@
+//! EM-FT (PAPER.md): fine-tune a model on its own samples to lower its entropy. Each
+//! step samples N responses for each of B prompts with the current weights (batched
+//! generation), then minimises the token entropy of the model's next-token distributions
+//! over the response positions only, with the hand-written backward pass and AdamW.
+//!
+//! Choices (EM-FT has no official implementation; docs/training.md):
+//! - the loss of a response is Σ_t H_t over the R positions that predict its tokens
+//!   (`Reduction::Sum`, the paper's token-level objective) or (1/R)·Σ_t H_t
+//!   (`Reduction::Mean`); the step's loss is the mean over its B·N responses;
+//! - H is taken at temperature 1 over the full vocabulary (padding rows masked),
+//!   whatever the rollout temperature;
+//! - prompts are visited in an order shuffled once from the seed; the seeds of a step's
+//!   samples depend only on (seed, step, index), so a resumed run draws the same samples.
+
+use std::time::Instant;
+
+use crate::engine::{Backend, HostData, Rng, SamplingParams};
+use crate::models::generate::{generate_batch, GenerationParams, Sampler};
+use crate::models::LoadedModel;
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+use super::optim::AdamW;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reduction {
+    Sum,
+    Mean,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EmFtConfig {
+    pub samples_per_prompt: usize,
+    pub max_new_tokens: usize,
+    pub rollout_temperature: f32,
+    /// Prompts per step.
+    pub batch: usize,
+    pub steps: u64,
+    pub seed: u64,
+    pub reduction: Reduction,
+    /// Positions per chunk of the LM head (memory for the head grows with this).
+    pub head_chunk: usize,
+    /// Activation checkpointing: recompute each layer in the backward pass.
+    pub recompute: bool,
+}
+
+/// One step's figures, as written to the metrics JSONL.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub loss: f64,
+    /// Mean entropy (nats) of the next-token distributions at response positions,
+    /// under the weights before the step.
+    pub mean_entropy: f64,
+    pub mean_response_tokens: f64,
+    pub lr: f32,
+    pub grad_norm: f64,
+    /// Sampled plus trained tokens per second of the step.
+    pub tokens_per_sec: f64,
+    pub rollout_secs: f64,
+    pub update_secs: f64,
+}
+
+/// The order in which prompts are visited: a seeded shuffle.
+pub fn prompt_order(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = Rng::new(seed ^ 0x005E_ED0F_0DE2);
+    for i in (1..n).rev() {
+        order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
+/// Loss weights per position for a prompt of `p` tokens and a response of `r` tokens:
+/// positions p−1 .. p+r−2 predict the response.
+pub fn response_weights(p: usize, r: usize, reduction: Reduction, scale: f32) -> Vec<f32> {
+    let w = match reduction {
+        Reduction::Sum => scale,
+        Reduction::Mean => scale / r.max(1) as f32,
+    };
+    (0..p + r).map(|i| if i + 1 >= p && i + 1 < p + r { w } else { 0.0 }).collect()
+}
+
+/// The trainer: f32 master weights on the host beside the model, and the optimiser.
+pub struct EmFt<'a, B: Backend> {
+    pub lm: &'a mut LoadedModel<B>,
+    pub opt: AdamW,
+    pub config: EmFtConfig,
+    masters: Vec<Vec<f32>>,
+    decay: Vec<bool>,
+}
+
+impl<'a, B: Backend> EmFt<'a, B> {
+    pub fn new(backend: &B, lm: &'a mut LoadedModel<B>, opt: AdamW, config: EmFtConfig) -> Result<Self> {
+        let params = lm.model.named_parameters();
+        let masters = params.iter().map(|(_, t)| backend.to_host_f32(t)).collect::<Result<Vec<_>, _>>()?;
+        if masters.len() != opt.m.len() || masters.iter().zip(&opt.m).any(|(a, b)| a.len() != b.len()) {
+            bail!("optimizer state does not match the model's {} parameters", masters.len());
+        }
+        let decay = params.iter().map(|(_, t)| t.shape().len() == 2).collect();
+        Ok(EmFt { lm, opt, config, masters, decay })
+    }
+
+    /// Run step `opt.step + 1` on `prompts` (token ids, chat template applied).
+    pub fn step(&mut self, backend: &B, prompts: &[Vec<u32>]) -> Result<StepMetrics> {
+        let c = &self.config;
+        let step = self.opt.step + 1;
+        let order = prompt_order(prompts.len(), c.seed);
+        let chosen: Vec<&Vec<u32>> =
+            (0..c.batch).map(|j| &prompts[order[((step - 1) as usize * c.batch + j) % prompts.len()]]).collect();
+        let seqs: Vec<Vec<u32>> =
+            chosen.iter().flat_map(|p| std::iter::repeat_n((*p).clone(), c.samples_per_prompt)).collect();
+        let seeds: Vec<u64> = (0..seqs.len() as u64).map(|i| c.seed ^ (step << 20) ^ i).collect();
+        let t0 = Instant::now();
+        let sampling = SamplingParams {
+            temperature: c.rollout_temperature,
+            banned: self.lm.banned_ids.clone(),
+            ..Default::default()
+        };
+        let gen_params = GenerationParams { max_new_tokens: c.max_new_tokens, stop_strings: vec![] };
+        let gens = generate_batch(backend, self.lm, &seqs, &gen_params, &mut Sampler(sampling), &seeds, &mut |_| {})?;
+        let rollout_secs = t0.elapsed().as_secs_f64();
+
+        let t1 = Instant::now();
+        let scale = 1.0 / seqs.len() as f32;
+        let mut grads: Vec<Vec<f32>> = self.masters.iter().map(|m| vec![0.0; m.len()]).collect();
+        let (mut loss, mut entropy_sum, mut positions, mut tokens) = (0f64, 0f64, 0usize, 0usize);
+        let model = &self.lm.model;
+        for (prompt, g) in seqs.iter().zip(&gens) {
+            if g.tokens.is_empty() {
+                continue;
+            }
+            let ids: Vec<u32> = prompt.iter().chain(&g.tokens).copied().collect();
+            let weights = response_weights(prompt.len(), g.tokens.len(), c.reduction, scale);
+            let acts = model.forward_train(backend, &ids, c.recompute)?;
+            let head = model.entropy_head(backend, &acts, &weights, &self.lm.banned_ids, c.head_chunk)?;
+            for (h, w) in head.entropies.iter().zip(&weights) {
+                if *w != 0.0 {
+                    entropy_sum += *h as f64;
+                    positions += 1;
+                }
+            }
+            loss += head.loss;
+            tokens += g.tokens.len();
+            let gr = model.backward(backend, &acts, &head.d_hidden, head.d_head)?;
+            for (acc, t) in grads.iter_mut().zip(&gr.tensors) {
+                acc.iter_mut().zip(backend.to_host_f32(t)?).for_each(|(a, g)| *a += g);
+            }
+        }
+        let report = self.opt.step(&mut self.masters, &grads, &self.decay)?;
+        let shapes: Vec<Vec<usize>> = model.named_parameters().iter().map(|(_, t)| t.shape().to_vec()).collect();
+        for ((param, master), shape) in self.lm.model.parameters_mut().into_iter().zip(&self.masters).zip(&shapes) {
+            *param = backend.upload(HostData::F32(master), shape)?;
+        }
+        let update_secs = t1.elapsed().as_secs_f64();
+        let all_tokens = (tokens + seqs.iter().map(Vec::len).sum::<usize>()) as f64;
+        Ok(StepMetrics {
+            step,
+            loss,
+            mean_entropy: entropy_sum / positions.max(1) as f64,
+            mean_response_tokens: tokens as f64 / seqs.len() as f64,
+            lr: report.lr,
+            grad_norm: report.grad_norm,
+            tokens_per_sec: all_tokens / (rollout_secs + update_secs),
+            rollout_secs,
+            update_secs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_positions_and_order() {
+        // Prompt [a b c], response [x y]: position 2 predicts x, position 3 predicts y.
+        assert_eq!(response_weights(3, 2, Reduction::Sum, 1.0), vec![0.0, 0.0, 1.0, 1.0, 0.0]);
+        assert_eq!(response_weights(3, 2, Reduction::Mean, 1.0), vec![0.0, 0.0, 0.5, 0.5, 0.0]);
+        let order = prompt_order(10, 3);
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+        assert_eq!(order, prompt_order(10, 3), "the order depends only on the seed");
+        assert_ne!(order, prompt_order(10, 4));
+    }
+}
