@@ -102,7 +102,9 @@ pub fn run(a: Args) -> Result<()> {
     };
     let settings = json!({
         "model": a.model, "prompts": a.prompts, "prompt_field": a.prompt_field, "limit": a.limit,
-        "emft": config, "optim": AdamWConfig { total_steps: 0, ..optim }, "steps": a.steps,
+        // Only --steps may change on resume: it is kept out of the nested settings.
+        "emft": EmFtConfig { steps: 0, ..config.clone() }, "optim": AdamWConfig { total_steps: 0, ..optim },
+        "steps": a.steps,
     });
     let opts = RunOptions { out: a.out.clone(), checkpoint_every: a.checkpoint_every, settings };
     let b = CpuBackend;
