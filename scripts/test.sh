@@ -14,6 +14,7 @@ python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
 ldconfig -p | grep -q 'libvulkan\.so\.1' || need_apt+=(libvulkan1)
+command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
@@ -28,6 +29,8 @@ scripts/fetch-test-assets.sh
 # Every CUDA kernel must compile with NVRTC and assemble with ptxas, GPU or not.
 source scripts/cuda-tools.sh
 export ENTMIN_REQUIRE_NVRTC=1
+# ...and run in the CPU emulator of CUDA threads against f64 references (needs g++).
+export ENTMIN_REQUIRE_CUDA_EMULATOR=1
 
 export ENTMIN_REQUIRE_ASSETS=1
 # The wgpu suite runs for real on lavapipe: no adapter is a failure here, not a skip.
