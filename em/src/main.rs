@@ -28,6 +28,8 @@ enum Command {
     Bench(cli::bench::Args),
     /// EM-FT: fine-tune a model on its own samples to lower its entropy (CPU).
     Ft(cli::ft::Args),
+    /// Speed and peak memory of one EM-FT training step (CPU).
+    BenchTrain(cli::bench_train::Args),
     /// Plot a training run's metrics.jsonl (entropy and loss against step) as SVG.
     Plot(cli::plot::Args),
     /// What this machine offers each backend (CPU, wgpu adapters, CUDA), and with
@@ -52,6 +54,7 @@ fn main() {
         Command::Bench(a) => cli::bench::run(a),
         Command::Doctor(a) => cli::doctor::run(a),
         Command::Ft(a) => cli::ft::run(a),
+        Command::BenchTrain(a) => cli::bench_train::run(a),
         Command::Plot(a) => cli::plot::run(a),
     };
     if let Err(e) = result {

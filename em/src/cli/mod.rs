@@ -1,6 +1,7 @@
 //! One file per subcommand; shared model and device options here.
 
 pub mod bench;
+pub mod bench_train;
 pub mod doctor;
 pub mod eval;
 pub mod ft;

@@ -103,7 +103,7 @@ impl<'a, B: Backend> EmFt<'a, B> {
 
     /// Run step `opt.step + 1` on `prompts` (token ids, chat template applied).
     pub fn step(&mut self, backend: &B, prompts: &[Vec<u32>]) -> Result<StepMetrics> {
-        let c = &self.config;
+        let c = self.config.clone();
         let step = self.opt.step + 1;
         let order = prompt_order(prompts.len(), c.seed);
         let chosen: Vec<&Vec<u32>> =
@@ -123,25 +123,60 @@ impl<'a, B: Backend> EmFt<'a, B> {
 
         let t1 = Instant::now();
         let scale = 1.0 / seqs.len() as f32;
+        let batch: Vec<(Vec<u32>, Vec<f32>)> = seqs
+            .iter()
+            .zip(&gens)
+            .filter(|(_, g)| !g.tokens.is_empty())
+            .map(|(prompt, g)| {
+                let ids: Vec<u32> = prompt.iter().chain(&g.tokens).copied().collect();
+                (ids, response_weights(prompt.len(), g.tokens.len(), c.reduction, scale))
+            })
+            .collect();
+        let tokens: usize = gens.iter().map(|g| g.tokens.len()).sum();
+        let u = self.update(backend, &batch)?;
+        let update_secs = t1.elapsed().as_secs_f64();
+        let all_tokens = (tokens + seqs.iter().map(Vec::len).sum::<usize>()) as f64;
+        Ok(StepMetrics {
+            step,
+            loss: u.loss,
+            mean_entropy: u.mean_entropy,
+            mean_response_tokens: tokens as f64 / seqs.len() as f64,
+            lr: u.report.lr,
+            grad_norm: u.report.grad_norm,
+            tokens_per_sec: all_tokens / (rollout_secs + update_secs),
+            rollout_secs,
+            update_secs,
+        })
+    }
+}
+
+/// What one optimiser update did.
+pub struct Update {
+    pub loss: f64,
+    /// Mean entropy over the positions with a non-zero loss weight.
+    pub mean_entropy: f64,
+    pub report: super::optim::StepReport,
+}
+
+impl<B: Backend> EmFt<'_, B> {
+    /// One optimiser step on sequences with per-position loss weights: forward, chunked
+    /// entropy head and backward per sequence (one sequence's activations in memory at a
+    /// time), gradients summed, AdamW on the f32 masters, the model's weights replaced.
+    pub fn update(&mut self, backend: &B, batch: &[(Vec<u32>, Vec<f32>)]) -> Result<Update> {
+        let c = &self.config;
         let mut grads: Vec<Vec<f32>> = self.masters.iter().map(|m| vec![0.0; m.len()]).collect();
-        let (mut loss, mut entropy_sum, mut positions, mut tokens) = (0f64, 0f64, 0usize, 0usize);
+        let (mut loss, mut entropy_sum, mut positions) = (0f64, 0f64, 0usize);
         let model = &self.lm.model;
-        for (prompt, g) in seqs.iter().zip(&gens) {
-            if g.tokens.is_empty() {
-                continue;
-            }
-            let ids: Vec<u32> = prompt.iter().chain(&g.tokens).copied().collect();
-            let weights = response_weights(prompt.len(), g.tokens.len(), c.reduction, scale);
-            let acts = model.forward_train(backend, &ids, c.recompute)?;
-            let head = model.entropy_head(backend, &acts, &weights, &self.lm.banned_ids, c.head_chunk)?;
-            for (h, w) in head.entropies.iter().zip(&weights) {
+        for (ids, weights) in batch {
+            let acts = model.forward_train(backend, ids, c.recompute)?;
+            let head = model.entropy_head(backend, &acts, weights, &self.lm.banned_ids, c.head_chunk)?;
+            for (h, w) in head.entropies.iter().zip(weights) {
                 if *w != 0.0 {
                     entropy_sum += *h as f64;
                     positions += 1;
                 }
             }
             loss += head.loss;
-            tokens += g.tokens.len();
             let gr = model.backward(backend, &acts, &head.d_hidden, head.d_head)?;
             for (acc, t) in grads.iter_mut().zip(&gr.tensors) {
                 acc.iter_mut().zip(backend.to_host_f32(t)?).for_each(|(a, g)| *a += g);
@@ -152,19 +187,7 @@ impl<'a, B: Backend> EmFt<'a, B> {
         for ((param, master), shape) in self.lm.model.parameters_mut().into_iter().zip(&self.masters).zip(&shapes) {
             *param = backend.upload(HostData::F32(master), shape)?;
         }
-        let update_secs = t1.elapsed().as_secs_f64();
-        let all_tokens = (tokens + seqs.iter().map(Vec::len).sum::<usize>()) as f64;
-        Ok(StepMetrics {
-            step,
-            loss,
-            mean_entropy: entropy_sum / positions.max(1) as f64,
-            mean_response_tokens: tokens as f64 / seqs.len() as f64,
-            lr: report.lr,
-            grad_norm: report.grad_norm,
-            tokens_per_sec: all_tokens / (rollout_secs + update_secs),
-            rollout_secs,
-            update_secs,
-        })
+        Ok(Update { loss, mean_entropy: entropy_sum / positions.max(1) as f64, report })
     }
 }
 
