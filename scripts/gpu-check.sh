@@ -42,7 +42,8 @@ python3 benches/peers/torch_entropy_gpu.py 2>&1 | tee "$out/torch_peer.json" || 
 echo
 echo "== summary ($(head -2 "$out/gpu.txt" | tail -1)) =="
 grep -E "^test result|FAILED|panicked" "$out/tests.log"
-grep -B1 -E "thrpt:" "$out/bench.log" | grep -vE "^--$" | paste - - | awk '{print $1, $(NF-3), $(NF-2), $(NF-1), $NF}' | column -t
+# criterion prints each benchmark's name, then its time and throughput lines.
+grep -E "^cuda/|time:|thrpt:" "$out/bench.log" | cut -c1-110
 grep -h '"decode_tok_s"' "$out/decode.jsonl" | cut -c1-200
 cut -c1-400 "$out/torch_peer.json"
 exit $status
