@@ -37,8 +37,12 @@ fn model_gradients_match_finite_differences() {
         let want_loss = reference_loss(&c, &w);
         assert!((head.loss - want_loss).abs() < 1e-4 * want_loss, "{arch:?} loss {} vs {want_loss}", head.loss);
         let grads = model.backward(&CpuBackend, &acts, &head.d_hidden, head.d_head).unwrap();
-        let names = model.parameter_names();
+        let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
         assert_eq!(grads.tensors.len(), names.len());
+        let mut model = model;
+        let shapes: Vec<Vec<usize>> = model.parameters_mut().iter().map(|t| t.shape().to_vec()).collect();
+        let grad_shapes: Vec<Vec<usize>> = grads.tensors.iter().map(|t| t.shape().to_vec()).collect();
+        assert_eq!(shapes, grad_shapes, "parameters_mut and the gradients line up");
 
         // Activation checkpointing recomputes the same numbers.
         let acts_re = model.forward_train(&CpuBackend, &IDS, true).unwrap();
