@@ -18,6 +18,7 @@ use crate::engine::{Backend, HostData, Rng, SamplingParams};
 use crate::models::generate::{generate_batch, GenerationParams, Sampler};
 use crate::models::LoadedModel;
 use anyhow::{bail, Result};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::optim::AdamW;
@@ -179,7 +180,8 @@ impl<B: Backend> EmFt<'_, B> {
             loss += head.loss;
             let gr = model.backward(backend, &acts, &head.d_hidden, head.d_head)?;
             for (acc, t) in grads.iter_mut().zip(&gr.tensors) {
-                acc.iter_mut().zip(backend.to_host_f32(t)?).for_each(|(a, g)| *a += g);
+                let g = backend.to_host_f32(t)?;
+                acc.par_iter_mut().zip(g.par_iter()).with_min_len(1 << 16).for_each(|(a, g)| *a += g);
             }
         }
         let report = self.opt.step(&mut self.masters, &grads, &self.decay)?;

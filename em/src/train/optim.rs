@@ -3,7 +3,12 @@
 //! pair per parameter, in `Model::named_parameters` order.
 
 use anyhow::{bail, Result};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+/// Elements per parallel work item: parameters range from a few hundred values to tens of
+/// millions (embeddings), so work is split inside each parameter.
+const CHUNK: usize = 1 << 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdamWConfig {
@@ -100,7 +105,15 @@ impl AdamW {
                 decay.len()
             );
         }
-        let norm = grads.iter().flatten().map(|&g| g as f64 * g as f64).sum::<f64>().sqrt();
+        // Chunk sums are collected in order and added in order, so the norm (and with it a
+        // resumed run) does not depend on how rayon split the work.
+        let chunk_sums: Vec<f64> = grads
+            .iter()
+            .flat_map(|g| {
+                g.par_chunks(CHUNK).map(|c| c.iter().map(|&x| x as f64 * x as f64).sum::<f64>()).collect::<Vec<_>>()
+            })
+            .collect();
+        let norm = chunk_sums.iter().sum::<f64>().sqrt();
         if !norm.is_finite() {
             bail!("gradient norm is {norm}: refusing to update (NaN or infinite loss?)");
         }
@@ -114,12 +127,18 @@ impl AdamW {
         let bc2 = 1.0 - c.beta2.powi(t);
         for i in 0..params.len() {
             let wd = if decay[i] { lr * c.weight_decay } else { 0.0 };
-            for (((p, &g), m), v) in params[i].iter_mut().zip(&grads[i]).zip(&mut self.m[i]).zip(&mut self.v[i]) {
-                let g = g * clip;
-                *m = c.beta1 * *m + (1.0 - c.beta1) * g;
-                *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
-                *p -= wd * *p + lr * (*m / bc1) / ((*v / bc2).sqrt() + c.eps);
-            }
+            params[i]
+                .par_chunks_mut(CHUNK)
+                .zip(grads[i].par_chunks(CHUNK))
+                .zip(self.m[i].par_chunks_mut(CHUNK).zip(self.v[i].par_chunks_mut(CHUNK)))
+                .for_each(|((ps, gs), (ms, vs))| {
+                    for (((p, &g), m), v) in ps.iter_mut().zip(gs).zip(ms).zip(vs) {
+                        let g = g * clip;
+                        *m = c.beta1 * *m + (1.0 - c.beta1) * g;
+                        *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
+                        *p -= wd * *p + lr * (*m / bc1) / ((*v / bc2).sqrt() + c.eps);
+                    }
+                });
         }
         Ok(StepReport { lr, grad_norm: norm })
     }
