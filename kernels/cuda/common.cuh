@@ -102,50 +102,49 @@ __device__ __forceinline__ void for_each_src(const src_t* row, unsigned cols, F 
 // Reductions. block_* return the result to every thread, for any blockDim that is a
 // multiple of 32 (≤ 1024). Every thread of the block must call them (barriers).
 
+// Butterfly reduction over the 32 lanes of a warp; every lane gets the result.
+template <typename T, typename Op>
+__device__ __forceinline__ T warp_reduce(T x, Op op) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) x = op(x, __shfl_xor_sync(0xffffffffu, x, o));
+    return x;
+}
+
+struct SumOp {
+    template <typename T>
+    __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+struct MaxOp {
+    __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+struct MinOp {
+    __device__ __forceinline__ unsigned operator()(unsigned a, unsigned b) const { return min(a, b); }
+};
+
 __device__ __forceinline__ float warp_sum(float x) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-    return x;
-}
-
-__device__ __forceinline__ float warp_max(float x) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-    return x;
-}
-
-__device__ __forceinline__ unsigned warp_sum_u32(unsigned x) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
-    return x;
-}
-
-__device__ __forceinline__ unsigned warp_min_u32(unsigned x) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) x = min(x, __shfl_xor_sync(0xffffffffu, x, o));
-    return x;
+    return warp_reduce(x, SumOp());
 }
 
 // Warp results go through shared memory and every warp reduces all of them, so no
 // third barrier is needed to broadcast. The leading barrier keeps a call from
 // overwriting slots that a previous call's warps are still reading.
-#define BLOCK_REDUCE(NAME, T, WARP_OP, PAD)                  \
-    __device__ __forceinline__ T NAME(T x) {                    \
-        __shared__ T part[32];                               \
-        const unsigned lane = threadIdx.x & 31;              \
-        x = WARP_OP(x);                                      \
-        __syncthreads();                                     \
-        if (lane == 0) part[threadIdx.x >> 5] = x;           \
-        __syncthreads();                                     \
-        x = lane < (blockDim.x >> 5) ? part[lane] : (PAD);   \
-        return WARP_OP(x);                                   \
+#define BLOCK_REDUCE(NAME, T, OP, PAD)                           \
+    __device__ __forceinline__ T NAME(T x) {                     \
+        __shared__ T part[32];                                   \
+        const unsigned lane = threadIdx.x & 31;                  \
+        x = warp_reduce(x, OP());                                \
+        __syncthreads();                                         \
+        if (lane == 0) part[threadIdx.x >> 5] = x;               \
+        __syncthreads();                                         \
+        x = lane < (blockDim.x >> 5) ? part[lane] : (PAD);       \
+        return warp_reduce(x, OP());                             \
     }
 
 // Max and min pad with part[0], which leaves the result unchanged.
-BLOCK_REDUCE(block_sum, float, warp_sum, 0.0f)
-BLOCK_REDUCE(block_max, float, warp_max, part[0])
-BLOCK_REDUCE(block_sum_u32, unsigned, warp_sum_u32, 0u)
-BLOCK_REDUCE(block_min_u32, unsigned, warp_min_u32, part[0])
+BLOCK_REDUCE(block_sum, float, SumOp, 0.0f)
+BLOCK_REDUCE(block_max, float, MaxOp, part[0])
+BLOCK_REDUCE(block_sum_u32, unsigned, SumOp, 0u)
+BLOCK_REDUCE(block_min_u32, unsigned, MinOp, part[0])
 
 // ---------------------------------------------------------------------------------
 // Online softmax-entropy of one thread's share of a row (PAPER.md "Numerics"):
