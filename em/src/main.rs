@@ -28,6 +28,8 @@ enum Command {
     Bench(cli::bench::Args),
     /// EM-FT: fine-tune a model on its own samples to lower its entropy (CPU).
     Ft(cli::ft::Args),
+    /// EM-RL: reinforcement learning with the model's negative entropy as the reward (CPU).
+    Rl(cli::rl::Args),
     /// Speed and peak memory of one EM-FT training step (CPU).
     BenchTrain(cli::bench_train::Args),
     /// Plot a training run's metrics.jsonl (entropy and loss against step) as SVG.
@@ -54,6 +56,7 @@ fn main() {
         Command::Bench(a) => cli::bench::run(a),
         Command::Doctor(a) => cli::doctor::run(a),
         Command::Ft(a) => cli::ft::run(a),
+        Command::Rl(a) => cli::rl::run(a),
         Command::BenchTrain(a) => cli::bench_train::run(a),
         Command::Plot(a) => cli::plot::run(a),
     };

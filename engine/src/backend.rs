@@ -170,6 +170,37 @@ pub trait Backend: Send + Sync + Sized + 'static {
         let _ = (ids, dy, vocab);
         Err(no_backward(self.name(), "embedding_backward"))
     }
+    /// log p(targets[r]) of each row of `logits [rows, V]` under softmax(z·inv_t), given
+    /// the rows' `lse` from [`Backend::softmax_entropy`] at the same temperature: the
+    /// log-probabilities of the tokens a policy-gradient objective scores.
+    fn token_logprobs(
+        &self,
+        logits: &Tensor<Self>,
+        lse: &Tensor<Self>,
+        targets: &[u32],
+        inv_temperature: f32,
+    ) -> Result<Tensor<Self>> {
+        let _ = (logits, lse, targets, inv_temperature);
+        Err(no_backward(self.name(), "token_logprobs"))
+    }
+    /// ∂/∂z of Σ_r (d_logp[r]·log p(targets[r]) + d_entropy[r]·H_r) at temperature
+    /// 1/inv_t, given `lse` and `entropy` from [`Backend::softmax_entropy`]:
+    /// inv_t·(d_logp·(1[i = target] − p_i) − d_entropy·p_i·(x_i − (lse − H))), x = z·inv_t.
+    /// With d_logp = 0 this is [`Backend::entropy_grad`]. Masked (−inf) logits get 0.
+    #[allow(clippy::too_many_arguments)]
+    fn policy_grad(
+        &self,
+        logits: &Tensor<Self>,
+        lse: &Tensor<Self>,
+        entropy: &Tensor<Self>,
+        targets: &[u32],
+        d_logp: &Tensor<Self>,
+        d_entropy: &Tensor<Self>,
+        inv_temperature: f32,
+    ) -> Result<Tensor<Self>> {
+        let _ = (logits, lse, entropy, targets, d_logp, d_entropy, inv_temperature);
+        Err(no_backward(self.name(), "policy_grad"))
+    }
 }
 
 fn no_backward(backend: &'static str, op: &str) -> crate::EngineError {

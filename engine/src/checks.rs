@@ -62,6 +62,28 @@ pub fn entropy_grad(rows: usize, lse: usize, entropy: usize, upstream: usize) ->
     Ok(())
 }
 
+/// One target column per row, inside the row, and one value per row for each of `per_row`.
+pub fn token_targets(
+    op: &'static str,
+    rows: usize,
+    cols: usize,
+    targets: &[u32],
+    per_row: &[(&str, usize)],
+) -> Result<()> {
+    if targets.len() != rows {
+        return Err(EngineError::shape(op, format!("{} targets for {rows} rows", targets.len())));
+    }
+    if let Some(t) = targets.iter().find(|&&t| t as usize >= cols) {
+        return Err(EngineError::shape(op, format!("target {t} outside a row of {cols}")));
+    }
+    for (name, n) in per_row {
+        if *n != rows {
+            return Err(EngineError::shape(op, format!("{rows} rows but {name} has {n} values")));
+        }
+    }
+    Ok(())
+}
+
 /// `t × dim` rows written at `start_pos` into a `capacity × cache_dim` cache.
 pub fn write_kv(capacity: usize, cache_dim: usize, t: usize, dim: usize, start_pos: usize) -> Result<()> {
     if dim != cache_dim || start_pos + t > capacity {

@@ -108,6 +108,28 @@ pub fn entropy_grad(row: &[f32], inv_temperature: f32) -> Vec<f64> {
         .collect()
 }
 
+/// log p(target) under softmax(z·inv_t), in f64.
+pub fn token_logprob(row: &[f32], target: usize, inv_temperature: f32) -> f64 {
+    row[target] as f64 * inv_temperature as f64 - softmax_entropy(row, inv_temperature).0
+}
+
+/// ∂/∂z of d_logp·log p(target) + d_entropy·H in f64 from the definitions:
+/// d_logp·inv_t·(1[i = target] − p_i) + d_entropy·∂H/∂z_i.
+pub fn policy_grad(row: &[f32], target: usize, d_logp: f32, d_entropy: f32, inv_temperature: f32) -> Vec<f64> {
+    let (lse, _) = softmax_entropy(row, inv_temperature);
+    let inv_t = inv_temperature as f64;
+    entropy_grad(row, inv_temperature)
+        .into_iter()
+        .zip(row)
+        .enumerate()
+        .map(|(i, (dh, &z))| {
+            let p = (z as f64 * inv_t - lse).exp();
+            let one_hot = if i == target { 1.0 } else { 0.0 };
+            d_logp as f64 * inv_t * (one_hot - p) + d_entropy as f64 * dh
+        })
+        .collect()
+}
+
 /// EM-INF in f64, written from the definition: full softmax each step, gradient of
 /// H + λ·KL(p‖q) as −q(log q + H) + λ(q − p), torch.optim.Adam's update.
 /// Returns (z′, steps, entropy per step before the step, final entropy).

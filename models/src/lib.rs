@@ -11,6 +11,7 @@ pub mod loader;
 pub mod model;
 pub mod tokenizer;
 pub mod train;
+pub mod train_head;
 pub mod weights;
 
 pub use chat::{ChatTemplate, Message};

@@ -1,14 +1,13 @@
 //! Training: a forward pass over one whole sequence that keeps what the backward pass
-//! needs, the LM head with the entropy objective run in chunks of positions (the
-//! [tokens × vocabulary] logits never exist at once), and the hand-written backward
-//! pass through the decoder. Every objective only supplies the gradient at the head.
+//! needs, and the hand-written backward pass through the decoder. Every objective only
+//! supplies the gradient at the head (`train_head`).
 //!
 //! Activation memory (docs/training.md): by default every layer keeps its ten
 //! intermediate tensors; with `recompute` a layer keeps only its input and is run
 //! forward again during the backward pass (activation checkpointing: about one extra
 //! forward pass of compute for ~10× less activation memory).
 
-use entmin_engine::{AttentionShape, Backend, DType, Tensor};
+use entmin_engine::{AttentionShape, Backend, Tensor};
 
 use crate::error::{ModelError, Result};
 use crate::model::{Layer, Linear, Model};
@@ -47,7 +46,7 @@ pub struct LayerActivations<B: Backend> {
 
 /// One sequence's forward pass, kept for [`Model::backward`].
 pub struct Activations<B: Backend> {
-    ids: Vec<u32>,
+    pub(crate) ids: Vec<u32>,
     positions: Vec<u32>,
     /// Each layer's input (the residual stream entering it).
     inputs: Vec<Tensor<B>>,
@@ -56,17 +55,6 @@ pub struct Activations<B: Backend> {
     x_final: Tensor<B>,
     /// The final norm's output: the head's input, `[tokens, hidden]`.
     pub hidden: Tensor<B>,
-}
-
-/// The entropy objective at the head: loss Σ_p w_p·H_p over positions with w_p ≠ 0.
-pub struct HeadOutput<B: Backend> {
-    pub loss: f64,
-    /// H_p in nats for every position (0 where w_p = 0: not computed).
-    pub entropies: Vec<f32>,
-    /// ∂loss/∂hidden, `[tokens, hidden]`.
-    pub d_hidden: Tensor<B>,
-    /// ∂loss/∂head weight, `[vocab, hidden]`.
-    pub d_head: Tensor<B>,
 }
 
 /// Parameter gradients, in [`Model::named_parameters`] order.
@@ -179,58 +167,6 @@ impl<B: Backend> Model<B> {
         }
         let hidden = b.rms_norm(&x, &self.norm, c.rms_eps)?;
         Ok(Activations { ids: ids.to_vec(), positions, inputs, layers, x_final: x, hidden })
-    }
-
-    /// Σ_p w_p·H(softmax(logits_p)) over the positions with w_p ≠ 0 and its gradients,
-    /// computing the logits `chunk` positions at a time (so memory for the head grows with
-    /// the chunk, not the sequence). `banned` vocabulary rows are masked as in generation.
-    pub fn entropy_head(
-        &self,
-        b: &B,
-        acts: &Activations<B>,
-        weights: &[f32],
-        banned: &[u32],
-        chunk: usize,
-    ) -> Result<HeadOutput<B>> {
-        let (tokens, hidden) = (acts.ids.len(), self.config.hidden_size);
-        if weights.len() != tokens || chunk == 0 {
-            return Err(ModelError::Invalid(format!("{} loss weights for {tokens} positions", weights.len())));
-        }
-        let head = self.head();
-        let mut d_head = b.zeros(head.shape(), DType::F32)?;
-        let mut d_rows = Vec::new();
-        let mut entropies = vec![0f32; tokens];
-        let mut loss = 0f64;
-        for start in (0..tokens).step_by(chunk) {
-            let end = (start + chunk).min(tokens);
-            let w = &weights[start..end];
-            if w.iter().all(|&x| x == 0.0) {
-                d_rows.push(b.zeros(&[end - start, hidden], DType::F32)?);
-                continue;
-            }
-            let h = b.slice_rows(&acts.hidden, start, end)?;
-            let mut logits = b.linear(&h, head, None)?;
-            b.mask_columns(&mut logits, banned)?;
-            let (lse, ent) = b.softmax_entropy(&logits, 1.0)?;
-            let ent_host = b.to_host_f32(&ent)?;
-            for (i, (&h, &wi)) in ent_host.iter().zip(w).enumerate() {
-                if wi != 0.0 {
-                    if !h.is_finite() {
-                        return Err(ModelError::Invalid(format!("entropy at position {} is {h}", start + i)));
-                    }
-                    entropies[start + i] = h;
-                    loss += wi as f64 * h as f64;
-                }
-            }
-            let upstream = b.upload_as(w, &[end - start], DType::F32)?;
-            let d_logits = b.entropy_grad(&logits, &lse, &ent, &upstream, 1.0)?;
-            drop(logits);
-            let (dh, dw, _) = b.linear_backward(&h, head, &d_logits)?;
-            b.add_assign(&mut d_head, &dw)?;
-            d_rows.push(dh);
-        }
-        let d_hidden = b.concat_rows(&d_rows.iter().collect::<Vec<_>>())?;
-        Ok(HeadOutput { loss, entropies, d_hidden, d_head })
     }
 
     /// Gradients of every parameter given ∂loss/∂hidden and ∂loss/∂head weight. Weights

@@ -150,3 +150,63 @@ pub fn embedding_backward<B: Backend>(b: &B) {
     assert_close("embedding dtable", &host(b, &got), &finite_differences(&table, &dy, H, gather), TOL);
     assert!(b.embedding_backward(&[11], &upload(b, &dy[..dim], &[1, dim]), vocab).is_err(), "id past the table");
 }
+
+/// `token_logprobs` and `policy_grad` (the policy-gradient head of EM-RL): log-probs
+/// against the f64 reference; the gradient against central differences of the f64
+/// objective d_logp·log p(target) + d_entropy·H on finite rows, and against the f64
+/// reference on rows with −inf and huge logits up to V = 151936.
+pub fn policy_grad<B: Backend>(b: &B) {
+    let mut rng = Rng::new(37);
+    for v in [1usize, 7, 300, 151936] {
+        let mut rows = vec![random_vec(&mut rng, v, 3.0), random_vec(&mut rng, v, 0.5)];
+        let mut masked = random_vec(&mut rng, v, 4.0);
+        masked.iter_mut().enumerate().filter(|(i, _)| i % 3 == 2).for_each(|(_, x)| *x = f32::NEG_INFINITY);
+        rows.push(masked);
+        let mut huge = random_vec(&mut rng, v, 1.0);
+        huge[v / 2] = 1e4;
+        rows.push(huge);
+        let n = rows.len();
+        let targets: Vec<u32> = (0..n).map(|r| ((r * 7 + 1) % v) as u32 / 3 * 3 % v as u32).collect();
+        let d_logp = random_vec(&mut rng, n, 2.0);
+        let d_entropy = random_vec(&mut rng, n, 2.0);
+        let logits = upload(b, &rows.concat(), &[n, v]);
+        for inv_t in [1.0f32, 0.5] {
+            let (lse, ent) = b.softmax_entropy(&logits, inv_t).unwrap();
+            let logp = host(b, &b.token_logprobs(&logits, &lse, &targets, inv_t).unwrap());
+            let want_logp: Vec<f64> =
+                rows.iter().zip(&targets).map(|(r, &t)| reference::token_logprob(r, t as usize, inv_t)).collect();
+            assert_close(&format!("token_logprobs V={v} 1/T={inv_t}"), &logp, &want_logp, 1e-5);
+            let (dl, de) = (upload(b, &d_logp, &[n]), upload(b, &d_entropy, &[n]));
+            let g = host(b, &b.policy_grad(&logits, &lse, &ent, &targets, &dl, &de, inv_t).unwrap());
+            for (r, row) in rows.iter().enumerate() {
+                let t = targets[r] as usize;
+                let got = &g[r * v..(r + 1) * v];
+                let what = format!("policy_grad V={v} 1/T={inv_t} row {r}");
+                if v <= 300 && r < 2 {
+                    let objective =
+                        |z: &[f32]| vec![reference::token_logprob(z, t, inv_t), reference::softmax_entropy(z, inv_t).1];
+                    let fd = (0..v)
+                        .map(|i| {
+                            let mut dz = vec![0f32; v];
+                            dz[i] = 1.0;
+                            finite_differences(&[0.0], &[1.0], 1e-3, |e| {
+                                let z: Vec<f32> = row.iter().zip(&dz).map(|(z, d)| z + d * e[0]).collect();
+                                let o = objective(&z);
+                                vec![d_logp[r] as f64 * o[0] + d_entropy[r] as f64 * o[1]]
+                            })[0]
+                        })
+                        .collect::<Vec<f64>>();
+                    assert_close(&format!("{what} vs finite differences"), got, &fd, TOL);
+                }
+                let want = reference::policy_grad(row, t, d_logp[r], d_entropy[r], inv_t);
+                assert_close(&what, got, &want, 1e-4);
+            }
+        }
+    }
+    let logits = upload(b, &[0.0; 6], &[2, 3]);
+    let (lse, ent) = b.softmax_entropy(&logits, 1.0).unwrap();
+    let err = b.token_logprobs(&logits, &lse, &[0, 3], 1.0).expect_err("target outside the row");
+    assert!(err.to_string().contains("target 3"), "{err}");
+    let one = upload(b, &[1.0], &[1]);
+    assert!(b.policy_grad(&logits, &lse, &ent, &[0, 1], &one, &one, 1.0).is_err(), "one upstream value for two rows");
+}

@@ -13,7 +13,15 @@ macro_rules! on_cpu {
     )*};
 }
 
-on_cpu!(rms_norm_backward, linear_backward, rope_backward, attention_backward, silu_mul_backward, embedding_backward,);
+on_cpu!(
+    rms_norm_backward,
+    linear_backward,
+    rope_backward,
+    attention_backward,
+    silu_mul_backward,
+    embedding_backward,
+    policy_grad,
+);
 
 /// GPU backends have no backward ops yet: the error says so instead of a wrong answer.
 #[test]

@@ -5,9 +5,10 @@ use entmin::engine::cpu::CpuBackend;
 use entmin::engine::{Backend, DType, SamplingParams};
 use entmin::models::generate::{generate_batch, GenerationParams, Sampler};
 use entmin::models::{Architecture, LoadedModel};
+use entmin::train::emft::EmFt;
 use entmin::train::emft::{EmFtConfig, Reduction, StepMetrics};
 use entmin::train::optim::{AdamWConfig, Schedule};
-use entmin::train::{latest_model, new_optimizer, resume_optimizer, run_emft, RunOptions};
+use entmin::train::{latest_model, new_optimizer, resume_optimizer, run, RunOptions};
 use entmin_tests::gguf_writer::tiny_model_gguf;
 use entmin_tests::tiny::{config, random_weights};
 use entmin_tests::{cached_model, scratch_dir};
@@ -62,7 +63,8 @@ fn a_stopped_run_resumes_exactly() {
         let mut lm = entmin::models::load(&CpuBackend, from, DType::F32).unwrap();
         let opts = RunOptions { out: dir.to_path_buf(), checkpoint_every: 1, settings: settings.clone() };
         let opt = resume_optimizer(&lm, &opts).unwrap().unwrap_or_else(|| new_optimizer(&lm, optim(1e-2, 3)));
-        run_emft(&CpuBackend, &mut lm, &prompts, emft_config(steps, 2, 6), opt, &opts, &mut |_| {}).unwrap();
+        let mut ft = EmFt::new(&CpuBackend, &mut lm, opt, emft_config(steps, 2, 6)).unwrap();
+        run(&CpuBackend, &mut ft, &prompts, steps, &opts, &mut |_| {}).unwrap();
         lm
     };
     let straight = scratch_dir("emft-straight");
@@ -123,7 +125,8 @@ fn a_few_steps_lower_the_entropy_on_held_out_prompts() {
     let out = scratch_dir("emft-smollm2");
     let opts = RunOptions { out: out.clone(), checkpoint_every: 100, settings: serde_json::json!({}) };
     let opt = new_optimizer(&lm, optim(1e-4, 3));
-    run_emft(&CpuBackend, &mut lm, &train, emft_config(3, 2, 24), opt, &opts, &mut |m| eprintln!("{m:?}")).unwrap();
+    let mut ft = EmFt::new(&CpuBackend, &mut lm, opt, emft_config(3, 2, 24)).unwrap();
+    run(&CpuBackend, &mut ft, &train, 3, &opts, &mut |m| eprintln!("{m:?}")).unwrap();
     let after = answer_entropy(&lm, &held_out);
     eprintln!("held-out answer entropy: {before:.4} -> {after:.4} nats");
     assert!(after < 0.9 * before, "EM-FT should lower the entropy: {before:.4} -> {after:.4}");

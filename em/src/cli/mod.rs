@@ -11,6 +11,8 @@ pub mod logits;
 pub mod method_args;
 pub mod plot;
 pub mod pull;
+pub mod rl;
+pub mod train_args;
 
 use std::time::Instant;
 

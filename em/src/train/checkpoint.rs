@@ -36,15 +36,17 @@ fn folder_name(step: u64) -> String {
     format!("step-{step:06}")
 }
 
-/// Write the checkpoint of `step` and make it the latest; older ones are removed.
+/// Write the checkpoint after `step` training steps (`opt.step` optimiser updates: more
+/// than one per step in EM-RL) and make it the latest; older ones are removed.
 pub fn save<B: Backend>(
     backend: &B,
     lm: &LoadedModel<B>,
     opt: &AdamW,
+    step: u64,
     out: &Path,
     settings: &serde_json::Value,
 ) -> Result<PathBuf> {
-    let folder = folder_name(opt.step);
+    let folder = folder_name(step);
     let dir = out.join(&folder);
     save_hf_folder(backend, lm, &dir, DType::F32)?;
     let names: Vec<String> = lm.model.named_parameters().into_iter().map(|(n, _)| n).collect();
@@ -63,12 +65,13 @@ pub fn save<B: Backend>(
         .map(|(n, b, len)| Ok((n.clone(), TensorView::new(safetensors::Dtype::F32, vec![*len], b)?)))
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
     let meta = HashMap::from([
-        ("step".to_string(), opt.step.to_string()),
+        ("step".to_string(), step.to_string()),
+        ("updates".to_string(), opt.step.to_string()),
         ("config".to_string(), serde_json::to_string(&opt.config)?),
     ]);
     let optim_path = out.join(format!("{folder}.optim.safetensors"));
     write_atomically(&optim_path, &safetensors::tensor::serialize(views, Some(meta))?)?;
-    let latest = Latest { step: opt.step, folder: folder.clone(), settings: settings.clone() };
+    let latest = Latest { step, folder: folder.clone(), settings: settings.clone() };
     write_atomically(&out.join("latest.json"), serde_json::to_string_pretty(&latest)?.as_bytes())?;
     for entry in std::fs::read_dir(out)?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -110,7 +113,10 @@ pub fn load_optimizer(out: &Path, latest: &Latest, sizes: &[(String, usize)]) ->
         Ok(bytemuck::pod_collect_to_vec(t.data()))
     };
     let mut opt = AdamW::new(config, &sizes.iter().map(|(_, n)| *n).collect::<Vec<_>>());
-    opt.step = step;
+    opt.step = match info.get("updates") {
+        Some(u) => u.parse().with_context(|| format!("{}: bad update count {u:?}", path.display()))?,
+        None => step,
+    };
     for (i, (name, n)) in sizes.iter().enumerate() {
         opt.m[i] = read(&format!("m.{name}"), *n)?;
         opt.v[i] = read(&format!("v.{name}"), *n)?;

@@ -14,14 +14,14 @@
 
 use std::time::Instant;
 
-use crate::engine::{Backend, HostData, Rng, SamplingParams};
+use crate::engine::{Backend, Rng, SamplingParams};
 use crate::models::generate::{generate_batch, GenerationParams, Sampler};
 use crate::models::LoadedModel;
-use anyhow::{bail, Result};
-use rayon::prelude::*;
+use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::optim::AdamW;
+use super::trainable::Trainable;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reduction {
@@ -82,30 +82,21 @@ pub fn response_weights(p: usize, r: usize, reduction: Reduction, scale: f32) ->
     (0..p + r).map(|i| if i + 1 >= p && i + 1 < p + r { w } else { 0.0 }).collect()
 }
 
-/// The trainer: f32 master weights on the host beside the model, and the optimiser.
+/// The EM-FT trainer.
 pub struct EmFt<'a, B: Backend> {
-    pub lm: &'a mut LoadedModel<B>,
-    pub opt: AdamW,
+    pub t: Trainable<'a, B>,
     pub config: EmFtConfig,
-    masters: Vec<Vec<f32>>,
-    decay: Vec<bool>,
 }
 
 impl<'a, B: Backend> EmFt<'a, B> {
     pub fn new(backend: &B, lm: &'a mut LoadedModel<B>, opt: AdamW, config: EmFtConfig) -> Result<Self> {
-        let params = lm.model.named_parameters();
-        let masters = params.iter().map(|(_, t)| backend.to_host_f32(t)).collect::<Result<Vec<_>, _>>()?;
-        if masters.len() != opt.m.len() || masters.iter().zip(&opt.m).any(|(a, b)| a.len() != b.len()) {
-            bail!("optimizer state does not match the model's {} parameters", masters.len());
-        }
-        let decay = params.iter().map(|(_, t)| t.shape().len() == 2).collect();
-        Ok(EmFt { lm, opt, config, masters, decay })
+        Ok(EmFt { t: Trainable::new(backend, lm, opt)?, config })
     }
 
     /// Run step `opt.step + 1` on `prompts` (token ids, chat template applied).
     pub fn step(&mut self, backend: &B, prompts: &[Vec<u32>]) -> Result<StepMetrics> {
         let c = self.config.clone();
-        let step = self.opt.step + 1;
+        let step = self.t.opt.step + 1;
         let order = prompt_order(prompts.len(), c.seed);
         let chosen: Vec<&Vec<u32>> =
             (0..c.batch).map(|j| &prompts[order[((step - 1) as usize * c.batch + j) % prompts.len()]]).collect();
@@ -115,11 +106,11 @@ impl<'a, B: Backend> EmFt<'a, B> {
         let t0 = Instant::now();
         let sampling = SamplingParams {
             temperature: c.rollout_temperature,
-            banned: self.lm.banned_ids.clone(),
+            banned: self.t.lm.banned_ids.clone(),
             ..Default::default()
         };
         let gen_params = GenerationParams { max_new_tokens: c.max_new_tokens, stop_strings: vec![] };
-        let gens = generate_batch(backend, self.lm, &seqs, &gen_params, &mut Sampler(sampling), &seeds, &mut |_| {})?;
+        let gens = generate_batch(backend, self.t.lm, &seqs, &gen_params, &mut Sampler(sampling), &seeds, &mut |_| {})?;
         let rollout_secs = t0.elapsed().as_secs_f64();
 
         let t1 = Instant::now();
@@ -165,12 +156,12 @@ impl<B: Backend> EmFt<'_, B> {
     /// time), gradients summed, AdamW on the f32 masters, the model's weights replaced.
     pub fn update(&mut self, backend: &B, batch: &[(Vec<u32>, Vec<f32>)]) -> Result<Update> {
         let c = &self.config;
-        let mut grads: Vec<Vec<f32>> = self.masters.iter().map(|m| vec![0.0; m.len()]).collect();
+        let mut grads = self.t.zero_grads();
         let (mut loss, mut entropy_sum, mut positions) = (0f64, 0f64, 0usize);
-        let model = &self.lm.model;
+        let lm = &*self.t.lm;
         for (ids, weights) in batch {
-            let acts = model.forward_train(backend, ids, c.recompute)?;
-            let head = model.entropy_head(backend, &acts, weights, &self.lm.banned_ids, c.head_chunk)?;
+            let acts = lm.model.forward_train(backend, ids, c.recompute)?;
+            let head = lm.model.entropy_head(backend, &acts, weights, &lm.banned_ids, c.head_chunk)?;
             for (h, w) in head.entropies.iter().zip(weights) {
                 if *w != 0.0 {
                     entropy_sum += *h as f64;
@@ -178,17 +169,10 @@ impl<B: Backend> EmFt<'_, B> {
                 }
             }
             loss += head.loss;
-            let gr = model.backward(backend, &acts, &head.d_hidden, head.d_head)?;
-            for (acc, t) in grads.iter_mut().zip(&gr.tensors) {
-                let g = backend.to_host_f32(t)?;
-                acc.par_iter_mut().zip(g.par_iter()).with_min_len(1 << 16).for_each(|(a, g)| *a += g);
-            }
+            let gr = lm.model.backward(backend, &acts, &head.d_hidden, head.d_head)?;
+            Trainable::accumulate(backend, &mut grads, &gr)?;
         }
-        let report = self.opt.step(&mut self.masters, &grads, &self.decay)?;
-        let shapes: Vec<Vec<usize>> = model.named_parameters().iter().map(|(_, t)| t.shape().to_vec()).collect();
-        for ((param, master), shape) in self.lm.model.parameters_mut().into_iter().zip(&self.masters).zip(&shapes) {
-            *param = backend.upload(HostData::F32(master), shape)?;
-        }
+        let report = self.t.apply(backend, &grads)?;
         Ok(Update { loss, mean_entropy: entropy_sum / positions.max(1) as f64, report })
     }
 }

@@ -1,9 +1,13 @@
-//! Training: AdamW and schedules (`optim`), crash-safe checkpoints (`checkpoint`) and
-//! EM-FT (`emft`); `run_emft` ties them together with a metrics JSONL and `--resume`.
+//! Training: AdamW and schedules (`optim`), crash-safe checkpoints (`checkpoint`), the
+//! state every method shares (`trainable`), EM-FT (`emft`) and EM-RL (`emrl`,
+//! `rl_objective`); `run` drives any [`Method`] with a metrics JSONL and `--resume`.
 
 pub mod checkpoint;
 pub mod emft;
+pub mod emrl;
 pub mod optim;
+pub mod rl_objective;
+pub mod trainable;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,8 +16,44 @@ use crate::engine::Backend;
 use crate::models::LoadedModel;
 use anyhow::{bail, Context, Result};
 
-use emft::{EmFt, EmFtConfig, StepMetrics};
 use optim::{AdamW, AdamWConfig};
+use serde::Serialize;
+
+/// A training method that [`run`] drives one step at a time.
+pub trait Method<B: Backend> {
+    type Metrics: Serialize;
+    /// Steps completed.
+    fn steps_done(&self) -> u64;
+    fn step(&mut self, backend: &B, prompts: &[Vec<u32>]) -> Result<Self::Metrics>;
+    /// The model and the optimiser, for checkpoints.
+    fn state(&self) -> (&LoadedModel<B>, &AdamW);
+}
+
+impl<B: Backend> Method<B> for emft::EmFt<'_, B> {
+    type Metrics = emft::StepMetrics;
+    fn steps_done(&self) -> u64 {
+        self.t.opt.step
+    }
+    fn step(&mut self, backend: &B, prompts: &[Vec<u32>]) -> Result<Self::Metrics> {
+        emft::EmFt::step(self, backend, prompts)
+    }
+    fn state(&self) -> (&LoadedModel<B>, &AdamW) {
+        (self.t.lm, &self.t.opt)
+    }
+}
+
+impl<B: Backend> Method<B> for emrl::EmRl<'_, B> {
+    type Metrics = emrl::RlStepMetrics;
+    fn steps_done(&self) -> u64 {
+        emrl::EmRl::steps_done(self)
+    }
+    fn step(&mut self, backend: &B, prompts: &[Vec<u32>]) -> Result<Self::Metrics> {
+        emrl::EmRl::step(self, backend, prompts)
+    }
+    fn state(&self) -> (&LoadedModel<B>, &AdamW) {
+        (self.t.lm, &self.t.opt)
+    }
+}
 
 pub struct RunOptions {
     pub out: PathBuf,
@@ -55,37 +95,40 @@ fn trim_metrics(path: &Path, done: u64) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
     let kept: String = text
         .lines()
-        .filter(|l| serde_json::from_str::<StepMetrics>(l).is_ok_and(|m| m.step <= done))
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .is_ok_and(|m| m.get("step").and_then(|s| s.as_u64()).is_some_and(|s| s <= done))
+        })
         .map(|l| format!("{l}\n"))
         .collect();
     checkpoint::write_atomically(path, kept.as_bytes())
 }
 
-/// Train until `config.steps` steps are done, from `opt.step`, checkpointing as asked.
-pub fn run_emft<B: Backend>(
+/// Train until `steps` steps are done, checkpointing as asked; `on_step` sees each
+/// step's metrics after they are written.
+pub fn run<B: Backend, M: Method<B>>(
     backend: &B,
-    lm: &mut LoadedModel<B>,
+    method: &mut M,
     prompts: &[Vec<u32>],
-    config: EmFtConfig,
-    opt: AdamW,
+    steps: u64,
     opts: &RunOptions,
-    on_step: &mut dyn FnMut(&StepMetrics),
+    on_step: &mut dyn FnMut(&M::Metrics),
 ) -> Result<()> {
     if prompts.is_empty() {
         bail!("no prompts to train on");
     }
     std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
     let metrics_path = opts.out.join("metrics.jsonl");
-    trim_metrics(&metrics_path, opt.step)?;
-    let steps = config.steps;
-    let mut trainer = EmFt::new(backend, lm, opt, config)?;
-    while trainer.opt.step < steps {
-        let m = trainer.step(backend, prompts)?;
+    trim_metrics(&metrics_path, method.steps_done())?;
+    while method.steps_done() < steps {
+        let m = method.step(backend, prompts)?;
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path)?;
         writeln!(f, "{}", serde_json::to_string(&m)?)?;
         on_step(&m);
-        if m.step % opts.checkpoint_every.max(1) == 0 || m.step == steps {
-            checkpoint::save(backend, trainer.lm, &trainer.opt, &opts.out, &opts.settings)?;
+        let done = method.steps_done();
+        if done % opts.checkpoint_every.max(1) == 0 || done == steps {
+            let (lm, opt) = method.state();
+            checkpoint::save(backend, lm, opt, done, &opts.out, &opts.settings)?;
         }
     }
     Ok(())

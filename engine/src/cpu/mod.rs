@@ -281,6 +281,23 @@ impl Backend for CpuBackend {
     fn embedding_backward(&self, ids: &[u32], dy: &CpuTensor, vocab: usize) -> Result<CpuTensor> {
         elementwise::embedding_backward(ids, dy, vocab)
     }
+
+    fn token_logprobs(&self, logits: &CpuTensor, lse: &CpuTensor, targets: &[u32], inv_t: f32) -> Result<CpuTensor> {
+        entropy_grad::token_logprobs(logits, lse, targets, inv_t)
+    }
+
+    fn policy_grad(
+        &self,
+        logits: &CpuTensor,
+        lse: &CpuTensor,
+        entropy: &CpuTensor,
+        targets: &[u32],
+        d_logp: &CpuTensor,
+        d_entropy: &CpuTensor,
+        inv_t: f32,
+    ) -> Result<CpuTensor> {
+        entropy_grad::policy_grad(logits, lse, entropy, targets, d_logp, d_entropy, inv_t)
+    }
 }
 
 fn cpu_model_name() -> String {

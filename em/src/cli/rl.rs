@@ -1,0 +1,111 @@
+//! `entmin rl`: EM-RL (em/src/train/emrl.rs) on the CPU backend: rollouts, the
+//! old-policy and reference passes, PPO updates; progress, metrics JSONL, atomic Hugging
+//! Face checkpoints and exact `--resume`. The frozen reference is the model the run
+//! started from, loaded once beside the policy, and only when the KL coefficient is not 0.
+
+use anyhow::Result;
+use entmin::engine::cpu::CpuBackend;
+use entmin::engine::DType;
+use entmin::train;
+use entmin::train::emrl::{EmRl, EmRlConfig};
+use entmin::train::rl_objective::{KlEstimator, RewardKind, RewardReduction};
+
+use super::train_args::{print_above, progress, TrainArgs};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// token (−entropy) | sequence (log-probability) | self-consistency (majority agreement).
+    #[arg(long, default_value = "token")]
+    pub reward: String,
+    /// mean (the official code) | sum (the paper's formulas) over response tokens.
+    #[arg(long, default_value = "mean")]
+    pub reward_reduction: String,
+    #[arg(long, default_value_t = 4)]
+    pub rollouts_per_prompt: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub rollout_temperature: f32,
+    #[arg(long, default_value_t = 256)]
+    pub max_new_tokens: usize,
+    /// Prompts per step.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// PPO clip ε.
+    #[arg(long, default_value_t = 0.2)]
+    pub clip: f32,
+    #[arg(long, default_value_t = 0.001)]
+    pub kl_coef: f32,
+    /// low_var_kl (k3) | k1 | k2
+    #[arg(long, default_value = "low_var_kl")]
+    pub kl_estimator: String,
+    /// Coefficient of the entropy bonus (the official config: 0.001, which works against EM).
+    #[arg(long, default_value_t = 0.0)]
+    pub entropy_bonus: f32,
+    #[arg(long, default_value_t = 1)]
+    pub ppo_epochs: usize,
+    /// Responses per optimiser update (0: the whole step).
+    #[arg(long, default_value_t = 0)]
+    pub mini_batch: usize,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let t = &a.train;
+    let config = EmRlConfig {
+        reward: RewardKind::parse(&a.reward)?,
+        reward_reduction: match a.reward_reduction.as_str() {
+            "mean" => RewardReduction::Mean,
+            "sum" => RewardReduction::Sum,
+            other => anyhow::bail!("unknown reward reduction {other:?} (mean, sum)"),
+        },
+        rollouts_per_prompt: a.rollouts_per_prompt,
+        rollout_temperature: a.rollout_temperature,
+        max_new_tokens: a.max_new_tokens,
+        clip: a.clip,
+        kl_coef: a.kl_coef,
+        kl_estimator: KlEstimator::parse(&a.kl_estimator)?,
+        entropy_bonus: a.entropy_bonus,
+        ppo_epochs: a.ppo_epochs,
+        mini_batch: a.mini_batch,
+        batch: a.batch,
+        steps: t.steps,
+        seed: t.seed,
+        head_chunk: t.head_chunk,
+        recompute: t.recompute,
+    };
+    config.validate()?;
+    let mut p =
+        t.prepare(serde_json::to_value(EmRlConfig { steps: 0, ..config.clone() })?, config.updates_per_step())?;
+    let reference = match config.kl_coef > 0.0 {
+        true => Some(entmin::models::load(&CpuBackend, &p.base, DType::F32)?),
+        false => None,
+    };
+    eprintln!(
+        "[EM-RL ({} reward): {} prompts, {} per step × {} rollouts, {} steps of {} updates, lr {}, reference {}]",
+        a.reward,
+        p.prompts.len(),
+        a.batch,
+        a.rollouts_per_prompt,
+        t.steps,
+        config.updates_per_step(),
+        t.lr,
+        if reference.is_some() { p.base.display().to_string() } else { "none (KL coefficient 0)".into() }
+    );
+    let bar = progress(t.steps, p.opt.step / config.updates_per_step())?;
+    let mut rl = EmRl::new(&CpuBackend, &mut p.lm, reference.as_ref(), p.opt, config)?;
+    train::run(&CpuBackend, &mut rl, &p.prompts, t.steps, &p.opts, &mut |m| {
+        bar.set_position(m.step);
+        bar.set_message(format!(
+            "reward {:.3}, entropy {:.3}, kl {:.2e}, {:.0} tokens/response",
+            m.mean_reward, m.mean_entropy, m.kl, m.mean_response_tokens
+        ));
+        print_above(&bar, m);
+    })?;
+    bar.finish();
+    eprintln!(
+        "[done: {} (Hugging Face folders), metrics in {}]",
+        t.out.display(),
+        t.out.join("metrics.jsonl").display()
+    );
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! What `entmin ft` and `entmin rl` share: the model, prompts, optimiser, checkpoint
+//! and resume options, and the set-up that turns them into a model, an optimiser (fresh
+//! or resumed) and tokenised prompts.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use entmin::catalog;
+use entmin::dataset;
+use entmin::engine::cpu::CpuBackend;
+use entmin::engine::DType;
+use entmin::eval::prompt_ids;
+use entmin::models::LoadedModel;
+use entmin::train::optim::{AdamW, AdamWConfig, Schedule};
+use entmin::train::{latest_model, new_optimizer, resume_optimizer, RunOptions};
+use serde_json::json;
+
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Catalog name, .gguf file or Hugging Face folder (trained in f32).
+    #[arg(long, short = 'm', default_value = catalog::DEFAULT_MODEL)]
+    pub model: String,
+    /// gsm8k-train | math-train | gsm8k | math500 | PATH.jsonl (answers are never read).
+    #[arg(long, default_value = "gsm8k-train")]
+    pub prompts: String,
+    /// Prompt field of a JSONL file.
+    #[arg(long)]
+    pub prompt_field: Option<String>,
+    /// Use only the first N prompts.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long, default_value_t = 10)]
+    pub steps: u64,
+    #[arg(long, default_value_t = 1e-6)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub grad_clip: f32,
+    /// constant | linear | cosine (over optimiser updates)
+    #[arg(long, default_value = "constant")]
+    pub schedule: String,
+    /// Linear warm-up, in optimiser updates.
+    #[arg(long, default_value_t = 0)]
+    pub warmup_steps: u64,
+    /// Positions per chunk of the LM head.
+    #[arg(long, default_value_t = 64)]
+    pub head_chunk: usize,
+    /// Recompute activations in the backward pass (less memory, ~1/3 more compute).
+    #[arg(long)]
+    pub recompute: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 5)]
+    pub checkpoint_every: u64,
+    /// Output folder: step-N/ (Hugging Face folder), metrics.jsonl, latest.json.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue from OUT's latest checkpoint (same settings; --steps may grow).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// A run ready to start or continue.
+pub struct Prepared {
+    pub lm: LoadedModel<CpuBackend>,
+    /// The model the run started from (the reference policy of EM-RL).
+    pub base: PathBuf,
+    pub opt: AdamW,
+    pub prompts: Vec<Vec<u32>>,
+    pub opts: RunOptions,
+}
+
+impl TrainArgs {
+    /// Load the model (the latest checkpoint with `--resume`), the optimiser and the
+    /// prompts. `method` holds the method's settings (everything but the step count);
+    /// one step is `updates_per_step` optimiser updates.
+    pub fn prepare(&self, method: serde_json::Value, updates_per_step: u64) -> Result<Prepared> {
+        let optim = AdamWConfig {
+            lr: self.lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: self.weight_decay,
+            grad_clip: self.grad_clip,
+            schedule: Schedule::parse(&self.schedule)?,
+            warmup_steps: self.warmup_steps,
+            total_steps: self.steps * updates_per_step,
+        };
+        let settings = json!({
+            "model": self.model, "prompts": self.prompts, "prompt_field": self.prompt_field, "limit": self.limit,
+            // Only --steps may change on resume: it is kept out of the nested settings.
+            "method": method, "optim": AdamWConfig { total_steps: 0, ..optim }, "head_chunk": self.head_chunk,
+            "recompute": self.recompute, "seed": self.seed, "steps": self.steps,
+        });
+        let opts = RunOptions { out: self.out.clone(), checkpoint_every: self.checkpoint_every, settings };
+        let latest = latest_model(&self.out)?;
+        if !self.resume && latest.is_some() {
+            bail!("{} already holds a run: pass --resume to continue it, or choose another --out", self.out.display());
+        }
+        let base = catalog::resolve_model(&self.model, true)?;
+        let path = if self.resume { latest.unwrap_or_else(|| base.clone()) } else { base.clone() };
+        let lm = entmin::models::load(&CpuBackend, &path, DType::F32)?;
+        let opt = match resume_optimizer(&lm, &opts)? {
+            Some(mut opt) => {
+                opt.config.total_steps = optim.total_steps;
+                eprintln!("[resuming after {} updates from {}]", opt.step, path.display());
+                opt
+            }
+            None => new_optimizer(&lm, optim),
+        };
+        let mut texts = dataset::load_prompts(&self.prompts, self.prompt_field.as_deref(), true)?;
+        if let Some(n) = self.limit {
+            texts.truncate(n);
+        }
+        let prompts = texts.iter().map(|t| prompt_ids(&lm, t, None)).collect::<Result<Vec<_>>>()?;
+        Ok(Prepared { lm, base, opt, prompts, opts })
+    }
+}
+
+/// A step counter with an ETA.
+pub fn progress(steps: u64, done: u64) -> Result<indicatif::ProgressBar> {
+    let bar = indicatif::ProgressBar::new(steps);
+    bar.set_position(done);
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps, ETA {eta} {msg}")?);
+    Ok(bar)
+}
+
+/// A step's metrics as one JSON line above the bar, or plainly on stderr when the bar
+/// is hidden (not a terminal), so that logs keep them.
+pub fn print_above(bar: &indicatif::ProgressBar, metrics: &impl serde::Serialize) {
+    let line = serde_json::to_string(metrics).unwrap_or_default();
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}

@@ -1,0 +1,363 @@
+//! EM-RL (PAPER.md): reinforcement learning with the model's own negative entropy as
+//! the only reward. Each step:
+//! 1. rollout: N responses for each of B prompts with the current weights at the rollout
+//!    temperature (batched generation, top-p 1, no top-k);
+//! 2. old/reference pass: a teacher-forced forward pass of every response under the
+//!    rollout weights gives the log-probability and full-vocabulary entropy of every
+//!    response token at the rollout temperature (fused kernels); the frozen reference
+//!    model's log-probabilities likewise when the KL coefficient is not 0;
+//! 3. rewards from those values (token, sequence) or from the group's answers
+//!    (self-consistency), RLOO advantages per group;
+//! 4. update: for each PPO epoch and mini-batch, the clipped surrogate + KL penalty −
+//!    entropy bonus, averaged over the mini-batch's response tokens (verl's
+//!    "token-mean"), backward through the model, one AdamW update per mini-batch.
+//!
+//! One RL step is `updates_per_step()` optimiser updates; checkpoints are named by RL step.
+
+use std::time::Instant;
+
+use crate::engine::{Backend, SamplingParams};
+use crate::models::generate::{generate_batch, GenerationParams, Sampler};
+use crate::models::train_head::HeadSpec;
+use crate::models::LoadedModel;
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+use super::emft::prompt_order;
+use super::optim::AdamW;
+use super::rl_objective::{
+    ppo_clipped, rloo_advantages, self_consistency_rewards, sequence_reward, token_reward, KlEstimator, RewardKind,
+    RewardReduction,
+};
+use super::trainable::Trainable;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EmRlConfig {
+    pub reward: RewardKind,
+    pub reward_reduction: RewardReduction,
+    pub rollouts_per_prompt: usize,
+    pub rollout_temperature: f32,
+    pub max_new_tokens: usize,
+    /// PPO's ε.
+    pub clip: f32,
+    pub kl_coef: f32,
+    pub kl_estimator: KlEstimator,
+    /// Coefficient of −H in the loss (the official config's 0.001 works against EM).
+    pub entropy_bonus: f32,
+    pub ppo_epochs: usize,
+    /// Responses per optimiser update; 0 = all of the step's responses.
+    pub mini_batch: usize,
+    /// Prompts per step.
+    pub batch: usize,
+    pub steps: u64,
+    pub seed: u64,
+    pub head_chunk: usize,
+    pub recompute: bool,
+}
+
+impl EmRlConfig {
+    fn responses(&self) -> usize {
+        self.batch * self.rollouts_per_prompt
+    }
+
+    fn mini_batch_size(&self) -> usize {
+        if self.mini_batch == 0 {
+            self.responses()
+        } else {
+            self.mini_batch.min(self.responses())
+        }
+    }
+
+    /// Optimiser updates per RL step.
+    pub fn updates_per_step(&self) -> u64 {
+        (self.ppo_epochs * self.responses().div_ceil(self.mini_batch_size().max(1))) as u64
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.batch == 0 || self.rollouts_per_prompt == 0 || self.ppo_epochs == 0 || self.head_chunk == 0 {
+            bail!("--batch, --rollouts-per-prompt, --ppo-epochs and --head-chunk must be at least 1");
+        }
+        if self.reward == RewardKind::SelfConsistency && self.rollouts_per_prompt < 2 {
+            bail!("the self-consistency reward needs at least 2 rollouts per prompt");
+        }
+        let positive = |x: f32| x > 0.0;
+        if !positive(self.rollout_temperature) || !positive(self.clip) || self.kl_coef < 0.0 {
+            bail!("the rollout temperature and --clip must be positive and --kl-coef not negative");
+        }
+        Ok(())
+    }
+}
+
+/// One RL step's figures, as written to the metrics JSONL.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RlStepMetrics {
+    pub step: u64,
+    /// Mean reward of the step's responses (under the rollout weights).
+    pub mean_reward: f64,
+    /// Mean entropy (nats, rollout temperature) of the response tokens' distributions.
+    pub mean_entropy: f64,
+    pub mean_response_tokens: f64,
+    /// Token-mean PPO surrogate and KL of the last epoch.
+    pub pg_loss: f64,
+    pub kl: f64,
+    /// Fraction of response tokens where a clip was active (last epoch).
+    pub clip_fraction: f64,
+    pub grad_norm: f64,
+    pub lr: f32,
+    /// Largest |log p| difference between the sampler's log-probabilities and the
+    /// teacher-forced old pass: a check that the rollout and the loss see one policy.
+    pub rollout_logprob_gap: f64,
+    pub rollout_secs: f64,
+    pub rollout_tokens_per_sec: f64,
+    pub old_ref_secs: f64,
+    pub old_ref_tokens_per_sec: f64,
+    pub update_secs: f64,
+    pub update_tokens_per_sec: f64,
+}
+
+/// A response of the step with what its update needs.
+#[derive(Clone, Debug)]
+pub struct Rollout {
+    /// Prompt and response.
+    pub ids: Vec<u32>,
+    pub prompt_len: usize,
+    /// Per position (0 outside the response): log p of the next token under the rollout
+    /// policy, and under the reference (empty without a reference).
+    pub old_logp: Vec<f32>,
+    pub ref_logp: Vec<f32>,
+    pub advantage: f64,
+}
+
+impl Rollout {
+    /// Positions that predict response tokens: prompt_len − 1 .. len − 2.
+    pub fn active(&self) -> Vec<bool> {
+        (0..self.ids.len()).map(|i| i + 1 >= self.prompt_len && i + 1 < self.ids.len()).collect()
+    }
+
+    pub fn response_tokens(&self) -> usize {
+        self.ids.len() - self.prompt_len
+    }
+}
+
+/// A step's rollouts with their rewards, and what the metrics need.
+pub struct Collected {
+    pub rollouts: Vec<Rollout>,
+    pub rewards: Vec<f64>,
+    /// Texts of the responses.
+    pub texts: Vec<String>,
+    entropy_sum: f64,
+    /// Largest |sampler log p − teacher-forced log p| over the response tokens.
+    pub logprob_gap: f64,
+    prompt_tokens: usize,
+    response_tokens: usize,
+    rollout_secs: f64,
+    old_ref_secs: f64,
+}
+
+pub struct EmRl<'a, B: Backend> {
+    pub t: Trainable<'a, B>,
+    /// The frozen reference policy; None when the KL coefficient is 0.
+    reference: Option<&'a LoadedModel<B>>,
+    pub config: EmRlConfig,
+}
+
+/// Sums over one epoch's response tokens, for the metrics.
+#[derive(Default, Debug)]
+pub struct EpochTotals {
+    pub pg_loss: f64,
+    pub kl: f64,
+    pub clipped: usize,
+    pub tokens: usize,
+}
+
+impl<'a, B: Backend> EmRl<'a, B> {
+    pub fn new(
+        backend: &B,
+        lm: &'a mut LoadedModel<B>,
+        reference: Option<&'a LoadedModel<B>>,
+        opt: AdamW,
+        config: EmRlConfig,
+    ) -> Result<Self> {
+        config.validate()?;
+        if config.kl_coef > 0.0 && reference.is_none() {
+            bail!("a KL coefficient of {} needs the reference model", config.kl_coef);
+        }
+        let updates = config.updates_per_step();
+        if !opt.step.is_multiple_of(updates) {
+            bail!("optimizer state after {} updates is not at an RL step boundary ({updates} per step)", opt.step);
+        }
+        Ok(EmRl { t: Trainable::new(backend, lm, opt)?, reference: reference.filter(|_| config.kl_coef > 0.0), config })
+    }
+
+    /// RL steps completed.
+    pub fn steps_done(&self) -> u64 {
+        self.t.opt.step / self.config.updates_per_step()
+    }
+
+    fn spec<'s>(&self, active: &'s [bool], banned: &'s [u32]) -> HeadSpec<'s> {
+        HeadSpec {
+            active,
+            inv_temperature: 1.0 / self.config.rollout_temperature,
+            banned,
+            chunk: self.config.head_chunk,
+        }
+    }
+
+    /// Run RL step `steps_done() + 1` on `prompts` (token ids, chat template applied).
+    pub fn step(&mut self, backend: &B, prompts: &[Vec<u32>]) -> Result<RlStepMetrics> {
+        let c = self.config.clone();
+        let step = self.steps_done() + 1;
+        let batch = self.collect(backend, prompts, step)?;
+        let t2 = Instant::now();
+        let (mut last, mut report) = (EpochTotals::default(), None);
+        for _ in 0..c.ppo_epochs {
+            last = EpochTotals::default();
+            for mini in batch.rollouts.chunks(c.mini_batch_size()) {
+                report = Some(self.update(backend, mini, &mut last)?);
+            }
+        }
+        let report = report.expect("at least one update");
+        let update_secs = t2.elapsed().as_secs_f64();
+        let all_tokens = (batch.response_tokens + batch.prompt_tokens) as f64;
+        let n = batch.rollouts.len() as f64;
+        let per_token = |x: f64| x / last.tokens.max(1) as f64;
+        Ok(RlStepMetrics {
+            step,
+            mean_reward: batch.rewards.iter().sum::<f64>() / n,
+            mean_entropy: batch.entropy_sum / batch.response_tokens.max(1) as f64,
+            mean_response_tokens: batch.response_tokens as f64 / n,
+            pg_loss: per_token(last.pg_loss),
+            kl: per_token(last.kl),
+            clip_fraction: per_token(last.clipped as f64),
+            grad_norm: report.grad_norm,
+            lr: report.lr,
+            rollout_logprob_gap: batch.logprob_gap,
+            rollout_secs: batch.rollout_secs,
+            rollout_tokens_per_sec: batch.response_tokens as f64 / batch.rollout_secs,
+            old_ref_secs: batch.old_ref_secs,
+            old_ref_tokens_per_sec: all_tokens * (1 + self.reference.is_some() as usize) as f64 / batch.old_ref_secs,
+            update_secs,
+            update_tokens_per_sec: all_tokens * c.ppo_epochs as f64 / update_secs,
+        })
+    }
+
+    /// Rollouts of step `step` with the current weights, their old (and reference)
+    /// log-probabilities, rewards and RLOO advantages.
+    pub fn collect(&self, backend: &B, prompts: &[Vec<u32>], step: u64) -> Result<Collected> {
+        let c = &self.config;
+        let order = prompt_order(prompts.len(), c.seed);
+        let seqs: Vec<Vec<u32>> = (0..c.batch)
+            .flat_map(|j| {
+                let p = &prompts[order[((step - 1) as usize * c.batch + j) % prompts.len()]];
+                std::iter::repeat_n(p.clone(), c.rollouts_per_prompt)
+            })
+            .collect();
+        let seeds: Vec<u64> = (0..seqs.len() as u64).map(|i| c.seed ^ (step << 20) ^ i).collect();
+
+        let t0 = Instant::now();
+        let lm = &*self.t.lm;
+        let sampling =
+            SamplingParams { temperature: c.rollout_temperature, banned: lm.banned_ids.clone(), ..Default::default() };
+        let gen_params = GenerationParams { max_new_tokens: c.max_new_tokens, stop_strings: vec![] };
+        let gens = generate_batch(backend, lm, &seqs, &gen_params, &mut Sampler(sampling), &seeds, &mut |_| {})?;
+        let rollout_secs = t0.elapsed().as_secs_f64();
+        let response_tokens: usize = gens.iter().map(|g| g.tokens.len()).sum();
+
+        let t1 = Instant::now();
+        let mut rollouts = Vec::with_capacity(seqs.len());
+        let (mut rewards, mut entropy_sum, mut gap) = (Vec::new(), 0f64, 0f64);
+        for (prompt, g) in seqs.iter().zip(&gens) {
+            let ids: Vec<u32> = prompt.iter().chain(&g.tokens).copied().collect();
+            let mut r = Rollout { ids, prompt_len: prompt.len(), old_logp: vec![], ref_logp: vec![], advantage: 0.0 };
+            let active = r.active();
+            let acts = lm.model.forward_train(backend, &r.ids, true)?;
+            let old = lm.model.token_stats(backend, &acts, self.spec(&active, &lm.banned_ids))?;
+            drop(acts);
+            let span = r.prompt_len - 1..r.ids.len() - 1;
+            if let Some(reference) = self.reference {
+                let acts = reference.model.forward_train(backend, &r.ids, true)?;
+                r.ref_logp = reference.model.token_stats(backend, &acts, self.spec(&active, &lm.banned_ids))?.logp;
+            }
+            let (logp, entropy) = (&old.logp[span.clone()], &old.entropy[span.clone()]);
+            if let Some(bad) = logp.iter().position(|l| !l.is_finite()) {
+                bail!("response token {bad} has log-probability {} under the rollout policy", logp[bad]);
+            }
+            gap = logp.iter().zip(&g.logprobs).fold(gap, |m, (a, b)| m.max((a - b).abs() as f64));
+            entropy_sum += entropy.iter().map(|&h| h as f64).sum::<f64>();
+            rewards.push(match c.reward {
+                RewardKind::Token => token_reward(entropy, c.reward_reduction),
+                RewardKind::Sequence => sequence_reward(logp, c.reward_reduction),
+                RewardKind::SelfConsistency => 0.0,
+            });
+            r.old_logp = old.logp;
+            rollouts.push(r);
+        }
+        for (g, group) in rewards.chunks_mut(c.rollouts_per_prompt).enumerate() {
+            if c.reward == RewardKind::SelfConsistency {
+                let texts: Vec<String> =
+                    gens[g * c.rollouts_per_prompt..][..group.len()].iter().map(|x| x.text.clone()).collect();
+                group.copy_from_slice(&self_consistency_rewards(&texts));
+            }
+            for (i, a) in rloo_advantages(group).into_iter().enumerate() {
+                rollouts[g * c.rollouts_per_prompt + i].advantage = a;
+            }
+        }
+        Ok(Collected {
+            texts: gens.iter().map(|g| g.text.clone()).collect(),
+            rollouts,
+            rewards,
+            entropy_sum,
+            logprob_gap: gap,
+            prompt_tokens: seqs.iter().map(Vec::len).sum(),
+            response_tokens,
+            rollout_secs,
+            old_ref_secs: t1.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// One optimiser update on a mini-batch: Σ over its response tokens of
+    /// (PPO surrogate + kl_coef·KL − bonus·H), divided by the number of those tokens.
+    pub fn update(
+        &mut self,
+        backend: &B,
+        mini: &[Rollout],
+        totals: &mut EpochTotals,
+    ) -> Result<super::optim::StepReport> {
+        let c = self.config.clone();
+        let tokens: usize = mini.iter().map(Rollout::response_tokens).sum();
+        let scale = 1.0 / tokens.max(1) as f64;
+        let mut grads = self.t.zero_grads();
+        let lm = &*self.t.lm;
+        for r in mini {
+            let active = r.active();
+            let acts = lm.model.forward_train(backend, &r.ids, c.recompute)?;
+            let mut upstream = |start: usize, logp: &[f32], _entropy: &[f32]| {
+                let mut d_logp = vec![0f32; logp.len()];
+                for (i, d) in d_logp.iter_mut().enumerate() {
+                    let p = start + i;
+                    if !active[p] {
+                        continue;
+                    }
+                    let (pg, d_pg, clipped) =
+                        ppo_clipped(r.advantage, logp[i] as f64, r.old_logp[p] as f64, c.clip as f64);
+                    let (kl, d_kl) = match r.ref_logp.get(p) {
+                        Some(&reference) => c.kl_estimator.eval(logp[i] as f64, reference as f64),
+                        None => (0.0, 0.0),
+                    };
+                    totals.pg_loss += pg;
+                    totals.kl += kl;
+                    totals.clipped += clipped as usize;
+                    totals.tokens += 1;
+                    *d = ((d_pg + c.kl_coef as f64 * d_kl) * scale) as f32;
+                }
+                let d_entropy = vec![(-(c.entropy_bonus as f64) * scale) as f32; logp.len()];
+                Ok((d_logp, d_entropy))
+            };
+            let (_, head) =
+                lm.model.head_backward(backend, &acts, self.spec(&active, &lm.banned_ids), &mut upstream)?;
+            let gr = lm.model.backward(backend, &acts, &head.d_hidden, head.d_head)?;
+            Trainable::accumulate(backend, &mut grads, &gr)?;
+        }
+        self.t.apply(backend, &grads)
+    }
+}

@@ -1,0 +1,223 @@
+//! EM-RL's rewards, advantages and per-token loss (PAPER.md "EM-RL"; the official code
+//! builds on verl, whose definitions these follow):
+//! - rewards from the rollout policy: token = −(mean or sum) of the response tokens'
+//!   entropies, sequence = (mean or sum) of their log-probabilities, self-consistency =
+//!   the fraction of the group whose extracted answer agrees with the group's majority;
+//! - RLOO advantage per group, A_i = r_i − mean_{j≠i} r_j, on every response token;
+//! - PPO's clipped surrogate with verl's dual clip (c = 3 for negative advantages), a KL
+//!   penalty to the frozen reference (k1, k2 or k3 = "low_var_kl") and an optional
+//!   entropy bonus; each term returns its value and its derivative in log p.
+
+use serde::{Deserialize, Serialize};
+
+use crate::methods::self_consistency::majority_vote;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RewardKind {
+    Token,
+    Sequence,
+    SelfConsistency,
+}
+
+impl RewardKind {
+    pub fn parse(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "token" => Ok(RewardKind::Token),
+            "sequence" => Ok(RewardKind::Sequence),
+            "self-consistency" => Ok(RewardKind::SelfConsistency),
+            other => anyhow::bail!("unknown reward {other:?} (token, sequence, self-consistency)"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RewardReduction {
+    /// The official code's choice.
+    Mean,
+    /// The paper's formulas.
+    Sum,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KlEstimator {
+    /// k3: e^{ref−logp} − (ref−logp) − 1, clamped to ±10 (verl's default for EM-RL).
+    LowVarKl,
+    /// logp − ref.
+    K1,
+    /// ½ (logp − ref)².
+    K2,
+}
+
+impl KlEstimator {
+    pub fn parse(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "low_var_kl" | "k3" => Ok(KlEstimator::LowVarKl),
+            "k1" | "kl" => Ok(KlEstimator::K1),
+            "k2" | "mse" => Ok(KlEstimator::K2),
+            other => anyhow::bail!("unknown KL estimator {other:?} (low_var_kl, k1, k2)"),
+        }
+    }
+
+    /// (value, ∂value/∂logp) for one token.
+    pub fn eval(self, logp: f64, ref_logp: f64) -> (f64, f64) {
+        match self {
+            KlEstimator::K1 => (logp - ref_logp, 1.0),
+            KlEstimator::K2 => (0.5 * (logp - ref_logp).powi(2), logp - ref_logp),
+            KlEstimator::LowVarKl => {
+                // verl clamps the log-ratio to ±20 and the estimate to ±10; a clamped
+                // value passes no gradient.
+                let kl = ref_logp - logp;
+                let kl_c = kl.clamp(-20.0, 20.0);
+                let value = kl_c.exp() - kl_c - 1.0;
+                if value > 10.0 || kl != kl_c {
+                    (value.min(10.0), 0.0)
+                } else {
+                    (value, 1.0 - kl.exp())
+                }
+            }
+        }
+    }
+}
+
+fn reduce(values: impl Iterator<Item = f64>, reduction: RewardReduction) -> f64 {
+    let (mut sum, mut n) = (0f64, 0usize);
+    for v in values {
+        sum += v;
+        n += 1;
+    }
+    match reduction {
+        RewardReduction::Sum => sum,
+        RewardReduction::Mean => sum / n.max(1) as f64,
+    }
+}
+
+/// Token reward: −(mean or sum) of the response tokens' entropies.
+pub fn token_reward(entropies: &[f32], reduction: RewardReduction) -> f64 {
+    -reduce(entropies.iter().map(|&h| h as f64), reduction)
+}
+
+/// Sequence reward: (mean or sum) of the response tokens' log-probabilities.
+pub fn sequence_reward(logprobs: &[f32], reduction: RewardReduction) -> f64 {
+    reduce(logprobs.iter().map(|&l| l as f64), reduction)
+}
+
+/// Self-consistency reward of each response of one group: the fraction of the group
+/// whose answer agrees with the majority answer, for responses that give it; 0 for the
+/// others (and for everyone when no response has an answer).
+pub fn self_consistency_rewards(texts: &[String]) -> Vec<f64> {
+    let vote = majority_vote(texts);
+    let Some(majority) = vote.answer else { return vec![0.0; texts.len()] };
+    let agree: Vec<bool> = texts
+        .iter()
+        .map(|t| crate::answer::extract_answer(t).is_some_and(|a| crate::answer::is_equivalent(&a, &majority)))
+        .collect();
+    let fraction = agree.iter().filter(|&&a| a).count() as f64 / texts.len() as f64;
+    agree.iter().map(|&a| if a { fraction } else { 0.0 }).collect()
+}
+
+/// RLOO advantages of one group: r_i minus the mean of the others' rewards (0 for a
+/// group of one).
+pub fn rloo_advantages(rewards: &[f64]) -> Vec<f64> {
+    let n = rewards.len();
+    if n < 2 {
+        return vec![0.0; n];
+    }
+    let total: f64 = rewards.iter().sum();
+    rewards.iter().map(|&r| r - (total - r) / (n - 1) as f64).collect()
+}
+
+/// verl's dual-clip constant: a negative advantage's loss is capped at −A·3.
+pub const DUAL_CLIP: f64 = 3.0;
+
+/// PPO's clipped surrogate loss for one token: (loss, ∂loss/∂logp, clipped), with
+/// ratio = e^{logp − old_logp}, loss = max(−A·ratio, −A·clip(ratio, 1 ± ε)) and, for
+/// A < 0, min(that, −A·DUAL_CLIP). `clipped`: the clipped branch was taken.
+pub fn ppo_clipped(advantage: f64, logp: f64, old_logp: f64, clip: f64) -> (f64, f64, bool) {
+    let ratio = (logp - old_logp).exp();
+    let unclipped = -advantage * ratio;
+    let clipped = -advantage * ratio.clamp(1.0 - clip, 1.0 + clip);
+    let (mut loss, mut grad, mut was_clipped) =
+        if clipped > unclipped { (clipped, 0.0, true) } else { (unclipped, -advantage * ratio, false) };
+    if advantage < 0.0 && loss > -advantage * DUAL_CLIP {
+        (loss, grad, was_clipped) = (-advantage * DUAL_CLIP, 0.0, true);
+    }
+    (loss, grad, was_clipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-12 * (1.0 + b.abs())
+    }
+
+    #[test]
+    fn rewards_by_hand() {
+        assert!(close(token_reward(&[0.5, 1.5], RewardReduction::Mean), -1.0));
+        assert!(close(token_reward(&[0.5, 1.5], RewardReduction::Sum), -2.0));
+        assert!(close(sequence_reward(&[-0.25, -1.0, -0.25], RewardReduction::Mean), -0.5));
+        assert!(close(sequence_reward(&[-0.25, -1.0, -0.25], RewardReduction::Sum), -1.5));
+        assert_eq!(token_reward(&[], RewardReduction::Mean), 0.0);
+        let texts: Vec<String> =
+            ["so \\boxed{4}", "it is 4.0", "\\boxed{5}", "no answer here"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(self_consistency_rewards(&texts), vec![0.5, 0.5, 0.0, 0.0]);
+        assert_eq!(self_consistency_rewards(&["none".to_string(), "none".to_string()]), vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn rloo_by_hand() {
+        // r = [1, 2, 3, 6]: others' means 11/3, 10/3, 3, 2.
+        let a = rloo_advantages(&[1.0, 2.0, 3.0, 6.0]);
+        for (got, want) in a.iter().zip([1.0 - 11.0 / 3.0, 2.0 - 10.0 / 3.0, 0.0, 4.0]) {
+            assert!(close(*got, want), "{a:?}");
+        }
+        // The identity in PAPER.md: A_i = N/(N−1)·(r_i − mean).
+        assert!(close(a[3], 4.0 / 3.0 * (6.0 - 3.0)));
+        assert_eq!(rloo_advantages(&[5.0]), vec![0.0]);
+        assert!(rloo_advantages(&[2.0, 2.0, 2.0]).iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn ppo_by_hand() {
+        let ln = |x: f64| x.ln();
+        // In the trust region: loss −A·ratio, gradient −A·ratio.
+        let (l, g, c) = ppo_clipped(2.0, ln(1.1), 0.0, 0.2);
+        assert!(close(l, -2.2) && close(g, -2.2) && !c);
+        // A > 0 and ratio above 1 + ε: the clipped constant wins, no gradient.
+        let (l, g, c) = ppo_clipped(2.0, ln(1.5), 0.0, 0.2);
+        assert!(close(l, -2.4) && g == 0.0 && c);
+        // A > 0 and ratio below 1 − ε: the unclipped term is larger, gradient flows.
+        let (l, g, c) = ppo_clipped(2.0, ln(0.5), 0.0, 0.2);
+        assert!(close(l, -1.0) && close(g, -1.0) && !c);
+        // A < 0 and ratio below 1 − ε: clipped at 0.8.
+        let (l, g, c) = ppo_clipped(-1.0, ln(0.5), 0.0, 0.2);
+        assert!(close(l, 0.8) && g == 0.0 && c);
+        // A < 0 and ratio 5: unclipped 5 exceeds the dual clip 3.
+        let (l, g, c) = ppo_clipped(-1.0, ln(5.0), 0.0, 0.2);
+        assert!(close(l, 3.0) && g == 0.0 && c);
+        // A < 0 and ratio 2: unclipped 2 stands, gradient −A·ratio = 2.
+        let (l, g, c) = ppo_clipped(-1.0, ln(2.0), 0.0, 0.2);
+        assert!(close(l, 2.0) && close(g, 2.0) && !c);
+    }
+
+    #[test]
+    fn kl_estimators_by_hand_and_by_finite_differences() {
+        let (logp, r) = (-1.0f64, -1.5f64);
+        let (k1, _) = KlEstimator::K1.eval(logp, r);
+        let (k2, _) = KlEstimator::K2.eval(logp, r);
+        let (k3, _) = KlEstimator::LowVarKl.eval(logp, r);
+        assert!(close(k1, 0.5) && close(k2, 0.125));
+        assert!(close(k3, (-0.5f64).exp() + 0.5 - 1.0));
+        for est in [KlEstimator::K1, KlEstimator::K2, KlEstimator::LowVarKl] {
+            for (lp, rf) in [(-1.0, -1.5), (-3.0, -0.2), (-0.1, -0.1)] {
+                let h = 1e-6;
+                let fd = (est.eval(lp + h, rf).0 - est.eval(lp - h, rf).0) / (2.0 * h);
+                assert!((est.eval(lp, rf).1 - fd).abs() < 1e-6, "{est:?} at ({lp}, {rf})");
+            }
+        }
+        // Clamped: ref − logp = 5 gives e^5 − 6 > 10 → 10, no gradient.
+        assert_eq!(KlEstimator::LowVarKl.eval(-6.0, -1.0), (10.0, 0.0));
+        assert_eq!(KlEstimator::LowVarKl.eval(-1.0, -1.0), (0.0, 0.0));
+    }
+}
