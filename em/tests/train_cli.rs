@@ -43,8 +43,8 @@ fn command(args: &[String], out: &Path, resume: bool) -> Command {
 }
 
 /// Run `args` straight to the end in one folder; in another, SIGKILL the run once its
-/// first checkpoint is on disk, then resume it. Compare the final checkpoints.
-fn kill_and_resume(tag: &str, args: &[&str], steps: u64) {
+/// first checkpoint is on disk, then resume it. Compare the final checkpoints and plot.
+fn kill_and_resume(tag: &str, args: &[&str], steps: u64, second_panel: &str) {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let dir = scratch(tag);
     let prompts = dir.join("prompts.jsonl");
@@ -91,6 +91,15 @@ fn kill_and_resume(tag: &str, args: &[&str], steps: u64) {
     };
     assert_eq!(metrics(&straight), metrics(&killed));
     assert_eq!(metrics(&straight).len() as u64, steps);
+
+    // `entmin plot` draws the run: entropy and the method's own second series.
+    let metrics_path = killed.join("metrics.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_entmin")).arg("plot").arg(&metrics_path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let svg = std::fs::read_to_string(metrics_path.with_extension("svg")).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 2);
+    assert!(svg.contains(second_panel), "the second panel is {second_panel}");
+    std::fs::remove_dir_all(&dir).unwrap(); // gigabytes of checkpoints
 }
 
 #[test]
@@ -115,7 +124,7 @@ fn a_killed_rl_run_resumes_exactly() {
         "--checkpoint-every",
         "1",
     ];
-    kill_and_resume("rl-kill", &args, 3);
+    kill_and_resume("rl-kill", &args, 3, "mean reward");
 }
 
 #[test]
@@ -138,5 +147,5 @@ fn a_killed_ft_run_resumes_exactly() {
         "--checkpoint-every",
         "1",
     ];
-    kill_and_resume("ft-kill", &args, 3);
+    kill_and_resume("ft-kill", &args, 3, "loss");
 }

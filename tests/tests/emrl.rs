@@ -202,7 +202,7 @@ fn a_short_run_raises_the_token_reward_on_smollm2() {
     .collect();
     let before = greedy_reward(&lm, &prompts);
     let out = scratch_dir("emrl-smollm2");
-    let opts = RunOptions { out, checkpoint_every: 100, settings: serde_json::json!({}) };
+    let opts = RunOptions { out: out.clone(), checkpoint_every: 100, settings: serde_json::json!({}) };
     let config = EmRlConfig { max_new_tokens: 24, steps: 4, ..rl_config(0.0, 0, 1) };
     let opt = new_optimizer(&lm, optim(1e-4, 1.0));
     let mut rl = EmRl::new(&CpuBackend, &mut lm, None, opt, config).unwrap();
@@ -210,4 +210,5 @@ fn a_short_run_raises_the_token_reward_on_smollm2() {
     let after = greedy_reward(&lm, &prompts);
     eprintln!("greedy-answer token reward: {before:.4} -> {after:.4}");
     assert!(after > before + 0.05, "EM-RL should raise the token reward: {before:.4} -> {after:.4}");
+    std::fs::remove_dir_all(&out).unwrap(); // 1.6 GB of checkpoint
 }

@@ -1,15 +1,16 @@
-//! `entmin plot METRICS.jsonl`: the mean response entropy and the loss of a training
-//! run against step, as a small self-contained SVG (two panels, no plotting crate).
+//! `entmin plot METRICS.jsonl`: the mean response entropy and the loss (EM-FT) or the
+//! mean reward (EM-RL) of a training run against step, as a small self-contained SVG
+//! (two panels, no plotting crate).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use entmin::train::emft::StepMetrics;
+use serde_json::Value;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// metrics.jsonl of `entmin ft`.
+    /// metrics.jsonl of `entmin ft` or `entmin rl`.
     pub metrics: PathBuf,
     /// Output file (default: METRICS with .svg).
     #[arg(long, short = 'o')]
@@ -46,7 +47,7 @@ fn panel(svg: &mut String, top: f64, title: &str, points: &[(f64, f64)]) {
 
 pub fn run(a: Args) -> Result<()> {
     let text = std::fs::read_to_string(&a.metrics).with_context(|| format!("reading {}", a.metrics.display()))?;
-    let metrics: Vec<StepMetrics> = text
+    let metrics: Vec<Value> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
         .enumerate()
@@ -55,13 +56,24 @@ pub fn run(a: Args) -> Result<()> {
     if metrics.is_empty() {
         bail!("{}: no steps to plot", a.metrics.display());
     }
+    let second = if metrics[0].get("loss").is_some() { "loss" } else { "mean_reward" };
+    let series = |field: &str| -> Result<Vec<(f64, f64)>> {
+        metrics
+            .iter()
+            .enumerate()
+            .map(|(i, m)| match (m["step"].as_f64(), m[field].as_f64()) {
+                (Some(step), Some(v)) => Ok((step, v)),
+                _ => bail!("{} line {}: no numeric step and {field}", a.metrics.display(), i + 1),
+            })
+            .collect()
+    };
+    let (entropy, other) = (series("mean_entropy")?, series(second)?);
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{}" font-family="sans-serif">"#,
         2.0 * PANEL_H
     );
-    let series = |f: fn(&StepMetrics) -> f64| metrics.iter().map(|m| (m.step as f64, f(m))).collect::<Vec<_>>();
-    panel(&mut svg, 0.0, "mean response entropy (nats)", &series(|m| m.mean_entropy));
-    panel(&mut svg, PANEL_H, "loss", &series(|m| m.loss));
+    panel(&mut svg, 0.0, "mean response entropy (nats)", &entropy);
+    panel(&mut svg, PANEL_H, &second.replace('_', " "), &other);
     svg.push_str("</svg>\n");
     let out = a.out.unwrap_or_else(|| a.metrics.with_extension("svg"));
     std::fs::write(&out, svg).with_context(|| format!("writing {}", out.display()))?;
