@@ -55,6 +55,17 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn upload_owned(&self, data: HostVec, shape: &[usize]) -> Result<Tensor<Self>>;
     fn zeros(&self, shape: &[usize], dtype: DType) -> Result<Tensor<Self>>;
     fn to_host_f32(&self, t: &Tensor<Self>) -> Result<Vec<f32>>;
+    /// The tensor's values, consuming it: without a copy where the backend can hand its
+    /// storage over (the CPU backend's f32 tensors).
+    fn into_host_f32(&self, t: Tensor<Self>) -> Result<Vec<f32>> {
+        self.to_host_f32(&t)
+    }
+    /// The tensor's f32 values in place, where they live in host memory (the CPU backend's
+    /// f32 tensors); None otherwise. Lets the optimiser update weights without copies.
+    fn host_f32_mut<'t>(&self, t: &'t mut Tensor<Self>) -> Option<&'t mut [f32]> {
+        let _ = t;
+        None
+    }
     /// Rows `start..end` of a 2-D tensor, as a new tensor.
     fn slice_rows(&self, x: &Tensor<Self>, start: usize, end: usize) -> Result<Tensor<Self>>;
 

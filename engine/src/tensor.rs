@@ -21,6 +21,10 @@ impl<B: Backend> Tensor<B> {
         &mut self.storage
     }
 
+    pub fn into_storage(self) -> B::Storage {
+        self.storage
+    }
+
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }

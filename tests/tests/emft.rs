@@ -91,6 +91,11 @@ fn a_stopped_run_resumes_exactly() {
     let other =
         RunOptions { out: stopped.clone(), checkpoint_every: 1, settings: serde_json::json!({ "test": "other" }) };
     assert!(resume_optimizer(&lm, &other).is_err());
+    // Training updates f32 weights in place: 16-bit weights are refused with a reason.
+    let mut lm16 = entmin::models::load(&CpuBackend, &path, DType::BF16).unwrap();
+    let opt = new_optimizer(&lm16, optim(1e-2, 3));
+    let err = EmFt::new(&CpuBackend, &mut lm16, opt, emft_config(1, 1, 2)).err().expect("bf16 weights refused");
+    assert!(err.to_string().contains("f32 weights"), "{err}");
 }
 
 /// Mean entropy (nats) of SmolLM2's greedy answers to `prompts`.

@@ -170,7 +170,7 @@ impl<B: Backend> EmFt<'_, B> {
             }
             loss += head.loss;
             let gr = lm.model.backward(backend, &acts, &head.d_hidden, head.d_head)?;
-            Trainable::accumulate(backend, &mut grads, &gr)?;
+            Trainable::accumulate(backend, &mut grads, gr)?;
         }
         let report = self.t.apply(backend, &grads)?;
         Ok(Update { loss, mean_entropy: entropy_sum / positions.max(1) as f64, report })

@@ -356,7 +356,7 @@ impl<'a, B: Backend> EmRl<'a, B> {
             let (_, head) =
                 lm.model.head_backward(backend, &acts, self.spec(&active, &lm.banned_ids), &mut upstream)?;
             let gr = lm.model.backward(backend, &acts, &head.d_hidden, head.d_head)?;
-            Trainable::accumulate(backend, &mut grads, &gr)?;
+            Trainable::accumulate(backend, &mut grads, gr)?;
         }
         self.t.apply(backend, &grads)
     }

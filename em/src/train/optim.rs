@@ -92,10 +92,10 @@ impl AdamW {
         }
     }
 
-    /// One update of `params` (host copies) with `grads`; `decay[i]` says whether
+    /// One update of `params` (in host memory) with `grads`; `decay[i]` says whether
     /// parameter i takes weight decay. A non-finite gradient norm is an error and
     /// leaves everything untouched.
-    pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>], decay: &[bool]) -> Result<StepReport> {
+    pub fn step(&mut self, params: &mut [&mut [f32]], grads: &[Vec<f32>], decay: &[bool]) -> Result<StepReport> {
         if params.len() != self.m.len() || grads.len() != params.len() || decay.len() != params.len() {
             bail!(
                 "optimiser holds {} parameters, got {} / {} / {}",
@@ -166,16 +166,16 @@ mod tests {
     #[test]
     fn matches_hand_computed_steps() {
         let mut opt = AdamW::new(config(), &[2]);
-        let mut p = vec![vec![1.0f32, -2.0]];
+        let mut p = [1.0f32, -2.0];
         let g1 = vec![vec![0.5f32, -0.25]];
-        opt.step(&mut p, &g1, &[true]).unwrap();
+        opt.step(&mut [&mut p[..]], &g1, &[true]).unwrap();
         // Step 1: m̂ = g, v̂ = g², update = lr·g/|g| = ±0.1; decay 0.1·0.01·w.
         let want1 = [1.0 - 0.001 * 1.0 - 0.1, -2.0 + 0.001 * 2.0 + 0.1];
-        for (a, b) in p[0].iter().zip(want1) {
+        for (a, b) in p.iter().zip(want1) {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         }
         let g2 = vec![vec![-0.5f32, 0.0]];
-        opt.step(&mut p, &g2, &[true]).unwrap();
+        opt.step(&mut [&mut p[..]], &g2, &[true]).unwrap();
         let (b1, b2) = (0.9f64, 0.999f64);
         let want2: Vec<f64> = (0..2)
             .map(|i| {
@@ -187,7 +187,7 @@ mod tests {
                 w - 0.1 * 0.01 * w - 0.1 * mh / (vh.sqrt() + 1e-8)
             })
             .collect();
-        for (a, b) in p[0].iter().zip(&want2) {
+        for (a, b) in p.iter().zip(&want2) {
             assert!((*a as f64 - b).abs() < 1e-5, "{a} vs {b}");
         }
     }
@@ -198,10 +198,10 @@ mod tests {
         c.grad_clip = 1.0;
         c.weight_decay = 0.0;
         let mut opt = AdamW::new(c, &[1]);
-        let mut p = vec![vec![0.0f32]];
-        let r = opt.step(&mut p, &[vec![30.0]], &[false]).unwrap();
+        let mut p = [0.0f32];
+        let r = opt.step(&mut [&mut p[..]], &[vec![30.0]], &[false]).unwrap();
         assert_eq!(r.grad_norm, 30.0);
-        assert!(opt.step(&mut p, &[vec![f32::NAN]], &[false]).is_err());
+        assert!(opt.step(&mut [&mut p[..]], &[vec![f32::NAN]], &[false]).is_err());
         assert_eq!(opt.step, 1, "a refused step does not count");
         c.warmup_steps = 2;
         c.schedule = Schedule::Cosine;

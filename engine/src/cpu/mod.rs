@@ -151,6 +151,21 @@ impl Backend for CpuBackend {
         })
     }
 
+    fn into_host_f32(&self, t: CpuTensor) -> Result<Vec<f32>> {
+        match t.into_storage() {
+            CpuStorage::F32(v) => Ok(v),
+            CpuStorage::F16(v) => Ok(v.iter().map(|x| x.to_f32()).collect()),
+            CpuStorage::BF16(v) => Ok(v.iter().map(|x| x.to_f32()).collect()),
+        }
+    }
+
+    fn host_f32_mut<'t>(&self, t: &'t mut CpuTensor) -> Option<&'t mut [f32]> {
+        match t.storage_mut() {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+
     fn slice_rows(&self, x: &CpuTensor, start: usize, end: usize) -> Result<CpuTensor> {
         let (rows, cols) = dims2("slice_rows", x)?;
         if start > end || end > rows {
