@@ -57,7 +57,7 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn to_host_f32(&self, t: &Tensor<Self>) -> Result<Vec<f32>>;
     /// The tensor's values, consuming it: without a copy where the backend can hand its
     /// storage over (the CPU backend's f32 tensors).
-    fn into_host_f32(&self, t: Tensor<Self>) -> Result<Vec<f32>> {
+    fn take_host_f32(&self, t: Tensor<Self>) -> Result<Vec<f32>> {
         self.to_host_f32(&t)
     }
     /// The tensor's f32 values in place, where they live in host memory (the CPU backend's

@@ -40,7 +40,7 @@ impl<'a, B: Backend> Trainable<'a, B> {
     /// Add one sequence's gradients into the accumulators.
     pub fn accumulate(backend: &B, acc: &mut [Vec<f32>], grads: Gradients<B>) -> Result<()> {
         for (acc, t) in acc.iter_mut().zip(grads.tensors) {
-            let g = backend.into_host_f32(t)?;
+            let g = backend.take_host_f32(t)?;
             acc.par_iter_mut().zip(g.par_iter()).with_min_len(1 << 16).for_each(|(a, g)| *a += g);
         }
         Ok(())

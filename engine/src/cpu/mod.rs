@@ -151,7 +151,7 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn into_host_f32(&self, t: CpuTensor) -> Result<Vec<f32>> {
+    fn take_host_f32(&self, t: CpuTensor) -> Result<Vec<f32>> {
         match t.into_storage() {
             CpuStorage::F32(v) => Ok(v),
             CpuStorage::F16(v) => Ok(v.iter().map(|x| x.to_f32()).collect()),
