@@ -103,9 +103,10 @@ pub fn run(a: Args) -> Result<()> {
     })?;
     bar.finish();
     eprintln!(
-        "[done: {} (Hugging Face folders), metrics in {}]",
+        "[done: {} (Hugging Face folders), metrics in {}, peak RSS {:.0} MB]",
         t.out.display(),
-        t.out.join("metrics.jsonl").display()
+        t.out.join("metrics.jsonl").display(),
+        super::bench::peak_rss_mib().unwrap_or(f64::NAN)
     );
     Ok(())
 }
