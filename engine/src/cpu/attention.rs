@@ -101,15 +101,17 @@ pub fn attention_backward(
                     let dp: Vec<f32> = (0..n_keys).map(|j| dot(drow, val(j))).collect();
                     let mean: f32 = p.iter().zip(&dp).map(|(a, b)| a * b).sum();
                     let dqrow = &mut dq[(i * group + hg) * head_dim..][..head_dim];
-                    for j in 0..n_keys {
-                        let ds = p[j] * (dp[j] - mean) * scale;
-                        let (dkj, dvj) = (&mut dk[j * head_dim..][..head_dim], &mut dv[j * head_dim..][..head_dim]);
-                        for d in 0..head_dim {
-                            dqrow[d] += ds * key(j)[d];
-                            dkj[d] += ds * qrow[d];
-                            dvj[d] += p[j] * drow[d];
+                    // Whole-row zips (no per-element index checks) so the AVX2 build of
+                    // `vectorized` turns these axpys into vector code.
+                    vectorized(|| {
+                        for j in 0..n_keys {
+                            let ds = p[j] * (dp[j] - mean) * scale;
+                            let (dkj, dvj) = (&mut dk[j * head_dim..][..head_dim], &mut dv[j * head_dim..][..head_dim]);
+                            dqrow.iter_mut().zip(key(j)).for_each(|(a, &k)| *a += ds * k);
+                            dkj.iter_mut().zip(qrow).for_each(|(a, &q)| *a += ds * q);
+                            dvj.iter_mut().zip(drow).for_each(|(a, &d)| *a += p[j] * d);
                         }
-                    }
+                    });
                 }
             }
             (dq, dk, dv)
