@@ -124,7 +124,7 @@ fn a_killed_rl_run_resumes_exactly() {
         "--checkpoint-every",
         "1",
     ];
-    kill_and_resume("rl-kill", &args, 3, "mean reward");
+    kill_and_resume("rl-kill", &args, 2, "mean reward");
 }
 
 #[test]
@@ -147,5 +147,5 @@ fn a_killed_ft_run_resumes_exactly() {
         "--checkpoint-every",
         "1",
     ];
-    kill_and_resume("ft-kill", &args, 3, "loss");
+    kill_and_resume("ft-kill", &args, 2, "loss");
 }
