@@ -143,8 +143,6 @@ impl Rollout {
 pub struct Collected {
     pub rollouts: Vec<Rollout>,
     pub rewards: Vec<f64>,
-    /// Texts of the responses.
-    pub texts: Vec<String>,
     entropy_sum: f64,
     /// Largest |sampler log p − teacher-forced log p| over the response tokens.
     pub logprob_gap: f64,
@@ -303,7 +301,6 @@ impl<'a, B: Backend> EmRl<'a, B> {
             }
         }
         Ok(Collected {
-            texts: gens.iter().map(|g| g.text.clone()).collect(),
             rollouts,
             rewards,
             entropy_sum,
