@@ -6,6 +6,7 @@ pub mod gguf_writer;
 pub mod model_parity;
 pub mod parity;
 pub mod tiny;
+pub mod training;
 
 use std::path::PathBuf;
 

@@ -2,8 +2,7 @@
 //! on SmolLM2-135M lower the entropy of its answers to held-out prompts.
 
 use entmin::engine::cpu::CpuBackend;
-use entmin::engine::{Backend, DType, SamplingParams};
-use entmin::models::generate::{generate_batch, GenerationParams, Sampler};
+use entmin::engine::{Backend, DType};
 use entmin::models::{Architecture, LoadedModel};
 use entmin::train::emft::EmFt;
 use entmin::train::emft::{EmFtConfig, Reduction, StepMetrics};
@@ -11,6 +10,7 @@ use entmin::train::optim::{AdamWConfig, Schedule};
 use entmin::train::{latest_model, new_optimizer, resume_optimizer, run, RunOptions};
 use entmin_tests::gguf_writer::tiny_model_gguf;
 use entmin_tests::tiny::{config, random_weights};
+use entmin_tests::training::{greedy_answer_entropy, prompts, ARITHMETIC_QUESTIONS};
 use entmin_tests::{cached_model, scratch_dir};
 
 fn emft_config(steps: u64, samples: usize, tokens: usize) -> EmFtConfig {
@@ -98,41 +98,19 @@ fn a_stopped_run_resumes_exactly() {
     assert!(err.to_string().contains("f32 weights"), "{err}");
 }
 
-/// Mean entropy (nats) of SmolLM2's greedy answers to `prompts`.
-fn answer_entropy(lm: &LoadedModel<CpuBackend>, prompts: &[Vec<u32>]) -> f64 {
-    let params = GenerationParams { max_new_tokens: 24, stop_strings: vec![] };
-    let greedy = SamplingParams { banned: lm.banned_ids.clone(), ..SamplingParams::greedy() };
-    let seeds: Vec<u64> = (0..prompts.len() as u64).collect();
-    let gens = generate_batch(&CpuBackend, lm, prompts, &params, &mut Sampler(greedy), &seeds, &mut |_| {}).unwrap();
-    let all: Vec<f32> = gens.iter().flat_map(|g| g.entropies.iter().copied()).collect();
-    all.iter().map(|&h| h as f64).sum::<f64>() / all.len() as f64
-}
-
 #[test]
 fn a_few_steps_lower_the_entropy_on_held_out_prompts() {
     let Some(path) = cached_model("smollm2-135m-instruct") else { return };
     let mut lm = entmin::models::load(&CpuBackend, &path, DType::F32).unwrap();
-    let ids = |q: &str| entmin::eval::prompt_ids(&lm, q, None).unwrap();
-    let train: Vec<Vec<u32>> = [
-        "Tom has 3 apples and buys 5 more. How many apples does he have?",
-        "A train travels 60 miles per hour for 2 hours. How far does it go?",
-        "What is 12 times 11?",
-        "Sara had 20 pencils and gave away 7. How many are left?",
-    ]
-    .iter()
-    .map(|q| ids(q))
-    .collect();
-    let held_out: Vec<Vec<u32>> = ["A box holds 6 eggs. How many eggs are in 4 boxes?", "What is 45 divided by 9?"]
-        .iter()
-        .map(|q| ids(q))
-        .collect();
-    let before = answer_entropy(&lm, &held_out);
+    let train = prompts(&lm, &ARITHMETIC_QUESTIONS);
+    let held_out = prompts(&lm, &["A box holds 6 eggs. How many eggs are in 4 boxes?", "What is 45 divided by 9?"]);
+    let before = greedy_answer_entropy(&lm, &held_out);
     let out = scratch_dir("emft-smollm2");
     let opts = RunOptions { out: out.clone(), checkpoint_every: 100, settings: serde_json::json!({}) };
     let opt = new_optimizer(&lm, optim(1e-4, 3));
     let mut ft = EmFt::new(&CpuBackend, &mut lm, opt, emft_config(3, 2, 24)).unwrap();
     run(&CpuBackend, &mut ft, &train, 3, &opts, &mut |m| eprintln!("{m:?}")).unwrap();
-    let after = answer_entropy(&lm, &held_out);
+    let after = greedy_answer_entropy(&lm, &held_out);
     eprintln!("held-out answer entropy: {before:.4} -> {after:.4} nats");
     assert!(after < 0.9 * before, "EM-FT should lower the entropy: {before:.4} -> {after:.4}");
     // The checkpoint is a Hugging Face folder entmin loads back.

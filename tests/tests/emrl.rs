@@ -3,8 +3,7 @@
 //! raises the token reward of its answers.
 
 use entmin::engine::cpu::CpuBackend;
-use entmin::engine::{Backend, DType, SamplingParams};
-use entmin::models::generate::{generate_batch, GenerationParams, Sampler};
+use entmin::engine::{Backend, DType};
 use entmin::models::train_head::HeadSpec;
 use entmin::models::{Architecture, LoadedModel};
 use entmin::train::emrl::{EmRl, EmRlConfig, EpochTotals, RlStepMetrics, Rollout};
@@ -13,6 +12,7 @@ use entmin::train::rl_objective::{KlEstimator, RewardKind, RewardReduction};
 use entmin::train::{latest_model, new_optimizer, resume_optimizer, run, RunOptions};
 use entmin_tests::gguf_writer::tiny_model_gguf;
 use entmin_tests::tiny::{config, random_weights};
+use entmin_tests::training::{self, greedy_answer_entropy, ARITHMETIC_QUESTIONS};
 use entmin_tests::{cached_model, scratch_dir};
 
 fn rl_config(kl_coef: f32, mini_batch: usize, ppo_epochs: usize) -> EmRlConfig {
@@ -176,38 +176,20 @@ fn a_stopped_run_resumes_exactly() {
     assert!(latest_model(&stopped).unwrap().unwrap().ends_with("step-000003"));
 }
 
-/// Mean token reward (−entropy, nats) of SmolLM2's greedy answers to `prompts`.
-fn greedy_reward(lm: &LoadedModel<CpuBackend>, prompts: &[Vec<u32>]) -> f64 {
-    let params = GenerationParams { max_new_tokens: 24, stop_strings: vec![] };
-    let greedy = SamplingParams { banned: lm.banned_ids.clone(), ..SamplingParams::greedy() };
-    let seeds: Vec<u64> = (0..prompts.len() as u64).collect();
-    let gens = generate_batch(&CpuBackend, lm, prompts, &params, &mut Sampler(greedy), &seeds, &mut |_| {}).unwrap();
-    let all: Vec<f32> = gens.iter().flat_map(|g| g.entropies.iter().copied()).collect();
-    -all.iter().map(|&h| h as f64).sum::<f64>() / all.len() as f64
-}
-
 #[test]
 fn a_short_run_raises_the_token_reward_on_smollm2() {
     let Some(path) = cached_model("smollm2-135m-instruct") else { return };
     let mut lm = entmin::models::load(&CpuBackend, &path, DType::F32).unwrap();
-    let ids = |q: &str| entmin::eval::prompt_ids(&lm, q, None).unwrap();
-    let prompts: Vec<Vec<u32>> = [
-        "Tom has 3 apples and buys 5 more. How many apples does he have?",
-        "A train travels 60 miles per hour for 2 hours. How far does it go?",
-        "What is 12 times 11?",
-        "Sara had 20 pencils and gave away 7. How many are left?",
-    ]
-    .iter()
-    .map(|q| ids(q))
-    .collect();
-    let before = greedy_reward(&lm, &prompts);
+    let prompts = training::prompts(&lm, &ARITHMETIC_QUESTIONS);
+    // The token reward of the greedy answers: −(mean entropy).
+    let before = -greedy_answer_entropy(&lm, &prompts);
     let out = scratch_dir("emrl-smollm2");
     let opts = RunOptions { out: out.clone(), checkpoint_every: 100, settings: serde_json::json!({}) };
     let config = EmRlConfig { max_new_tokens: 24, steps: 4, ..rl_config(0.0, 0, 1) };
     let opt = new_optimizer(&lm, optim(1e-4, 1.0));
     let mut rl = EmRl::new(&CpuBackend, &mut lm, None, opt, config).unwrap();
     run(&CpuBackend, &mut rl, &prompts, 4, &opts, &mut |m| eprintln!("{m:?}")).unwrap();
-    let after = greedy_reward(&lm, &prompts);
+    let after = -greedy_answer_entropy(&lm, &prompts);
     eprintln!("greedy-answer token reward: {before:.4} -> {after:.4}");
     assert!(after > before + 0.05, "EM-RL should raise the token reward: {before:.4} -> {after:.4}");
     std::fs::remove_dir_all(&out).unwrap(); // 1.6 GB of checkpoint

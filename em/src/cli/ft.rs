@@ -4,10 +4,9 @@
 
 use anyhow::{bail, Result};
 use entmin::engine::cpu::CpuBackend;
-use entmin::train;
 use entmin::train::emft::{EmFt, EmFtConfig, Reduction};
 
-use super::train_args::{print_above, progress, TrainArgs};
+use super::train_args::{run_with_progress, TrainArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -55,22 +54,14 @@ pub fn run(a: Args) -> Result<()> {
         t.lr,
         p.lm.model.named_parameters().iter().map(|(_, t)| t.len()).sum::<usize>()
     );
-    let bar = progress(t.steps, p.opt.step)?;
+    let done = p.opt.step;
     let mut ft = EmFt::new(&CpuBackend, &mut p.lm, p.opt, config)?;
-    train::run(&CpuBackend, &mut ft, &p.prompts, t.steps, &p.opts, &mut |m| {
-        bar.set_position(m.step);
-        bar.set_message(format!(
+    run_with_progress(&mut ft, &p.prompts, &p.opts, t.steps, done, |m| {
+        let text = format!(
             "loss {:.3}, entropy {:.3}, {:.0} tokens/response, {:.1} tok/s",
             m.loss, m.mean_entropy, m.mean_response_tokens, m.tokens_per_sec
-        ));
-        print_above(&bar, m);
+        );
+        (m.step, text)
     })?;
-    bar.finish();
-    eprintln!(
-        "[done: {} (Hugging Face folders), metrics in {}, peak RSS {:.0} MB]",
-        t.out.display(),
-        t.out.join("metrics.jsonl").display(),
-        super::bench::peak_rss_mib().unwrap_or(f64::NAN)
-    );
     Ok(())
 }

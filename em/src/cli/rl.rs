@@ -6,11 +6,10 @@
 use anyhow::Result;
 use entmin::engine::cpu::CpuBackend;
 use entmin::engine::DType;
-use entmin::train;
 use entmin::train::emrl::{EmRl, EmRlConfig};
 use entmin::train::rl_objective::{KlEstimator, RewardKind, RewardReduction};
 
-use super::train_args::{print_above, progress, TrainArgs};
+use super::train_args::{run_with_progress, TrainArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -91,22 +90,14 @@ pub fn run(a: Args) -> Result<()> {
         t.lr,
         if reference.is_some() { p.base.display().to_string() } else { "none (KL coefficient 0)".into() }
     );
-    let bar = progress(t.steps, p.opt.step / config.updates_per_step())?;
+    let done = p.opt.step / config.updates_per_step();
     let mut rl = EmRl::new(&CpuBackend, &mut p.lm, reference.as_ref(), p.opt, config)?;
-    train::run(&CpuBackend, &mut rl, &p.prompts, t.steps, &p.opts, &mut |m| {
-        bar.set_position(m.step);
-        bar.set_message(format!(
+    run_with_progress(&mut rl, &p.prompts, &p.opts, t.steps, done, |m| {
+        let text = format!(
             "reward {:.3}, entropy {:.3}, kl {:.2e}, {:.0} tokens/response",
             m.mean_reward, m.mean_entropy, m.kl, m.mean_response_tokens
-        ));
-        print_above(&bar, m);
+        );
+        (m.step, text)
     })?;
-    bar.finish();
-    eprintln!(
-        "[done: {} (Hugging Face folders), metrics in {}, peak RSS {:.0} MB]",
-        t.out.display(),
-        t.out.join("metrics.jsonl").display(),
-        super::bench::peak_rss_mib().unwrap_or(f64::NAN)
-    );
     Ok(())
 }

@@ -12,7 +12,7 @@ use entmin::engine::DType;
 use entmin::eval::prompt_ids;
 use entmin::models::LoadedModel;
 use entmin::train::optim::{AdamW, AdamWConfig, Schedule};
-use entmin::train::{latest_model, new_optimizer, resume_optimizer, RunOptions};
+use entmin::train::{self, latest_model, new_optimizer, resume_optimizer, Method, RunOptions};
 use serde_json::json;
 
 #[derive(clap::Args, Debug)]
@@ -118,21 +118,38 @@ impl TrainArgs {
     }
 }
 
-/// A step counter with an ETA.
-pub fn progress(steps: u64, done: u64) -> Result<indicatif::ProgressBar> {
+/// Run `method` until `steps` steps are done (`done` already are) with a progress bar
+/// whose message `status` gives (step, text); each step's metrics go out as one JSON
+/// line above the bar, or plainly on stderr when the bar is hidden (not a terminal), so
+/// that logs keep them.
+pub fn run_with_progress<M: Method<CpuBackend>>(
+    method: &mut M,
+    prompts: &[Vec<u32>],
+    opts: &RunOptions,
+    steps: u64,
+    done: u64,
+    status: impl Fn(&M::Metrics) -> (u64, String),
+) -> Result<()> {
     let bar = indicatif::ProgressBar::new(steps);
     bar.set_position(done);
     bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps, ETA {eta} {msg}")?);
-    Ok(bar)
-}
-
-/// A step's metrics as one JSON line above the bar, or plainly on stderr when the bar
-/// is hidden (not a terminal), so that logs keep them.
-pub fn print_above(bar: &indicatif::ProgressBar, metrics: &impl serde::Serialize) {
-    let line = serde_json::to_string(metrics).unwrap_or_default();
-    if bar.is_hidden() {
-        eprintln!("{line}");
-    } else {
-        bar.println(line);
-    }
+    train::run(&CpuBackend, method, prompts, steps, opts, &mut |m| {
+        let (step, text) = status(m);
+        bar.set_position(step);
+        bar.set_message(text);
+        let line = serde_json::to_string(m).unwrap_or_default();
+        if bar.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    })?;
+    bar.finish();
+    eprintln!(
+        "[done: {} (Hugging Face folders), metrics in {}, peak RSS {:.0} MB]",
+        opts.out.display(),
+        opts.out.join("metrics.jsonl").display(),
+        super::bench::peak_rss_mib().unwrap_or(f64::NAN)
+    );
+    Ok(())
 }
