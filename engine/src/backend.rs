@@ -125,26 +125,33 @@ pub trait Backend: Send + Sync + Sized + 'static {
 
     // --- backward ops (training). CPU only so far: the GPU backends answer with the
     // default, an error that says so. Each has a finite-difference test. ---
-    /// Gradients of [`Backend::rms_norm`] given `dy`: (dx, dweight), dweight summed over rows.
+    /// Gradients of [`Backend::rms_norm`] given `dy`: returns dx and adds dweight (summed
+    /// over rows) into `d_weight`. Weight gradients accumulate, as PyTorch's `.grad`
+    /// does: the sequences of a batch add into one set of tensors, with no per-sequence
+    /// copy of the model's gradients.
     fn rms_norm_backward(
         &self,
         x: &Tensor<Self>,
         weight: &Tensor<Self>,
         dy: &Tensor<Self>,
         eps: f32,
-    ) -> Result<(Tensor<Self>, Tensor<Self>)> {
-        let _ = (x, weight, dy, eps);
+        d_weight: &mut Tensor<Self>,
+    ) -> Result<Tensor<Self>> {
+        let _ = (x, weight, dy, eps, d_weight);
         Err(no_backward(self.name(), "rms_norm_backward"))
     }
-    /// Gradients of [`Backend::linear`] given `dy [m, n]`: (dx [m, k], dw [n, k], dbias [n]).
-    /// Training keeps f32 master weights, so `w` must be f32.
+    /// Gradients of [`Backend::linear`] given `dy [m, n]`: returns dx [m, k], adds dyᵀ·x
+    /// into `dw [n, k]` and Σ_rows dy into `d_bias [n]` when given (accumulating, as
+    /// [`Backend::rms_norm_backward`]). Training keeps f32 master weights, so `w` must be f32.
     fn linear_backward(
         &self,
         x: &Tensor<Self>,
         w: &Tensor<Self>,
         dy: &Tensor<Self>,
-    ) -> Result<(Tensor<Self>, Tensor<Self>, Tensor<Self>)> {
-        let _ = (x, w, dy);
+        dw: &mut Tensor<Self>,
+        d_bias: Option<&mut Tensor<Self>>,
+    ) -> Result<Tensor<Self>> {
+        let _ = (x, w, dy, dw, d_bias);
         Err(no_backward(self.name(), "linear_backward"))
     }
     /// The backward of [`Backend::rope`], in place on `dy`: the inverse rotation.
@@ -175,10 +182,11 @@ pub trait Backend: Send + Sync + Sized + 'static {
         let _ = (gate, up, dy);
         Err(no_backward(self.name(), "silu_mul_backward"))
     }
-    /// Gradient of [`Backend::embedding`] for a `[vocab, dim]` table: the rows of `dy`
-    /// added into the rows `ids` (repeated ids accumulate).
-    fn embedding_backward(&self, ids: &[u32], dy: &Tensor<Self>, vocab: usize) -> Result<Tensor<Self>> {
-        let _ = (ids, dy, vocab);
+    /// Gradient of [`Backend::embedding`]: the rows of `dy` added into the rows `ids` of
+    /// `d_table [vocab, dim]` (repeated ids accumulate; the other rows are not touched,
+    /// so the cost grows with the tokens, not with the vocabulary).
+    fn embedding_backward(&self, ids: &[u32], dy: &Tensor<Self>, d_table: &mut Tensor<Self>) -> Result<()> {
+        let _ = (ids, dy, d_table);
         Err(no_backward(self.name(), "embedding_backward"))
     }
     /// log p(targets[r]) of each row of `logits [rows, V]` under softmax(z·inv_t), given

@@ -7,7 +7,7 @@
 //! forward again during the backward pass (activation checkpointing: about one extra
 //! forward pass of compute for ~10× less activation memory).
 
-use entmin_engine::{AttentionShape, Backend, Tensor};
+use entmin_engine::{AttentionShape, Backend, DType, Tensor};
 
 use crate::error::{ModelError, Result};
 use crate::model::{Layer, Linear, Model};
@@ -57,9 +57,27 @@ pub struct Activations<B: Backend> {
     pub hidden: Tensor<B>,
 }
 
-/// Parameter gradients, in [`Model::named_parameters`] order.
+/// Parameter gradients, in [`Model::named_parameters`] order. The backward pass adds
+/// into them, so the sequences of a batch accumulate into one set (zero it with
+/// [`Model::zero_gradients`]).
 pub struct Gradients<B: Backend> {
     pub tensors: Vec<Tensor<B>>,
+}
+
+/// One layer's gradients: the two norms, then each projection's (weight, bias) in
+/// [`LINEAR_NAMES`] order.
+struct LayerGradients<'g, B: Backend> {
+    attn_norm: &'g mut Tensor<B>,
+    ffn_norm: &'g mut Tensor<B>,
+    linears: Vec<(&'g mut Tensor<B>, Option<&'g mut Tensor<B>>)>,
+}
+
+/// [`Gradients`] split by the part of the model each tensor belongs to; with a tied
+/// head the head's gradient is the embedding's.
+struct GradientParts<'g, B: Backend> {
+    embed: &'g mut Tensor<B>,
+    layers: Vec<LayerGradients<'g, B>>,
+    norm: &'g mut Tensor<B>,
 }
 
 fn copy<B: Backend>(b: &B, x: &Tensor<B>) -> Result<Tensor<B>> {
@@ -113,6 +131,43 @@ impl<B: Backend> Model<B> {
             out.push(head);
         }
         out
+    }
+
+    /// Zero gradients, f32, one per parameter.
+    pub fn zero_gradients(&self, b: &B) -> Result<Gradients<B>> {
+        let zeros: std::result::Result<Vec<_>, _> = self.named_parameters().iter().map(|(_, t)| b.zeros(t.shape(), DType::F32)).collect();
+        Ok(Gradients { tensors: zeros.map_err(ModelError::Engine)? })
+    }
+
+    /// The gradient the LM head's weight adds into: the embedding's when tied.
+    pub fn head_gradient<'g>(&self, grads: &'g mut Gradients<B>) -> Result<&'g mut Tensor<B>> {
+        let tied = self.lm_head.is_none();
+        let slot = if tied { grads.tensors.first_mut() } else { grads.tensors.last_mut() };
+        slot.ok_or_else(|| ModelError::Invalid("empty gradient set".into()))
+    }
+
+    fn split_gradients<'g>(&self, grads: &'g mut Gradients<B>) -> Result<GradientParts<'g, B>> {
+        let count = grads.tensors.len();
+        let mut it = grads.tensors.iter_mut();
+        let wrong = || ModelError::Invalid(format!("{count} gradients for {} parameters", self.named_parameters().len()));
+        let mut next = || it.next().ok_or_else(wrong);
+        let embed = next()?;
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let (attn_norm, ffn_norm) = (next()?, next()?);
+            let mut linears = Vec::with_capacity(LINEAR_NAMES.len());
+            for lin in layer.linears() {
+                let weight = next()?;
+                linears.push((weight, if lin.bias.is_some() { Some(next()?) } else { None }));
+            }
+            layers.push(LayerGradients { attn_norm, ffn_norm, linears });
+        }
+        let norm = next()?;
+        let head_slots = usize::from(self.lm_head.is_some());
+        if it.len() != head_slots {
+            return Err(wrong());
+        }
+        Ok(GradientParts { embed, layers, norm })
     }
 
     fn attention_shape(&self) -> AttentionShape {
@@ -169,19 +224,14 @@ impl<B: Backend> Model<B> {
         Ok(Activations { ids: ids.to_vec(), positions, inputs, layers, x_final: x, hidden })
     }
 
-    /// Gradients of every parameter given ∂loss/∂hidden and ∂loss/∂head weight. Weights
-    /// must be f32 (training keeps f32 master weights).
-    pub fn backward(
-        &self,
-        b: &B,
-        acts: &Activations<B>,
-        d_hidden: &Tensor<B>,
-        d_head: Tensor<B>,
-    ) -> Result<Gradients<B>> {
+    /// Adds the gradients of every parameter but the head's (added by the head pass,
+    /// `train_head`) into `grads`, given ∂loss/∂hidden. Weights must be f32 (training
+    /// keeps f32 master weights).
+    pub fn backward(&self, b: &B, acts: &Activations<B>, d_hidden: &Tensor<B>, grads: &mut Gradients<B>) -> Result<()> {
         let c = &self.config;
-        let (mut dx, d_norm) = b.rms_norm_backward(&acts.x_final, &self.norm, d_hidden, c.rms_eps)?;
-        let mut per_layer = Vec::with_capacity(self.layers.len());
-        for (l, layer) in self.layers.iter().enumerate().rev() {
+        let parts = self.split_gradients(grads)?;
+        let mut dx = b.rms_norm_backward(&acts.x_final, &self.norm, d_hidden, c.rms_eps, parts.norm)?;
+        for ((l, layer), g) in self.layers.iter().enumerate().zip(parts.layers).rev() {
             let recomputed;
             let a = match &acts.layers[l] {
                 Some(a) => a,
@@ -190,27 +240,14 @@ impl<B: Backend> Model<B> {
                     &recomputed
                 }
             };
-            let (d_in, grads) = self.layer_backward(b, layer, &acts.inputs[l], a, &acts.positions, &dx)?;
-            per_layer.push(grads);
-            dx = d_in;
+            dx = self.layer_backward(b, layer, &acts.inputs[l], a, &acts.positions, &dx, g)?;
         }
-        let mut d_embed = b.embedding_backward(&acts.ids, &dx, c.vocab_size)?;
-        let mut tensors = Vec::new();
-        let tied = self.lm_head.is_none();
-        if tied {
-            b.add_assign(&mut d_embed, &d_head)?;
-        }
-        tensors.push(d_embed);
-        tensors.extend(per_layer.into_iter().rev().flatten());
-        tensors.push(d_norm);
-        if !tied {
-            tensors.push(d_head);
-        }
-        Ok(Gradients { tensors })
+        b.embedding_backward(&acts.ids, &dx, parts.embed)?;
+        Ok(())
     }
 
-    /// One layer backward: (∂loss/∂input, the layer's gradients in parameter order:
-    /// the two norms, then each projection's weight and bias as in [`LINEAR_NAMES`]).
+    /// One layer backward: adds the layer's gradients into `g` and returns ∂loss/∂input.
+    #[allow(clippy::too_many_arguments)]
     fn layer_backward(
         &self,
         b: &B,
@@ -219,40 +256,31 @@ impl<B: Backend> Model<B> {
         a: &LayerActivations<B>,
         positions: &[u32],
         d_out: &Tensor<B>,
-    ) -> Result<(Tensor<B>, Vec<Tensor<B>>)> {
+        g: LayerGradients<'_, B>,
+    ) -> Result<Tensor<B>> {
         let c = &self.config;
+        let LayerGradients { attn_norm, ffn_norm, linears } = g;
+        let Ok::<[_; 7], _>([gq, gk, gv, go, g_gate, g_up, g_down]) = linears.try_into() else {
+            return Err(ModelError::Invalid("a layer has seven projections".into()));
+        };
+        let back = |x: &Tensor<B>, lin: &Linear<B>, dy: &Tensor<B>, (dw, db): (&mut Tensor<B>, Option<&mut Tensor<B>>)| {
+            b.linear_backward(x, &lin.weight, dy, dw, db)
+        };
         // x_out = x_mid + down(mlp): the residual passes d_out straight to x_mid.
-        let (d_mlp, d_down, _) = b.linear_backward(&a.mlp, &layer.down.weight, d_out)?;
+        let d_mlp = back(&a.mlp, &layer.down, d_out, g_down)?;
         let (d_gate_out, d_up_out) = b.silu_mul_backward(&a.gate, &a.up, &d_mlp)?;
-        let (dh_gate, d_gate, _) = b.linear_backward(&a.h_ffn, &layer.gate.weight, &d_gate_out)?;
-        let (dh_up, d_up, _) = b.linear_backward(&a.h_ffn, &layer.up.weight, &d_up_out)?;
-        let dh_ffn = sum(b, dh_gate, &dh_up)?;
-        let (dx_norm, d_ffn_norm) = b.rms_norm_backward(&a.x_mid, &layer.ffn_norm, &dh_ffn, c.rms_eps)?;
+        let dh_ffn = sum(b, back(&a.h_ffn, &layer.gate, &d_gate_out, g_gate)?, &back(&a.h_ffn, &layer.up, &d_up_out, g_up)?)?;
+        let dx_norm = b.rms_norm_backward(&a.x_mid, &layer.ffn_norm, &dh_ffn, c.rms_eps, ffn_norm)?;
         let d_mid = sum(b, dx_norm, d_out)?;
         // x_mid = x_in + o(attn).
-        let (d_attn, d_o, _) = b.linear_backward(&a.attn, &layer.o.weight, &d_mid)?;
+        let d_attn = back(&a.attn, &layer.o, &d_mid, go)?;
         let (mut dq, mut dk, dv) = b.attention_backward(&a.q, &a.k, &a.v, &d_attn, self.attention_shape())?;
         b.rope_backward(&mut dq, c.head_dim, positions, c.rope_theta)?;
         b.rope_backward(&mut dk, c.head_dim, positions, c.rope_theta)?;
-        let mut qkv = Vec::new();
-        let mut dh_attn: Option<Tensor<B>> = None;
-        for (lin, d) in [(&layer.q, &dq), (&layer.k, &dk), (&layer.v, &dv)] {
-            let (dh, dw, db) = b.linear_backward(&a.h_attn, &lin.weight, d)?;
-            dh_attn = Some(match dh_attn {
-                Some(acc) => sum(b, acc, &dh)?,
-                None => dh,
-            });
-            qkv.push(dw);
-            if lin.bias.is_some() {
-                qkv.push(db);
-            }
-        }
-        let dh_attn = dh_attn.expect("three projections");
-        let (dx_attn_norm, d_attn_norm) = b.rms_norm_backward(x_in, &layer.attn_norm, &dh_attn, c.rms_eps)?;
-        let d_in = sum(b, dx_attn_norm, &d_mid)?;
-        let mut ordered = vec![d_attn_norm, d_ffn_norm];
-        ordered.extend(qkv);
-        ordered.extend([d_o, d_gate, d_up, d_down]);
-        Ok((d_in, ordered))
+        let mut dh_attn = back(&a.h_attn, &layer.q, &dq, gq)?;
+        b.add_assign(&mut dh_attn, &back(&a.h_attn, &layer.k, &dk, gk)?)?;
+        b.add_assign(&mut dh_attn, &back(&a.h_attn, &layer.v, &dv, gv)?)?;
+        let dx_attn_norm = b.rms_norm_backward(x_in, &layer.attn_norm, &dh_attn, c.rms_eps, attn_norm)?;
+        sum(b, dx_attn_norm, &d_mid)
     }
 }

@@ -36,12 +36,6 @@ pub struct TokenStats {
     pub entropy: Vec<f32>,
 }
 
-/// ∂loss/∂hidden `[tokens, hidden]` and ∂loss/∂W_head `[vocab, hidden]`.
-pub struct HeadGradients<B: Backend> {
-    pub d_hidden: Tensor<B>,
-    pub d_head: Tensor<B>,
-}
-
 /// The objective's upstream gradients for the positions `start..start + n`, given their
 /// log-probabilities and entropies: (∂loss/∂log p, ∂loss/∂H), n values each.
 pub type Upstream<'a> = dyn FnMut(usize, &[f32], &[f32]) -> Result<(Vec<f32>, Vec<f32>)> + 'a;
@@ -53,8 +47,6 @@ pub struct HeadOutput<B: Backend> {
     pub entropies: Vec<f32>,
     /// ∂loss/∂hidden, `[tokens, hidden]`.
     pub d_hidden: Tensor<B>,
-    /// ∂loss/∂head weight, `[vocab, hidden]`.
-    pub d_head: Tensor<B>,
 }
 
 impl<B: Backend> Model<B> {
@@ -64,20 +56,23 @@ impl<B: Backend> Model<B> {
         Ok(self.head_pass(b, acts, spec, None)?.0)
     }
 
-    /// The head's forward and backward for an objective given by `upstream`.
+    /// The head's forward and backward for an objective given by `upstream`: adds
+    /// ∂loss/∂W_head `[vocab, hidden]` into `d_head` ([`Model::head_gradient`]) and
+    /// returns the statistics and ∂loss/∂hidden `[tokens, hidden]`.
     pub fn head_backward(
         &self,
         b: &B,
         acts: &Activations<B>,
         spec: HeadSpec<'_>,
         upstream: &mut Upstream<'_>,
-    ) -> Result<(TokenStats, HeadGradients<B>)> {
-        let (stats, grads) = self.head_pass(b, acts, spec, Some(upstream))?;
-        Ok((stats, grads.expect("gradients were asked for")))
+        d_head: &mut Tensor<B>,
+    ) -> Result<(TokenStats, Tensor<B>)> {
+        let (stats, d_hidden) = self.head_pass(b, acts, spec, Some((upstream, d_head)))?;
+        Ok((stats, d_hidden.expect("gradients were asked for")))
     }
 
     /// Σ_p w_p·H(softmax(logits_p)) over the positions with w_p ≠ 0 and its gradients
-    /// (EM-FT), at temperature 1.
+    /// (EM-FT), at temperature 1; ∂loss/∂W_head is added into `d_head`.
     pub fn entropy_head(
         &self,
         b: &B,
@@ -85,6 +80,7 @@ impl<B: Backend> Model<B> {
         weights: &[f32],
         banned: &[u32],
         chunk: usize,
+        d_head: &mut Tensor<B>,
     ) -> Result<HeadOutput<B>> {
         let active: Vec<bool> = weights.iter().map(|&w| w != 0.0).collect();
         if weights.len() != acts.ids.len() {
@@ -96,12 +92,13 @@ impl<B: Backend> Model<B> {
         }
         let spec = HeadSpec { active: &active, inv_temperature: 1.0, banned, chunk };
         let mut loss = 0f64;
-        let (stats, grads) = self.head_backward(b, acts, spec, &mut |start, _, entropy| {
+        let mut upstream = |start: usize, _: &[f32], entropy: &[f32]| {
             let w = &weights[start..start + entropy.len()];
             loss += w.iter().zip(entropy).map(|(&w, &h)| w as f64 * h as f64).sum::<f64>();
             Ok((vec![0.0; w.len()], w.to_vec()))
-        })?;
-        Ok(HeadOutput { loss, entropies: stats.entropy, d_hidden: grads.d_hidden, d_head: grads.d_head })
+        };
+        let (stats, d_hidden) = self.head_backward(b, acts, spec, &mut upstream, d_head)?;
+        Ok(HeadOutput { loss, entropies: stats.entropy, d_hidden })
     }
 
     fn head_pass(
@@ -109,8 +106,8 @@ impl<B: Backend> Model<B> {
         b: &B,
         acts: &Activations<B>,
         spec: HeadSpec<'_>,
-        mut upstream: Option<&mut Upstream<'_>>,
-    ) -> Result<(TokenStats, Option<HeadGradients<B>>)> {
+        mut grad: Option<(&mut Upstream<'_>, &mut Tensor<B>)>,
+    ) -> Result<(TokenStats, Option<Tensor<B>>)> {
         let (tokens, hidden) = (acts.ids.len(), self.config.hidden_size);
         if spec.active.len() != tokens || spec.chunk == 0 {
             return Err(ModelError::Invalid(format!(
@@ -122,16 +119,12 @@ impl<B: Backend> Model<B> {
         let head = self.head();
         let targets: Vec<u32> = (0..tokens).map(|p| acts.ids.get(p + 1).copied().unwrap_or(0)).collect();
         let mut stats = TokenStats { logp: vec![0.0; tokens], entropy: vec![0.0; tokens] };
-        let mut d_head = match upstream {
-            Some(_) => Some(b.zeros(head.shape(), DType::F32)?),
-            None => None,
-        };
         let mut d_rows = Vec::new();
         for start in (0..tokens).step_by(spec.chunk) {
             let end = (start + spec.chunk).min(tokens);
             let active = &spec.active[start..end];
             if !active.iter().any(|&a| a) {
-                if upstream.is_some() {
+                if grad.is_some() {
                     d_rows.push(b.zeros(&[end - start, hidden], DType::F32)?);
                 }
                 continue;
@@ -152,7 +145,7 @@ impl<B: Backend> Model<B> {
                 stats.entropy[start + i] = ent_host[i];
                 stats.logp[start + i] = logp_host[i];
             }
-            let Some(upstream) = upstream.as_mut() else { continue };
+            let Some((upstream, d_head)) = grad.as_mut() else { continue };
             let (mut d_logp, mut d_ent) = upstream(start, &stats.logp[start..end], &stats.entropy[start..end])?;
             if d_logp.len() != end - start || d_ent.len() != end - start {
                 return Err(ModelError::Invalid(format!(
@@ -172,16 +165,12 @@ impl<B: Backend> Model<B> {
             let d_logits =
                 b.policy_grad(&logits, &lse, &ent, &targets[start..end], &d_logp, &d_ent, spec.inv_temperature)?;
             drop(logits);
-            let (dh, dw, _) = b.linear_backward(&h, head, &d_logits)?;
-            b.add_assign(d_head.as_mut().expect("allocated with upstream"), &dw)?;
-            d_rows.push(dh);
+            d_rows.push(b.linear_backward(&h, head, &d_logits, d_head, None)?);
         }
-        let grads = match d_head {
-            Some(d_head) => {
-                Some(HeadGradients { d_hidden: b.concat_rows(&d_rows.iter().collect::<Vec<_>>())?, d_head })
-            }
+        let d_hidden = match grad {
+            Some(_) => Some(b.concat_rows(&d_rows.iter().collect::<Vec<_>>())?),
             None => None,
         };
-        Ok((stats, grads))
+        Ok((stats, d_hidden))
     }
 }

@@ -32,25 +32,36 @@ fn finite_differences(x: &[f32], dy: &[f32], h: f32, f: impl Fn(&[f32]) -> Vec<f
 const H: f32 = 1e-2;
 const TOL: f64 = 2e-3;
 
+/// `start` plus the gradient: weight gradients accumulate into what they are given.
+fn plus(start: &[f32], grad: &[f64]) -> Vec<f64> {
+    start.iter().zip(grad).map(|(&s, &g)| s as f64 + g).collect()
+}
+
 pub fn rms_norm_backward<B: Backend>(b: &B) {
     let mut rng = Rng::new(31);
     for (rows, dim) in [(1, 1), (3, 7), (2, 64)] {
         let x = random_vec(&mut rng, rows * dim, 2.0);
         let w = random_vec(&mut rng, dim, 1.5);
         let dy = random_vec(&mut rng, rows * dim, 1.0);
-        let (dx, dw) = b
+        let dw_start = random_vec(&mut rng, dim, 1.0);
+        let mut dw = upload(b, &dw_start, &[dim]);
+        let dx = b
             .rms_norm_backward(
                 &upload(b, &x, &[rows, dim]),
                 &upload(b, &w, &[dim]),
                 &upload(b, &dy, &[rows, dim]),
                 1e-5,
+                &mut dw,
             )
             .unwrap();
         let want_dx = finite_differences(&x, &dy, H, |x| reference::rms_norm(x, dim, &w, 1e-5));
         let want_dw = finite_differences(&w, &dy, H, |w| reference::rms_norm(&x, dim, w, 1e-5));
         assert_close("rms_norm dx", &host(b, &dx), &want_dx, TOL);
-        assert_close("rms_norm dweight", &host(b, &dw), &want_dw, TOL);
+        assert_close("rms_norm dweight (accumulated)", &host(b, &dw), &plus(&dw_start, &want_dw), TOL);
     }
+    let (x, w) = (upload(b, &[1.0; 6], &[2, 3]), upload(b, &[1.0; 3], &[3]));
+    let mut wrong = upload(b, &[0.0; 4], &[4]);
+    assert!(b.rms_norm_backward(&x, &w, &x, 1e-5, &mut wrong).is_err(), "dweight of the wrong size");
 }
 
 pub fn linear_backward<B: Backend>(b: &B) {
@@ -60,17 +71,32 @@ pub fn linear_backward<B: Backend>(b: &B) {
         let w = random_vec(&mut rng, n * k, 1.0);
         let bias = random_vec(&mut rng, n, 1.0);
         let dy = random_vec(&mut rng, m * n, 1.0);
-        let (dx, dw, db) =
-            b.linear_backward(&upload(b, &x, &[m, k]), &upload(b, &w, &[n, k]), &upload(b, &dy, &[m, n])).unwrap();
+        let (dw_start, db_start) = (random_vec(&mut rng, n * k, 1.0), random_vec(&mut rng, n, 1.0));
+        let (mut dw, mut db) = (upload(b, &dw_start, &[n, k]), upload(b, &db_start, &[n]));
+        let (xt, wt, dyt) = (upload(b, &x, &[m, k]), upload(b, &w, &[n, k]), upload(b, &dy, &[m, n]));
+        let dx = b.linear_backward(&xt, &wt, &dyt, &mut dw, Some(&mut db)).unwrap();
         let f = |x: &[f32], w: &[f32], bias: &[f32]| reference::linear(x, w, Some(bias), m, n, k);
+        let (want_dw, want_db) =
+            (finite_differences(&w, &dy, H, |w| f(&x, w, &bias)), finite_differences(&bias, &dy, H, |c| f(&x, &w, c)));
         assert_close("linear dx", &host(b, &dx), &finite_differences(&x, &dy, H, |x| f(x, &w, &bias)), TOL);
-        assert_close("linear dw", &host(b, &dw), &finite_differences(&w, &dy, H, |w| f(&x, w, &bias)), TOL);
-        assert_close("linear dbias", &host(b, &db), &finite_differences(&bias, &dy, H, |c| f(&x, &w, c)), TOL);
+        assert_close("linear dw (accumulated)", &host(b, &dw), &plus(&dw_start, &want_dw), TOL);
+        assert_close("linear dbias (accumulated)", &host(b, &db), &plus(&db_start, &want_db), TOL);
+        // Without a bias gradient only dw accumulates, again.
+        b.linear_backward(&xt, &wt, &dyt, &mut dw, None).unwrap();
+        let twice: Vec<f64> = want_dw.iter().map(|g| 2.0 * g).collect();
+        assert_close("linear dw (accumulated twice)", &host(b, &dw), &plus(&dw_start, &twice), TOL);
     }
     let x = upload(b, &[1.0; 6], &[2, 3]);
     let w16 = b.upload_as(&[1.0; 12], &[4, 3], DType::BF16).unwrap();
-    assert!(b.linear_backward(&x, &w16, &upload(b, &[1.0; 8], &[2, 4])).is_err(), "16-bit weights are not trained");
-    assert!(b.linear_backward(&x, &upload(b, &[1.0; 12], &[4, 3]), &upload(b, &[1.0; 6], &[2, 3])).is_err());
+    let mut dw = upload(b, &[0.0; 12], &[4, 3]);
+    let dy = upload(b, &[1.0; 8], &[2, 4]);
+    assert!(b.linear_backward(&x, &w16, &dy, &mut dw, None).is_err(), "16-bit weights are not trained");
+    let w = upload(b, &[1.0; 12], &[4, 3]);
+    assert!(b.linear_backward(&x, &w, &upload(b, &[1.0; 6], &[2, 3]), &mut dw, None).is_err(), "dy of the wrong shape");
+    let mut dw_t = upload(b, &[0.0; 12], &[3, 4]);
+    assert!(b.linear_backward(&x, &w, &dy, &mut dw_t, None).is_err(), "dw transposed");
+    let mut db = upload(b, &[0.0; 3], &[3]);
+    assert!(b.linear_backward(&x, &w, &dy, &mut dw, Some(&mut db)).is_err(), "dbias of the wrong size");
 }
 
 pub fn rope_backward<B: Backend>(b: &B) {
@@ -145,10 +171,15 @@ pub fn embedding_backward<B: Backend>(b: &B) {
     let gather = |t: &[f32]| -> Vec<f64> {
         ids.iter().flat_map(|&i| t[i as usize * dim..][..dim].iter().map(|&x| x as f64)).collect()
     };
-    let got = b.embedding_backward(&ids, &upload(b, &dy, &[ids.len(), dim]), vocab).unwrap();
-    assert_eq!(got.shape(), &[vocab, dim]);
-    assert_close("embedding dtable", &host(b, &got), &finite_differences(&table, &dy, H, gather), TOL);
-    assert!(b.embedding_backward(&[11], &upload(b, &dy[..dim], &[1, dim]), vocab).is_err(), "id past the table");
+    let start = random_vec(&mut rng, vocab * dim, 1.0);
+    let mut got = upload(b, &start, &[vocab, dim]);
+    b.embedding_backward(&ids, &upload(b, &dy, &[ids.len(), dim]), &mut got).unwrap();
+    let want = plus(&start, &finite_differences(&table, &dy, H, gather));
+    assert_close("embedding dtable (accumulated)", &host(b, &got), &want, TOL);
+    let one_row = upload(b, &dy[..dim], &[1, dim]);
+    assert!(b.embedding_backward(&[11], &one_row, &mut got).is_err(), "id past the table");
+    let mut narrow = upload(b, &start[..vocab * (dim - 1)], &[vocab, dim - 1]);
+    assert!(b.embedding_backward(&[1], &one_row, &mut narrow).is_err(), "table of another width");
 }
 
 /// `token_logprobs` and `policy_grad` (the policy-gradient head of EM-RL): log-probs

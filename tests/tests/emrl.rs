@@ -77,27 +77,21 @@ fn objective(lm: &LoadedModel<CpuBackend>, rollouts: &[Rollout]) -> f64 {
         .sum()
 }
 
-/// ∇J, through the model's backward pass with ∂J/∂log p = A_i at response positions.
+/// ∇J, through the model's backward pass with ∂J/∂log p = A_i at response positions,
+/// the rollouts accumulating into one set of gradients.
 fn objective_gradient(lm: &LoadedModel<CpuBackend>, rollouts: &[Rollout]) -> Vec<Vec<f32>> {
-    let mut total: Option<Vec<Vec<f32>>> = None;
+    let mut grads = lm.model.zero_gradients(&CpuBackend).unwrap();
     for r in rollouts {
         let active = r.active();
         let acts = lm.model.forward_train(&CpuBackend, &r.ids, false).unwrap();
         let spec = HeadSpec { active: &active, inv_temperature: 1.0, banned: &lm.banned_ids, chunk: 3 };
-        let (_, head) = lm
-            .model
-            .head_backward(&CpuBackend, &acts, spec, &mut |_, logp, _| {
-                Ok((vec![r.advantage as f32; logp.len()], vec![0.0; logp.len()]))
-            })
-            .unwrap();
-        let g = lm.model.backward(&CpuBackend, &acts, &head.d_hidden, head.d_head).unwrap();
-        let g: Vec<Vec<f32>> = g.tensors.iter().map(|t| CpuBackend.to_host_f32(t).unwrap()).collect();
-        total = Some(match total {
-            None => g,
-            Some(t) => t.iter().zip(&g).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x + y).collect()).collect(),
-        });
+        let d_head = lm.model.head_gradient(&mut grads).unwrap();
+        let mut upstream =
+            |_: usize, logp: &[f32], _: &[f32]| Ok((vec![r.advantage as f32; logp.len()], vec![0.0; logp.len()]));
+        let (_, d_hidden) = lm.model.head_backward(&CpuBackend, &acts, spec, &mut upstream, d_head).unwrap();
+        lm.model.backward(&CpuBackend, &acts, &d_hidden, &mut grads).unwrap();
     }
-    total.unwrap()
+    grads.tensors.iter().map(|t| CpuBackend.to_host_f32(t).unwrap()).collect()
 }
 
 /// With the PPO ratio at 1, one update is plain policy gradient on J / tokens: J must

@@ -156,12 +156,13 @@ impl<B: Backend> EmFt<'_, B> {
     /// time), gradients summed, AdamW on the f32 masters, the model's weights replaced.
     pub fn update(&mut self, backend: &B, batch: &[(Vec<u32>, Vec<f32>)]) -> Result<Update> {
         let c = &self.config;
-        let mut grads = self.t.zero_grads();
+        let mut grads = self.t.zero_grads(backend)?;
         let (mut loss, mut entropy_sum, mut positions) = (0f64, 0f64, 0usize);
         let lm = &*self.t.lm;
         for (ids, weights) in batch {
             let acts = lm.model.forward_train(backend, ids, c.recompute)?;
-            let head = lm.model.entropy_head(backend, &acts, weights, &lm.banned_ids, c.head_chunk)?;
+            let d_head = lm.model.head_gradient(&mut grads)?;
+            let head = lm.model.entropy_head(backend, &acts, weights, &lm.banned_ids, c.head_chunk, d_head)?;
             for (h, w) in head.entropies.iter().zip(weights) {
                 if *w != 0.0 {
                     entropy_sum += *h as f64;
@@ -169,10 +170,9 @@ impl<B: Backend> EmFt<'_, B> {
                 }
             }
             loss += head.loss;
-            let gr = lm.model.backward(backend, &acts, &head.d_hidden, head.d_head)?;
-            Trainable::accumulate(backend, &mut grads, gr)?;
+            lm.model.backward(backend, &acts, &head.d_hidden, &mut grads)?;
         }
-        let report = self.t.apply(backend, &grads)?;
+        let report = self.t.apply(backend, grads)?;
         Ok(Update { loss, mean_entropy: entropy_sum / positions.max(1) as f64, report })
     }
 }

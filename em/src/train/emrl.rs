@@ -323,7 +323,7 @@ impl<'a, B: Backend> EmRl<'a, B> {
         let c = self.config.clone();
         let tokens: usize = mini.iter().map(Rollout::response_tokens).sum();
         let scale = 1.0 / tokens.max(1) as f64;
-        let mut grads = self.t.zero_grads();
+        let mut grads = self.t.zero_grads(backend)?;
         let lm = &*self.t.lm;
         for r in mini {
             let active = r.active();
@@ -350,11 +350,11 @@ impl<'a, B: Backend> EmRl<'a, B> {
                 let d_entropy = vec![(-(c.entropy_bonus as f64) * scale) as f32; logp.len()];
                 Ok((d_logp, d_entropy))
             };
-            let (_, head) =
-                lm.model.head_backward(backend, &acts, self.spec(&active, &lm.banned_ids), &mut upstream)?;
-            let gr = lm.model.backward(backend, &acts, &head.d_hidden, head.d_head)?;
-            Trainable::accumulate(backend, &mut grads, gr)?;
+            let spec = self.spec(&active, &lm.banned_ids);
+            let d_head = lm.model.head_gradient(&mut grads)?;
+            let (_, d_hidden) = lm.model.head_backward(backend, &acts, spec, &mut upstream, d_head)?;
+            lm.model.backward(backend, &acts, &d_hidden, &mut grads)?;
         }
-        self.t.apply(backend, &grads)
+        self.t.apply(backend, grads)
     }
 }

@@ -95,7 +95,7 @@ impl AdamW {
     /// One update of `params` (in host memory) with `grads`; `decay[i]` says whether
     /// parameter i takes weight decay. A non-finite gradient norm is an error and
     /// leaves everything untouched.
-    pub fn step(&mut self, params: &mut [&mut [f32]], grads: &[Vec<f32>], decay: &[bool]) -> Result<StepReport> {
+    pub fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], decay: &[bool]) -> Result<StepReport> {
         if params.len() != self.m.len() || grads.len() != params.len() || decay.len() != params.len() {
             bail!(
                 "optimiser holds {} parameters, got {} / {} / {}",
@@ -167,14 +167,14 @@ mod tests {
     fn matches_hand_computed_steps() {
         let mut opt = AdamW::new(config(), &[2]);
         let mut p = [1.0f32, -2.0];
-        let g1 = vec![vec![0.5f32, -0.25]];
+        let g1: [&[f32]; 1] = [&[0.5, -0.25]];
         opt.step(&mut [&mut p[..]], &g1, &[true]).unwrap();
         // Step 1: m̂ = g, v̂ = g², update = lr·g/|g| = ±0.1; decay 0.1·0.01·w.
         let want1 = [1.0 - 0.001 * 1.0 - 0.1, -2.0 + 0.001 * 2.0 + 0.1];
         for (a, b) in p.iter().zip(want1) {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         }
-        let g2 = vec![vec![-0.5f32, 0.0]];
+        let g2: [&[f32]; 1] = [&[-0.5, 0.0]];
         opt.step(&mut [&mut p[..]], &g2, &[true]).unwrap();
         let (b1, b2) = (0.9f64, 0.999f64);
         let want2: Vec<f64> = (0..2)
@@ -199,9 +199,9 @@ mod tests {
         c.weight_decay = 0.0;
         let mut opt = AdamW::new(c, &[1]);
         let mut p = [0.0f32];
-        let r = opt.step(&mut [&mut p[..]], &[vec![30.0]], &[false]).unwrap();
+        let r = opt.step(&mut [&mut p[..]], &[&[30.0]], &[false]).unwrap();
         assert_eq!(r.grad_norm, 30.0);
-        assert!(opt.step(&mut [&mut p[..]], &[vec![f32::NAN]], &[false]).is_err());
+        assert!(opt.step(&mut [&mut p[..]], &[&[f32::NAN]], &[false]).is_err());
         assert_eq!(opt.step, 1, "a refused step does not count");
         c.warmup_steps = 2;
         c.schedule = Schedule::Cosine;

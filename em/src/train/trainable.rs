@@ -7,7 +7,6 @@ use crate::engine::Backend;
 use crate::models::train::Gradients;
 use crate::models::LoadedModel;
 use anyhow::{bail, Result};
-use rayon::prelude::*;
 
 use super::optim::{AdamW, StepReport};
 
@@ -32,22 +31,13 @@ impl<'a, B: Backend> Trainable<'a, B> {
         Ok(Trainable { lm, opt, decay })
     }
 
-    /// Zeroed gradient accumulators, one per parameter.
-    pub fn zero_grads(&self) -> Vec<Vec<f32>> {
-        self.opt.m.iter().map(|m| vec![0.0; m.len()]).collect()
-    }
-
-    /// Add one sequence's gradients into the accumulators.
-    pub fn accumulate(backend: &B, acc: &mut [Vec<f32>], grads: Gradients<B>) -> Result<()> {
-        for (acc, t) in acc.iter_mut().zip(grads.tensors) {
-            let g = backend.take_host_f32(t)?;
-            acc.par_iter_mut().zip(g.par_iter()).with_min_len(1 << 16).for_each(|(a, g)| *a += g);
-        }
-        Ok(())
+    /// Zero gradients for one update; each sequence's backward adds into them.
+    pub fn zero_grads(&self, backend: &B) -> Result<Gradients<B>> {
+        Ok(self.lm.model.zero_gradients(backend)?)
     }
 
     /// One optimiser update of the model's weights with `grads`.
-    pub fn apply(&mut self, backend: &B, grads: &[Vec<f32>]) -> Result<StepReport> {
+    pub fn apply(&mut self, backend: &B, mut grads: Gradients<B>) -> Result<StepReport> {
         let mut params: Vec<&mut [f32]> = self
             .lm
             .model
@@ -55,6 +45,11 @@ impl<'a, B: Backend> Trainable<'a, B> {
             .into_iter()
             .map(|t| backend.host_f32_mut(t).expect("host f32 weights, checked in new"))
             .collect();
-        self.opt.step(&mut params, grads, &self.decay)
+        let grads: Vec<&[f32]> = grads
+            .tensors
+            .iter_mut()
+            .map(|t| &*backend.host_f32_mut(t).expect("gradients are f32 host tensors like the weights"))
+            .collect();
+        self.opt.step(&mut params, &grads, &self.decay)
     }
 }

@@ -60,21 +60,23 @@ pub fn add_assign(x: &mut CpuTensor, y: &CpuTensor) -> Result<()> {
     Ok(())
 }
 
-/// Rows of `dy` added into a zero `[vocab, dim]` table at `ids` (repeats accumulate).
-pub fn embedding_backward(ids: &[u32], dy: &CpuTensor, vocab: usize) -> Result<CpuTensor> {
-    let (n, dim) = dims2("embedding_backward", dy)?;
-    if n != ids.len() {
-        return Err(EngineError::shape("embedding_backward", format!("{} ids for {n} rows of dy", ids.len())));
+/// Rows of `dy` added into the rows `ids` of `d_table [vocab, dim]` (repeats accumulate).
+pub fn embedding_backward(ids: &[u32], dy: &CpuTensor, d_table: &mut CpuTensor) -> Result<()> {
+    const OP: &str = "embedding_backward";
+    let (n, dim) = dims2(OP, dy)?;
+    let (vocab, table_dim) = dims2(OP, d_table)?;
+    if n != ids.len() || table_dim != dim {
+        return Err(EngineError::shape(OP, format!("{} ids, dy {:?}, table {:?}", ids.len(), dy.shape(), d_table.shape())));
     }
     if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
-        return Err(EngineError::invalid("embedding_backward", format!("token id {bad} ≥ vocabulary size {vocab}")));
+        return Err(EngineError::invalid(OP, format!("token id {bad} ≥ vocabulary size {vocab}")));
     }
-    let dys = f32_data("embedding_backward", dy)?;
-    let mut table = vec![0f32; vocab * dim];
+    let dys = f32_data(OP, dy)?;
+    let table = f32_data_mut(OP, d_table)?;
     for (row, &id) in dys.chunks(dim.max(1)).zip(ids) {
         table[id as usize * dim..][..dim].iter_mut().zip(row).for_each(|(t, d)| *t += d);
     }
-    Ok(output(table, &[vocab, dim]))
+    Ok(())
 }
 
 /// out = silu(g)·u with silu(g) = g·σ(g): dgate = dy·u·σ(g)·(1 + g·(1 − σ(g))), dup = dy·silu(g).

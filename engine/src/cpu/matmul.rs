@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use super::simd::{dot, vectorized, Element};
-use super::{f32_data, output, CpuStorage, CpuTensor};
+use super::{f32_data, f32_data_mut, output, CpuStorage, CpuTensor};
 use crate::{Backend, Result};
 
 /// At or below this many input rows the GEMV path wins: gemm packs the whole weight
@@ -119,39 +119,53 @@ fn gemv<W: Element>(x: &[f32], w: &[W], out: &mut [f32], m: usize, n: usize, k: 
 /// out[:, col0..col0+cols] = x · w_panelᵀ, where w_panel holds rows col0.. of w.
 #[allow(clippy::too_many_arguments)]
 fn gemm_f32(x: &[f32], w_panel: &[f32], out: &mut [f32], m: usize, n: usize, k: usize, col0: usize, cols: usize) {
-    strided_gemm((m, cols, k), (&mut out[col0..], n, 1), (x, k, 1), (w_panel, 1, k));
+    strided_gemm((m, cols, k), (&mut out[col0..], n, 1), (x, k, 1), (w_panel, 1, k), false);
 }
 
-/// dx = dy · w, dw = dyᵀ · x, dbias = Σ_rows dy, each one `gemm` call (strided views,
-/// no transposed copies); w must be f32 (training's master weights).
-pub fn linear_backward(x: &CpuTensor, w: &CpuTensor, dy: &CpuTensor) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
+/// dx = dy · w, dw += dyᵀ · x, dbias += Σ_rows dy, each one `gemm` call (strided
+/// views, no transposed copies; dw accumulates inside the GEMM); w must be f32
+/// (training's master weights).
+pub fn linear_backward(
+    x: &CpuTensor,
+    w: &CpuTensor,
+    dy: &CpuTensor,
+    dw: &mut CpuTensor,
+    d_bias: Option<&mut CpuTensor>,
+) -> Result<CpuTensor> {
+    const OP: &str = "linear_backward";
     let (m, k, n) = crate::checks::linear(x.shape(), w.shape(), None)?;
-    if dy.shape() != [m, n] {
-        return Err(crate::EngineError::shape("linear_backward", format!("dy {:?} for y [{m}, {n}]", dy.shape())));
+    let bias_shape = d_bias.as_ref().map(|b| b.shape().to_vec());
+    if dy.shape() != [m, n] || dw.shape() != [n, k] || bias_shape.as_ref().is_some_and(|s| s != &[n]) {
+        return Err(crate::EngineError::shape(
+            OP,
+            format!("dy {:?}, dw {:?}, dbias {bias_shape:?} for y [{m}, {n}] and w [{n}, {k}]", dy.shape(), dw.shape()),
+        ));
     }
-    let (xs, ws, dys) =
-        (f32_data("linear_backward", x)?, f32_data("linear_backward", w)?, f32_data("linear_backward", dy)?);
+    let (xs, ws, dys) = (f32_data(OP, x)?, f32_data(OP, w)?, f32_data(OP, dy)?);
+    let dws = f32_data_mut(OP, dw)?;
     let mut dx = vec![0f32; m * k];
-    let mut dw = vec![0f32; n * k];
     if m > 0 && n > 0 && k > 0 {
         // (rows, cols) strides of each operand: element (r, c) sits at r·rs + c·cs.
-        strided_gemm((m, k, n), (&mut dx, k, 1), (dys, n, 1), (ws, k, 1));
-        strided_gemm((n, k, m), (&mut dw, k, 1), (dys, 1, n), (xs, k, 1));
+        strided_gemm((m, k, n), (&mut dx, k, 1), (dys, n, 1), (ws, k, 1), false);
+        strided_gemm((n, k, m), (dws, k, 1), (dys, 1, n), (xs, k, 1), true);
     }
-    let mut db = vec![0f32; n];
-    for row in dys.chunks(n.max(1)) {
-        db.iter_mut().zip(row).for_each(|(b, d)| *b += d);
+    if let Some(d_bias) = d_bias {
+        let db = f32_data_mut(OP, d_bias)?;
+        for row in dys.chunks(n.max(1)) {
+            db.iter_mut().zip(row).for_each(|(b, d)| *b += d);
+        }
     }
-    Ok((output(dx, &[m, k]), output(dw, &[n, k]), output(db, &[n])))
+    Ok(output(dx, &[m, k]))
 }
 
-/// dst [rows, cols] = lhs [rows, inner] · rhs [inner, cols], each given as (data, row
-/// stride, column stride).
+/// dst [rows, cols] = lhs [rows, inner] · rhs [inner, cols] (`+=` with `accumulate`),
+/// each given as (data, row stride, column stride).
 fn strided_gemm(
     (rows, cols, inner): (usize, usize, usize),
     dst: (&mut [f32], usize, usize),
     lhs: (&[f32], usize, usize),
     rhs: (&[f32], usize, usize),
+    accumulate: bool,
 ) {
     let threads = rayon::current_num_threads();
     let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
@@ -164,14 +178,14 @@ fn strided_gemm(
             dst.0.as_mut_ptr(),
             dst.2 as isize,
             dst.1 as isize,
-            false,
+            accumulate,
             lhs.0.as_ptr(),
             lhs.2 as isize,
             lhs.1 as isize,
             rhs.0.as_ptr(),
             rhs.2 as isize,
             rhs.1 as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             1.0,
             false,
             false,

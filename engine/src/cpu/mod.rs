@@ -261,8 +261,9 @@ impl Backend for CpuBackend {
         weight: &CpuTensor,
         dy: &CpuTensor,
         eps: f32,
-    ) -> Result<(CpuTensor, CpuTensor)> {
-        norm::rms_norm_backward(x, weight, dy, eps)
+        d_weight: &mut CpuTensor,
+    ) -> Result<CpuTensor> {
+        norm::rms_norm_backward(x, weight, dy, eps, d_weight)
     }
 
     fn linear_backward(
@@ -270,8 +271,10 @@ impl Backend for CpuBackend {
         x: &CpuTensor,
         w: &CpuTensor,
         dy: &CpuTensor,
-    ) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
-        matmul::linear_backward(x, w, dy)
+        dw: &mut CpuTensor,
+        d_bias: Option<&mut CpuTensor>,
+    ) -> Result<CpuTensor> {
+        matmul::linear_backward(x, w, dy, dw, d_bias)
     }
 
     fn rope_backward(&self, dy: &mut CpuTensor, head_dim: usize, positions: &[u32], theta: f32) -> Result<()> {
@@ -293,8 +296,8 @@ impl Backend for CpuBackend {
         elementwise::silu_mul_backward(gate, up, dy)
     }
 
-    fn embedding_backward(&self, ids: &[u32], dy: &CpuTensor, vocab: usize) -> Result<CpuTensor> {
-        elementwise::embedding_backward(ids, dy, vocab)
+    fn embedding_backward(&self, ids: &[u32], dy: &CpuTensor, d_table: &mut CpuTensor) -> Result<()> {
+        elementwise::embedding_backward(ids, dy, d_table)
     }
 
     fn token_logprobs(&self, logits: &CpuTensor, lse: &CpuTensor, targets: &[u32], inv_t: f32) -> Result<CpuTensor> {

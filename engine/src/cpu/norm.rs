@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::{dims2, f32_data, output, CpuTensor};
+use super::{dims2, f32_data, f32_data_mut, output, CpuTensor};
 use crate::{Backend, EngineError, Result};
 
 pub fn rms_norm(x: &CpuTensor, weight: &CpuTensor, eps: f32) -> Result<CpuTensor> {
@@ -24,23 +24,25 @@ pub fn rms_norm(x: &CpuTensor, weight: &CpuTensor, eps: f32) -> Result<CpuTensor
     Ok(output(out, &[rows, dim]))
 }
 
-/// With r = (mean(x²) + eps)^(−1/2) per row: dw_c = Σ_rows dy_c·x_c·r and
+/// With r = (mean(x²) + eps)^(−1/2) per row: dw_c += Σ_rows dy_c·x_c·r and
 /// dx_c = r·w_c·dy_c − x_c·r³/D · Σ_j dy_j·w_j·x_j. Row sums in f64, as the forward.
 pub fn rms_norm_backward(
     x: &CpuTensor,
     weight: &CpuTensor,
     dy: &CpuTensor,
     eps: f32,
-) -> Result<(CpuTensor, CpuTensor)> {
-    let (rows, dim) = dims2("rms_norm_backward", x)?;
-    if weight.len() != dim || dy.shape() != x.shape() {
+    d_weight: &mut CpuTensor,
+) -> Result<CpuTensor> {
+    const OP: &str = "rms_norm_backward";
+    let (rows, dim) = dims2(OP, x)?;
+    if weight.len() != dim || dy.shape() != x.shape() || d_weight.shape() != weight.shape() {
         return Err(EngineError::shape(
-            "rms_norm_backward",
-            format!("x {:?}, weight {:?}, dy {:?}", x.shape(), weight.shape(), dy.shape()),
+            OP,
+            format!("x {:?}, weight {:?}, dy {:?}, dweight {:?}", x.shape(), weight.shape(), dy.shape(), d_weight.shape()),
         ));
     }
     let w = super::CpuBackend.to_host_f32(weight)?;
-    let (xs, dys) = (f32_data("rms_norm_backward", x)?, f32_data("rms_norm_backward", dy)?);
+    let (xs, dys) = (f32_data(OP, x)?, f32_data(OP, dy)?);
     let mut dx = vec![0f32; rows * dim];
     let dw_rows: Vec<Vec<f64>> = dx
         .par_chunks_mut(dim.max(1))
@@ -60,5 +62,6 @@ pub fn rms_norm_backward(
     for row in &dw_rows {
         dw.iter_mut().zip(row).for_each(|(a, b)| *a += b);
     }
-    Ok((output(dx, &[rows, dim]), output(dw.iter().map(|&v| v as f32).collect(), &[dim])))
+    f32_data_mut(OP, d_weight)?.iter_mut().zip(&dw).for_each(|(a, &b)| *a += b as f32);
+    Ok(output(dx, &[rows, dim]))
 }
