@@ -114,8 +114,9 @@ pub fn rope_backward<B: Backend>(b: &B) {
 
 pub fn attention_backward<B: Backend>(b: &B) {
     let mut rng = Rng::new(34);
-    // Prefill of a whole sequence (training), then queries after a cached prefix, GQA.
-    for (t, capacity, start_pos) in [(5, 5, 0), (3, 8, 2), (1, 1, 0)] {
+    // Prefill of a whole sequence (training), then queries after a cached prefix, GQA;
+    // the last two span several blocks of query rows (64 on the CPU).
+    for (t, capacity, start_pos) in [(5, 5, 0), (3, 8, 2), (1, 1, 0), (70, 70, 0), (66, 75, 9)] {
         let s = AttentionShape { n_heads: 4, n_kv_heads: 2, head_dim: 6, start_pos };
         let (qdim, kvdim) = (s.n_heads * s.head_dim, s.n_kv_heads * s.head_dim);
         let q = random_vec(&mut rng, t * qdim, 1.0);

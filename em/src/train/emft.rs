@@ -148,6 +148,20 @@ pub struct Update {
     /// Mean entropy over the positions with a non-zero loss weight.
     pub mean_entropy: f64,
     pub report: super::optim::StepReport,
+    /// Where the update's time went.
+    pub phases: Phases,
+}
+
+/// Seconds spent in each part of an update, summed over its sequences.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Phases {
+    pub forward: f64,
+    /// The chunked LM head with the objective and its backward.
+    pub head: f64,
+    /// The decoder's backward.
+    pub backward: f64,
+    /// Zeroing the gradients and the AdamW update.
+    pub optimizer: f64,
 }
 
 impl<B: Backend> EmFt<'_, B> {
@@ -156,13 +170,22 @@ impl<B: Backend> EmFt<'_, B> {
     /// time), gradients summed, AdamW on the f32 masters, the model's weights replaced.
     pub fn update(&mut self, backend: &B, batch: &[(Vec<u32>, Vec<f32>)]) -> Result<Update> {
         let c = &self.config;
+        let mut phases = Phases::default();
+        let mut clock = Instant::now();
+        let mut lap = |slot: &mut f64| {
+            *slot += clock.elapsed().as_secs_f64();
+            clock = Instant::now();
+        };
         let mut grads = self.t.zero_grads(backend)?;
+        lap(&mut phases.optimizer);
         let (mut loss, mut entropy_sum, mut positions) = (0f64, 0f64, 0usize);
         let lm = &*self.t.lm;
         for (ids, weights) in batch {
             let acts = lm.model.forward_train(backend, ids, c.recompute)?;
+            lap(&mut phases.forward);
             let d_head = lm.model.head_gradient(&mut grads)?;
             let head = lm.model.entropy_head(backend, &acts, weights, &lm.banned_ids, c.head_chunk, d_head)?;
+            lap(&mut phases.head);
             for (h, w) in head.entropies.iter().zip(weights) {
                 if *w != 0.0 {
                     entropy_sum += *h as f64;
@@ -171,9 +194,11 @@ impl<B: Backend> EmFt<'_, B> {
             }
             loss += head.loss;
             lm.model.backward(backend, &acts, &head.d_hidden, &mut grads)?;
+            lap(&mut phases.backward);
         }
         let report = self.t.apply(backend, grads)?;
-        Ok(Update { loss, mean_entropy: entropy_sum / positions.max(1) as f64, report })
+        lap(&mut phases.optimizer);
+        Ok(Update { loss, mean_entropy: entropy_sum / positions.max(1) as f64, report, phases })
     }
 }
 

@@ -7,6 +7,7 @@ use crate::engine::Backend;
 use crate::models::train::Gradients;
 use crate::models::LoadedModel;
 use anyhow::{bail, Result};
+use rayon::prelude::*;
 
 use super::optim::{AdamW, StepReport};
 
@@ -15,6 +16,9 @@ pub struct Trainable<'a, B: Backend> {
     pub opt: AdamW,
     /// Weight decay applies to matrices only, not to norms and biases.
     decay: Vec<bool>,
+    /// The gradient set of the last update, zeroed in place for the next one: a fresh
+    /// set would cost the kernel a page fault and a page clear per 4 KiB every update.
+    spare: Option<Gradients<B>>,
 }
 
 impl<'a, B: Backend> Trainable<'a, B> {
@@ -28,12 +32,17 @@ impl<'a, B: Backend> Trainable<'a, B> {
             let name = &lm.model.named_parameters()[i].0;
             bail!("training needs f32 weights in host memory (load in f32 on the CPU backend); {name} is not");
         }
-        Ok(Trainable { lm, opt, decay })
+        Ok(Trainable { lm, opt, decay, spare: None })
     }
 
     /// Zero gradients for one update; each sequence's backward adds into them.
-    pub fn zero_grads(&self, backend: &B) -> Result<Gradients<B>> {
-        Ok(self.lm.model.zero_gradients(backend)?)
+    pub fn zero_grads(&mut self, backend: &B) -> Result<Gradients<B>> {
+        let Some(mut grads) = self.spare.take() else { return Ok(self.lm.model.zero_gradients(backend)?) };
+        for t in &mut grads.tensors {
+            let g = backend.host_f32_mut(t).expect("gradients are f32 host tensors like the weights");
+            g.par_chunks_mut(1 << 16).for_each(|c| c.fill(0.0));
+        }
+        Ok(grads)
     }
 
     /// One optimiser update of the model's weights with `grads`.
@@ -45,11 +54,13 @@ impl<'a, B: Backend> Trainable<'a, B> {
             .into_iter()
             .map(|t| backend.host_f32_mut(t).expect("host f32 weights, checked in new"))
             .collect();
-        let grads: Vec<&[f32]> = grads
+        let host: Vec<&[f32]> = grads
             .tensors
             .iter_mut()
             .map(|t| &*backend.host_f32_mut(t).expect("gradients are f32 host tensors like the weights"))
             .collect();
-        self.opt.step(&mut params, &grads, &self.decay)
+        let report = self.opt.step(&mut params, &host, &self.decay);
+        self.spare = Some(grads);
+        report
     }
 }

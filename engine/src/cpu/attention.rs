@@ -3,6 +3,7 @@
 use rayon::prelude::*;
 
 use super::simd::{dot, vectorized};
+use super::matmul::strided_gemm;
 use super::{dims2, f32_data, f32_data_mut, output, CpuTensor};
 use crate::{AttentionShape, Result};
 
@@ -51,10 +52,14 @@ pub fn attention(q: &CpuTensor, k: &CpuTensor, v: &CpuTensor, s: AttentionShape)
     Ok(output(out, &[t, qdim]))
 }
 
-/// Per query row i and head h, with p = softmax(scale·q·kⱼ) over keys j ≤ start_pos + i:
-/// dvⱼ += pⱼ·do, dsⱼ = pⱼ·(do·vⱼ − Σₗ pₗ·do·vₗ), dq = scale·Σⱼ dsⱼ·kⱼ, dkⱼ += scale·dsⱼ·q.
-/// Work is split by kv head: each owns its columns of dk, dv and of dq (its query heads),
-/// so no two threads write the same gradient.
+/// Query rows per block of the backward: the block's scores are [ROWS, keys] floats.
+const ROWS: usize = 64;
+
+/// Per head h and query row i, with p = softmax(scale·q·kⱼ) over keys j ≤ start_pos + i:
+/// dv += pᵀ·do, ds = p ⊙ (do·vᵀ − Σⱼ p·(do·vᵀ)), dq = scale·ds·k, dk += scale·dsᵀ·q —
+/// five GEMMs per block of ROWS query rows, over the keys the block can see. Work is
+/// split by query head (each owns its dq columns and a private dk, dv, summed over the
+/// heads of a group at the end), so no two threads write the same gradient.
 pub fn attention_backward(
     q: &CpuTensor,
     k: &CpuTensor,
@@ -71,62 +76,65 @@ pub fn attention_backward(
             format!("dout {:?}, q {:?}", dout.shape(), q.shape()),
         ));
     }
-    let AttentionShape { n_heads, n_kv_heads, head_dim, start_pos } = s;
+    let AttentionShape { n_heads, n_kv_heads, head_dim: d, start_pos } = s;
     let f = |t| f32_data("attention_backward", t);
     let (qs, ks, vs, dos) = (f(q)?, f(k)?, f(v)?, f(dout)?);
     let group = n_heads / n_kv_heads;
-    let scale = 1.0 / (head_dim as f32).sqrt();
-    let per_kv_head: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..n_kv_heads)
+    let scale = 1.0 / (d as f32).sqrt();
+    let seen = start_pos + t; // keys any query row sees
+    let per_head: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..n_heads)
         .into_par_iter()
-        .map(|g| {
-            let kv_off = g * head_dim;
-            let mut dq = vec![0f32; t * group * head_dim];
-            let (mut dk, mut dv) = (vec![0f32; capacity * head_dim], vec![0f32; capacity * head_dim]);
-            for i in 0..t {
-                let n_keys = start_pos + i + 1;
-                for hg in 0..group {
-                    let h = g * group + hg;
-                    let qrow = &qs[i * qdim + h * head_dim..][..head_dim];
-                    let drow = &dos[i * qdim + h * head_dim..][..head_dim];
-                    let key = |j: usize| &ks[j * kvdim + kv_off..][..head_dim];
-                    let val = |j: usize| &vs[j * kvdim + kv_off..][..head_dim];
-                    let mut p: Vec<f32> = (0..n_keys).map(|j| dot(qrow, key(j)) * scale).collect();
-                    let max = p.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0f32;
-                    p.iter_mut().for_each(|x| {
-                        *x = (*x - max).exp();
-                        sum += *x;
-                    });
-                    p.iter_mut().for_each(|x| *x /= sum);
-                    let dp: Vec<f32> = (0..n_keys).map(|j| dot(drow, val(j))).collect();
-                    let mean: f32 = p.iter().zip(&dp).map(|(a, b)| a * b).sum();
-                    let dqrow = &mut dq[(i * group + hg) * head_dim..][..head_dim];
-                    // Whole-row zips (no per-element index checks) so the AVX2 build of
-                    // `vectorized` turns these axpys into vector code.
-                    vectorized(|| {
-                        for j in 0..n_keys {
-                            let ds = p[j] * (dp[j] - mean) * scale;
-                            let (dkj, dvj) = (&mut dk[j * head_dim..][..head_dim], &mut dv[j * head_dim..][..head_dim]);
-                            dqrow.iter_mut().zip(key(j)).for_each(|(a, &k)| *a += ds * k);
-                            dkj.iter_mut().zip(qrow).for_each(|(a, &q)| *a += ds * q);
-                            dvj.iter_mut().zip(drow).for_each(|(a, &d)| *a += p[j] * d);
+        .map(|h| {
+            let (qh, kg) = (h * d, (h / group) * d);
+            let (mut dq, mut dk, mut dv) = (vec![0f32; t * d], vec![0f32; seen * d], vec![0f32; seen * d]);
+            let (mut p, mut ds) = (Vec::new(), Vec::new());
+            for i0 in (0..t).step_by(ROWS) {
+                let rows = ROWS.min(t - i0);
+                let n = start_pos + i0 + rows; // keys the block's last row sees
+                p.clear();
+                p.resize(rows * n, 0f32);
+                ds.clear();
+                ds.resize(rows * n, 0f32);
+                let q_blk = (&qs[i0 * qdim + qh..], qdim, 1);
+                let do_blk = (&dos[i0 * qdim + qh..], qdim, 1);
+                // Kᵀ and Vᵀ as [d, n] views of the caches' [n, d] columns.
+                let (k_t, v_t) = ((&ks[kg..], 1, kvdim), (&vs[kg..], 1, kvdim));
+                strided_gemm((rows, n, d), (&mut p, n, 1), q_blk, k_t, false, false);
+                strided_gemm((rows, n, d), (&mut ds, n, 1), do_blk, v_t, false, false);
+                vectorized(|| {
+                    for (r, (p, ds)) in p.chunks_mut(n).zip(ds.chunks_mut(n)).enumerate() {
+                        let visible = start_pos + i0 + r + 1;
+                        let max = p[..visible].iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x * scale));
+                        let mut sum = 0f32;
+                        for x in &mut p[..visible] {
+                            *x = (*x * scale - max).exp();
+                            sum += *x;
                         }
-                    });
-                }
+                        let inv = 1.0 / sum;
+                        p[..visible].iter_mut().for_each(|x| *x *= inv);
+                        p[visible..].fill(0.0);
+                        let mean: f32 = p.iter().zip(ds.iter()).map(|(a, b)| a * b).sum();
+                        ds.iter_mut().zip(p.iter()).for_each(|(g, &p)| *g = p * (*g - mean) * scale);
+                    }
+                });
+                let (k_rows, q_rows) = ((&ks[kg..], kvdim, 1), (&qs[i0 * qdim + qh..], qdim, 1));
+                strided_gemm((rows, d, n), (&mut dq[i0 * d..], d, 1), (&ds, n, 1), k_rows, false, false);
+                strided_gemm((n, d, rows), (&mut dk, d, 1), (&ds, 1, n), q_rows, true, false);
+                strided_gemm((n, d, rows), (&mut dv, d, 1), (&p, 1, n), do_blk, true, false);
             }
             (dq, dk, dv)
         })
         .collect();
     let mut dq = vec![0f32; t * qdim];
     let (mut dk, mut dv) = (vec![0f32; capacity * kvdim], vec![0f32; capacity * kvdim]);
-    for (g, (gq, gk, gv)) in per_kv_head.iter().enumerate() {
-        for i in 0..t {
-            let width = group * head_dim;
-            dq[i * qdim + g * width..][..width].copy_from_slice(&gq[i * width..][..width]);
+    for (h, (hq, hk, hv)) in per_head.iter().enumerate() {
+        for (dst, src) in dq.chunks_mut(qdim).zip(hq.chunks(d)) {
+            dst[h * d..][..d].copy_from_slice(src);
         }
-        for j in 0..capacity {
-            dk[j * kvdim + g * head_dim..][..head_dim].copy_from_slice(&gk[j * head_dim..][..head_dim]);
-            dv[j * kvdim + g * head_dim..][..head_dim].copy_from_slice(&gv[j * head_dim..][..head_dim]);
+        let kg = (h / group) * d;
+        for (j, (gk, gv)) in hk.chunks(d).zip(hv.chunks(d)).enumerate() {
+            dk[j * kvdim + kg..][..d].iter_mut().zip(gk).for_each(|(a, b)| *a += b);
+            dv[j * kvdim + kg..][..d].iter_mut().zip(gv).for_each(|(a, b)| *a += b);
         }
     }
     Ok((output(dq, &[t, qdim]), output(dk, &[capacity, kvdim]), output(dv, &[capacity, kvdim])))

@@ -119,7 +119,7 @@ fn gemv<W: Element>(x: &[f32], w: &[W], out: &mut [f32], m: usize, n: usize, k: 
 /// out[:, col0..col0+cols] = x · w_panelᵀ, where w_panel holds rows col0.. of w.
 #[allow(clippy::too_many_arguments)]
 fn gemm_f32(x: &[f32], w_panel: &[f32], out: &mut [f32], m: usize, n: usize, k: usize, col0: usize, cols: usize) {
-    strided_gemm((m, cols, k), (&mut out[col0..], n, 1), (x, k, 1), (w_panel, 1, k), false);
+    strided_gemm((m, cols, k), (&mut out[col0..], n, 1), (x, k, 1), (w_panel, 1, k), false, true);
 }
 
 /// dx = dy · w, dw += dyᵀ · x, dbias += Σ_rows dy, each one `gemm` call (strided
@@ -146,8 +146,8 @@ pub fn linear_backward(
     let mut dx = vec![0f32; m * k];
     if m > 0 && n > 0 && k > 0 {
         // (rows, cols) strides of each operand: element (r, c) sits at r·rs + c·cs.
-        strided_gemm((m, k, n), (&mut dx, k, 1), (dys, n, 1), (ws, k, 1), false);
-        strided_gemm((n, k, m), (dws, k, 1), (dys, 1, n), (xs, k, 1), true);
+        strided_gemm((m, k, n), (&mut dx, k, 1), (dys, n, 1), (ws, k, 1), false, true);
+        strided_gemm((n, k, m), (dws, k, 1), (dys, 1, n), (xs, k, 1), true, true);
     }
     if let Some(d_bias) = d_bias {
         let db = f32_data_mut(OP, d_bias)?;
@@ -159,16 +159,18 @@ pub fn linear_backward(
 }
 
 /// dst [rows, cols] = lhs [rows, inner] · rhs [inner, cols] (`+=` with `accumulate`),
-/// each given as (data, row stride, column stride).
-fn strided_gemm(
+/// each given as (data, row stride, column stride); on all rayon threads when `parallel`
+/// (callers already inside a parallel loop pass false).
+pub(crate) fn strided_gemm(
     (rows, cols, inner): (usize, usize, usize),
     dst: (&mut [f32], usize, usize),
     lhs: (&[f32], usize, usize),
     rhs: (&[f32], usize, usize),
     accumulate: bool,
+    parallel: bool,
 ) {
     let threads = rayon::current_num_threads();
-    let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let par = if parallel && threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     // SAFETY: the callers' strides describe row-major buffers of exactly these shapes.
     unsafe {
         gemm::gemm(
