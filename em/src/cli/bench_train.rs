@@ -27,7 +27,7 @@ pub struct Args {
     /// Timed steps after one warm-up step; the best is reported.
     #[arg(long, default_value_t = 2)]
     pub steps: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 256)]
     pub head_chunk: usize,
     #[arg(long)]
     pub recompute: bool,

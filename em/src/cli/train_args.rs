@@ -43,8 +43,10 @@ pub struct TrainArgs {
     /// Linear warm-up, in optimiser updates.
     #[arg(long, default_value_t = 0)]
     pub warmup_steps: u64,
-    /// Positions per chunk of the LM head.
-    #[arg(long, default_value_t = 64)]
+    /// Positions per chunk of the LM head: the head holds 2 × chunk × vocabulary floats
+    /// (logits and their gradient; 311 MB at 256 × 151936). Smaller saves memory, larger
+    /// gives the head's GEMMs more rows to work with (64 → 256 cut the head's time by 40%).
+    #[arg(long, default_value_t = 256)]
     pub head_chunk: usize,
     /// Recompute activations in the backward pass (less memory, ~1/3 more compute).
     #[arg(long)]
