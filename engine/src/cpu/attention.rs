@@ -16,12 +16,28 @@ pub fn write_kv(cache: &mut CpuTensor, x: &CpuTensor, start_pos: usize) -> Resul
     Ok(())
 }
 
+/// Query rows per block of the blocked (GEMM) forward and backward: a block's scores are
+/// [ROWS, keys] floats.
+const ROWS: usize = 64;
+/// Below this many query rows (decode) the forward dots each row with its keys directly.
+const BLOCKED_MIN_ROWS: usize = 16;
+
 pub fn attention(q: &CpuTensor, k: &CpuTensor, v: &CpuTensor, s: AttentionShape) -> Result<CpuTensor> {
     let (t, qdim) = dims2("attention", q)?;
-    let kvdim = k.cols();
     crate::checks::attention(q.shape(), k.shape(), v.shape(), s)?;
-    let AttentionShape { n_heads, n_kv_heads, head_dim, start_pos } = s;
     let (qs, ks, vs) = (f32_data("attention", q)?, f32_data("attention", k)?, f32_data("attention", v)?);
+    let out = if t >= BLOCKED_MIN_ROWS {
+        attention_blocked(qs, ks, vs, t, s)
+    } else {
+        attention_rows(qs, ks, vs, t, s)
+    };
+    Ok(output(out, &[t, qdim]))
+}
+
+/// One task per (query row, head): scores, softmax and the weighted sum of values.
+fn attention_rows(qs: &[f32], ks: &[f32], vs: &[f32], t: usize, s: AttentionShape) -> Vec<f32> {
+    let AttentionShape { n_heads, n_kv_heads, head_dim, start_pos } = s;
+    let (qdim, kvdim) = (n_heads * head_dim, n_kv_heads * head_dim);
     let group = n_heads / n_kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
     let mut out = vec![0f32; t * qdim];
@@ -49,11 +65,62 @@ pub fn attention(q: &CpuTensor, k: &CpuTensor, v: &CpuTensor, s: AttentionShape)
             }
         });
     });
-    Ok(output(out, &[t, qdim]))
+    out
 }
 
-/// Query rows per block of the backward: the block's scores are [ROWS, keys] floats.
-const ROWS: usize = 64;
+/// One task per head, two GEMMs per block of ROWS query rows (scores, then p·v) over the
+/// keys the block can see.
+fn attention_blocked(qs: &[f32], ks: &[f32], vs: &[f32], t: usize, s: AttentionShape) -> Vec<f32> {
+    let AttentionShape { n_heads, n_kv_heads, head_dim: d, start_pos } = s;
+    let (qdim, kvdim) = (n_heads * d, n_kv_heads * d);
+    let group = n_heads / n_kv_heads;
+    let per_head: Vec<Vec<f32>> = (0..n_heads)
+        .into_par_iter()
+        .map(|h| {
+            let (qh, kg) = (h * d, (h / group) * d);
+            let mut o = vec![0f32; t * d];
+            let mut p = Vec::new();
+            for i0 in (0..t).step_by(ROWS) {
+                let rows = ROWS.min(t - i0);
+                let n = start_pos + i0 + rows;
+                p.clear();
+                p.resize(rows * n, 0f32);
+                strided_gemm((rows, n, d), (&mut p, n, 1), (&qs[i0 * qdim + qh..], qdim, 1), (&ks[kg..], 1, kvdim), false, false);
+                causal_softmax(&mut p, n, start_pos + i0, d);
+                strided_gemm((rows, d, n), (&mut o[i0 * d..], d, 1), (&p, n, 1), (&vs[kg..], kvdim, 1), false, false);
+            }
+            o
+        })
+        .collect();
+    let mut out = vec![0f32; t * qdim];
+    for (h, oh) in per_head.iter().enumerate() {
+        for (dst, src) in out.chunks_mut(qdim).zip(oh.chunks(d)) {
+            dst[h * d..][..d].copy_from_slice(src);
+        }
+    }
+    out
+}
+
+/// Raw scores q·k of a block of query rows (`n` keys per row; row r sees keys
+/// ..= `before` + r) into attention probabilities in place: scaled by 1/√head_dim,
+/// softmaxed over the visible keys, zero beyond them.
+fn causal_softmax(p: &mut [f32], n: usize, before: usize, head_dim: usize) {
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    vectorized(|| {
+        for (r, row) in p.chunks_mut(n).enumerate() {
+            let visible = before + r + 1;
+            let max = row[..visible].iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x * scale));
+            let mut sum = 0f32;
+            for x in &mut row[..visible] {
+                *x = (*x * scale - max).exp();
+                sum += *x;
+            }
+            let inv = 1.0 / sum;
+            row[..visible].iter_mut().for_each(|x| *x *= inv);
+            row[visible..].fill(0.0);
+        }
+    });
+}
 
 /// Per head h and query row i, with p = softmax(scale·q·kⱼ) over keys j ≤ start_pos + i:
 /// dv += pᵀ·do, ds = p ⊙ (do·vᵀ − Σⱼ p·(do·vᵀ)), dq = scale·ds·k, dk += scale·dsᵀ·q —
@@ -101,20 +168,11 @@ pub fn attention_backward(
                 let (k_t, v_t) = ((&ks[kg..], 1, kvdim), (&vs[kg..], 1, kvdim));
                 strided_gemm((rows, n, d), (&mut p, n, 1), q_blk, k_t, false, false);
                 strided_gemm((rows, n, d), (&mut ds, n, 1), do_blk, v_t, false, false);
+                causal_softmax(&mut p, n, start_pos + i0, d);
                 vectorized(|| {
-                    for (r, (p, ds)) in p.chunks_mut(n).zip(ds.chunks_mut(n)).enumerate() {
-                        let visible = start_pos + i0 + r + 1;
-                        let max = p[..visible].iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x * scale));
-                        let mut sum = 0f32;
-                        for x in &mut p[..visible] {
-                            *x = (*x * scale - max).exp();
-                            sum += *x;
-                        }
-                        let inv = 1.0 / sum;
-                        p[..visible].iter_mut().for_each(|x| *x *= inv);
-                        p[visible..].fill(0.0);
+                    for (p, ds) in p.chunks(n).zip(ds.chunks_mut(n)) {
                         let mean: f32 = p.iter().zip(ds.iter()).map(|(a, b)| a * b).sum();
-                        ds.iter_mut().zip(p.iter()).for_each(|(g, &p)| *g = p * (*g - mean) * scale);
+                        ds.iter_mut().zip(p).for_each(|(g, &p)| *g = p * (*g - mean) * scale);
                     }
                 });
                 let (k_rows, q_rows) = ((&ks[kg..], kvdim, 1), (&qs[i0 * qdim + qh..], qdim, 1));
