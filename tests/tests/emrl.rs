@@ -101,7 +101,7 @@ fn one_update_moves_the_policy_the_way_its_gradient_predicts() {
     let path = tiny_model("emrl-direction");
     let mut lm = entmin::models::load(&CpuBackend, &path, DType::F32).unwrap();
     let prompts: Vec<Vec<u32>> = PROMPTS.iter().map(|p| p.to_vec()).collect();
-    let opt = new_optimizer(&lm, optim(1e-4, 1e9));
+    let opt = new_optimizer(&lm, optim(1e-4, 1e9), &[]).unwrap();
     let mut rl = EmRl::new(&CpuBackend, &mut lm, None, opt, rl_config(0.0, 0, 1)).unwrap();
     let batch = rl.collect(&CpuBackend, &prompts, 1).unwrap();
     assert!(batch.logprob_gap < 1e-4, "sampler and teacher-forced log p differ by {}", batch.logprob_gap);
@@ -149,7 +149,7 @@ fn a_stopped_run_resumes_exactly() {
     let run_to = |dir: &std::path::Path, from: &std::path::Path, steps: u64| {
         let mut lm = entmin::models::load(&CpuBackend, from, DType::F32).unwrap();
         let opts = RunOptions { out: dir.to_path_buf(), checkpoint_every: 1, settings: settings.clone() };
-        let opt = resume_optimizer(&lm, &opts).unwrap().unwrap_or_else(|| new_optimizer(&lm, optim(1e-2, 1.0)));
+        let opt = resume_optimizer(&lm, &opts).unwrap().unwrap_or_else(|| new_optimizer(&lm, optim(1e-2, 1.0), &[]).unwrap());
         let mut rl = EmRl::new(&CpuBackend, &mut lm, Some(&reference), opt, config.clone()).unwrap();
         run(&CpuBackend, &mut rl, &prompts, steps, &opts, &mut |_| {}).unwrap();
         assert_eq!(rl.t.opt.step, 4 * steps);
@@ -180,7 +180,7 @@ fn a_short_run_raises_the_token_reward_on_smollm2() {
     let out = scratch_dir("emrl-smollm2");
     let opts = RunOptions { out: out.clone(), checkpoint_every: 100, settings: serde_json::json!({}) };
     let config = EmRlConfig { max_new_tokens: 24, steps: 4, ..rl_config(0.0, 0, 1) };
-    let opt = new_optimizer(&lm, optim(1e-4, 1.0));
+    let opt = new_optimizer(&lm, optim(1e-4, 1.0), &[]).unwrap();
     let mut rl = EmRl::new(&CpuBackend, &mut lm, None, opt, config).unwrap();
     run(&CpuBackend, &mut rl, &prompts, 4, &opts, &mut |m| eprintln!("{m:?}")).unwrap();
     let after = -greedy_answer_entropy(&lm, &prompts);

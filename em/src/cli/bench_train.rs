@@ -63,7 +63,7 @@ pub fn run(a: Args) -> Result<()> {
         head_chunk: a.head_chunk,
         recompute: a.recompute,
     };
-    let opt = new_optimizer(&lm, optim);
+    let opt = new_optimizer(&lm, optim, &[])?;
     let mut trainer = EmFt::new(&b, &mut lm, opt, config)?;
     trainer.update(&b, &batch)?;
     let mut best = f64::INFINITY;

@@ -48,6 +48,11 @@ pub struct TrainArgs {
     /// gives the head's GEMMs more rows to work with (64 → 256 cut the head's time by 40%).
     #[arg(long, default_value_t = 256)]
     pub head_chunk: usize,
+    /// Parameters to keep fixed, by parts of their Hugging Face names, comma-separated
+    /// (e.g. `embed_tokens` or `layers.0.,layers.1.`): they get no optimiser moments, which
+    /// saves 8 bytes per frozen value (1.1 GB for Qwen2.5-0.5B's tied embedding).
+    #[arg(long, value_delimiter = ',')]
+    pub freeze: Vec<String>,
     /// Recompute activations in the backward pass (less memory, ~1/3 more compute).
     #[arg(long)]
     pub recompute: bool,
@@ -93,7 +98,7 @@ impl TrainArgs {
             "model": self.model, "prompts": self.prompts, "prompt_field": self.prompt_field, "limit": self.limit,
             // Only --steps may change on resume: it is kept out of the nested settings.
             "method": method, "optim": AdamWConfig { total_steps: 0, ..optim }, "head_chunk": self.head_chunk,
-            "recompute": self.recompute, "seed": self.seed, "steps": self.steps,
+            "freeze": self.freeze, "recompute": self.recompute, "seed": self.seed, "steps": self.steps,
         });
         let opts = RunOptions { out: self.out.clone(), checkpoint_every: self.checkpoint_every, settings };
         let latest = latest_model(&self.out)?;
@@ -109,7 +114,7 @@ impl TrainArgs {
                 eprintln!("[resuming after {} updates from {}]", opt.step, path.display());
                 opt
             }
-            None => new_optimizer(&lm, optim),
+            None => new_optimizer(&lm, optim, &self.freeze)?,
         };
         let mut texts = dataset::load_prompts(&self.prompts, self.prompt_field.as_deref(), true)?;
         if let Some(n) = self.limit {

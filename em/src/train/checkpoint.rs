@@ -107,8 +107,9 @@ pub fn load_optimizer(out: &Path, latest: &Latest, sizes: &[(String, usize)]) ->
     let config: AdamWConfig = serde_json::from_str(info.get("config").context("optimizer state without its config")?)?;
     let read = |name: &str, n: usize| -> Result<Vec<f32>> {
         let t = st.tensor(name).with_context(|| format!("{}: missing {name}", path.display()))?;
-        if t.dtype() != safetensors::Dtype::F32 || t.shape() != [n] {
-            bail!("{}: {name} has shape {:?}, the model needs [{n}]", path.display(), t.shape());
+        // [0]: a frozen parameter (no moments).
+        if t.dtype() != safetensors::Dtype::F32 || (t.shape() != [n] && t.shape() != [0]) {
+            bail!("{}: {name} has shape {:?}, the model needs [{n}] (or [0] if frozen)", path.display(), t.shape());
         }
         Ok(bytemuck::pod_collect_to_vec(t.data()))
     };

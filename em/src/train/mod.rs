@@ -134,8 +134,43 @@ pub fn run<B: Backend, M: Method<B>>(
     Ok(())
 }
 
-/// A fresh optimiser for `lm`.
-pub fn new_optimizer<B: Backend>(lm: &LoadedModel<B>, config: AdamWConfig) -> AdamW {
-    let sizes: Vec<usize> = lm.model.named_parameters().iter().map(|(_, t)| t.len()).collect();
-    AdamW::new(config, &sizes)
+/// A fresh optimiser for `lm` that trains every parameter except those whose name
+/// contains one of `freeze` (`--freeze`).
+pub fn new_optimizer<B: Backend>(lm: &LoadedModel<B>, config: AdamWConfig, freeze: &[String]) -> Result<AdamW> {
+    let params: Vec<(String, usize)> = lm.model.named_parameters().into_iter().map(|(n, t)| (n, t.len())).collect();
+    Ok(AdamW::new(config, &moment_sizes(&params, freeze)?))
+}
+
+/// Moments per parameter: its size, or 0 (frozen) when its name contains one of
+/// `freeze`. A pattern that matches nothing, or one that freezes everything, is an error.
+pub fn moment_sizes(params: &[(String, usize)], freeze: &[String]) -> Result<Vec<usize>> {
+    if let Some(p) = freeze.iter().find(|p| !params.iter().any(|(n, _)| n.contains(p.as_str()))) {
+        let example = params.first().map_or("", |(n, _)| n.as_str());
+        bail!("--freeze {p:?} matches no parameter (names look like {example:?})");
+    }
+    let frozen = |name: &str| freeze.iter().any(|p| name.contains(p.as_str()));
+    if params.iter().all(|(n, _)| frozen(n)) {
+        bail!("--freeze {freeze:?} freezes every parameter: nothing left to train");
+    }
+    Ok(params.iter().map(|(n, size)| if frozen(n) { 0 } else { *size }).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::moment_sizes;
+
+    #[test]
+    fn freeze_patterns_select_parameters_by_name() {
+        let params: Vec<(String, usize)> =
+            [("model.embed_tokens.weight", 6), ("model.layers.0.mlp.up_proj.weight", 4), ("model.norm.weight", 2)]
+                .iter()
+                .map(|(n, s)| (n.to_string(), *s))
+                .collect();
+        assert_eq!(moment_sizes(&params, &[]).unwrap(), [6, 4, 2]);
+        assert_eq!(moment_sizes(&params, &["embed_tokens".into()]).unwrap(), [0, 4, 2]);
+        assert_eq!(moment_sizes(&params, &["layers.0.".into(), "norm".into()]).unwrap(), [6, 0, 0]);
+        let err = moment_sizes(&params, &["lm_head".into()]).unwrap_err().to_string();
+        assert!(err.contains("lm_head") && err.contains("matches no parameter"), "{err}");
+        assert!(moment_sizes(&params, &["model.".into()]).is_err(), "nothing left to train");
+    }
 }

@@ -92,6 +92,12 @@ impl AdamW {
         }
     }
 
+    /// Whether parameter i is frozen: it holds no moments, is never updated and its
+    /// gradient stays out of the norm (`--freeze`).
+    pub fn frozen(&self, i: usize) -> bool {
+        self.m[i].is_empty()
+    }
+
     /// One update of `params` (in host memory) with `grads`; `decay[i]` says whether
     /// parameter i takes weight decay. A non-finite gradient norm is an error and
     /// leaves everything untouched.
@@ -105,11 +111,19 @@ impl AdamW {
                 decay.len()
             );
         }
+        let mismatch = (0..params.len()).find(|&i| {
+            params[i].len() != grads[i].len() || !(self.frozen(i) || self.m[i].len() == params[i].len())
+        });
+        if let Some(i) = mismatch {
+            bail!("parameter {i}: {} values, gradient {}, moments {}", params[i].len(), grads[i].len(), self.m[i].len());
+        }
         // Chunk sums are collected in order and added in order, so the norm (and with it a
         // resumed run) does not depend on how rayon split the work.
         let chunk_sums: Vec<f64> = grads
             .iter()
-            .flat_map(|g| {
+            .enumerate()
+            .filter(|&(i, _)| !self.frozen(i))
+            .flat_map(|(_, g)| {
                 g.par_chunks(CHUNK).map(|c| c.iter().map(|&x| x as f64 * x as f64).sum::<f64>()).collect::<Vec<_>>()
             })
             .collect();
@@ -126,6 +140,9 @@ impl AdamW {
         let bc1 = 1.0 - c.beta1.powi(t);
         let bc2 = 1.0 - c.beta2.powi(t);
         for i in 0..params.len() {
+            if self.frozen(i) {
+                continue;
+            }
             let wd = if decay[i] { lr * c.weight_decay } else { 0.0 };
             params[i]
                 .par_chunks_mut(CHUNK)
@@ -211,5 +228,16 @@ mod tests {
         assert!(c.lr_at(10).abs() < 1e-9);
         c.schedule = Schedule::Linear;
         assert!((c.lr_at(6) - 0.05).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_frozen_parameter_stays_and_leaves_the_norm() {
+        let mut opt = AdamW::new(config(), &[0, 1]);
+        let (mut frozen, mut trained) = ([1.0f32, 2.0], [1.0f32]);
+        let r = opt.step(&mut [&mut frozen[..], &mut trained[..]], &[&[300.0, 400.0], &[0.5]], &[true, true]).unwrap();
+        assert_eq!(r.grad_norm, 0.5, "the frozen gradient is not clipped against");
+        assert_eq!(frozen, [1.0, 2.0]);
+        assert!((trained[0] - (1.0 - 0.001 - 0.1)).abs() < 1e-6, "{}", trained[0]);
+        assert!(opt.step(&mut [&mut frozen[..], &mut trained[..]], &[&[1.0], &[0.5]], &[true, true]).is_err());
     }
 }

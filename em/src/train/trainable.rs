@@ -24,7 +24,8 @@ pub struct Trainable<'a, B: Backend> {
 impl<'a, B: Backend> Trainable<'a, B> {
     pub fn new(backend: &B, lm: &'a mut LoadedModel<B>, opt: AdamW) -> Result<Self> {
         let params = lm.model.named_parameters();
-        if params.len() != opt.m.len() || params.iter().zip(&opt.m).any(|((_, t), m)| t.len() != m.len()) {
+        let fits = |((_, t), m): ((String, &crate::engine::Tensor<B>), &Vec<f32>)| m.is_empty() || t.len() == m.len();
+        if params.len() != opt.m.len() || !params.iter().cloned().zip(&opt.m).all(fits) {
             bail!("optimizer state does not match the model's {} parameters", params.len());
         }
         let decay = params.iter().map(|(_, t)| t.shape().len() == 2).collect();
