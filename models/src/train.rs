@@ -135,7 +135,8 @@ impl<B: Backend> Model<B> {
 
     /// Zero gradients, f32, one per parameter.
     pub fn zero_gradients(&self, b: &B) -> Result<Gradients<B>> {
-        let zeros: std::result::Result<Vec<_>, _> = self.named_parameters().iter().map(|(_, t)| b.zeros(t.shape(), DType::F32)).collect();
+        let zeros: std::result::Result<Vec<_>, _> =
+            self.named_parameters().iter().map(|(_, t)| b.zeros(t.shape(), DType::F32)).collect();
         Ok(Gradients { tensors: zeros.map_err(ModelError::Engine)? })
     }
 
@@ -149,7 +150,8 @@ impl<B: Backend> Model<B> {
     fn split_gradients<'g>(&self, grads: &'g mut Gradients<B>) -> Result<GradientParts<'g, B>> {
         let count = grads.tensors.len();
         let mut it = grads.tensors.iter_mut();
-        let wrong = || ModelError::Invalid(format!("{count} gradients for {} parameters", self.named_parameters().len()));
+        let wrong =
+            || ModelError::Invalid(format!("{count} gradients for {} parameters", self.named_parameters().len()));
         let mut next = || it.next().ok_or_else(wrong);
         let embed = next()?;
         let mut layers = Vec::with_capacity(self.layers.len());
@@ -263,13 +265,15 @@ impl<B: Backend> Model<B> {
         let Ok::<[_; 7], _>([gq, gk, gv, go, g_gate, g_up, g_down]) = linears.try_into() else {
             return Err(ModelError::Invalid("a layer has seven projections".into()));
         };
-        let back = |x: &Tensor<B>, lin: &Linear<B>, dy: &Tensor<B>, (dw, db): (&mut Tensor<B>, Option<&mut Tensor<B>>)| {
-            b.linear_backward(x, &lin.weight, dy, dw, db)
-        };
+        let back =
+            |x: &Tensor<B>, lin: &Linear<B>, dy: &Tensor<B>, (dw, db): (&mut Tensor<B>, Option<&mut Tensor<B>>)| {
+                b.linear_backward(x, &lin.weight, dy, dw, db)
+            };
         // x_out = x_mid + down(mlp): the residual passes d_out straight to x_mid.
         let d_mlp = back(&a.mlp, &layer.down, d_out, g_down)?;
         let (d_gate_out, d_up_out) = b.silu_mul_backward(&a.gate, &a.up, &d_mlp)?;
-        let dh_ffn = sum(b, back(&a.h_ffn, &layer.gate, &d_gate_out, g_gate)?, &back(&a.h_ffn, &layer.up, &d_up_out, g_up)?)?;
+        let dh_ffn =
+            sum(b, back(&a.h_ffn, &layer.gate, &d_gate_out, g_gate)?, &back(&a.h_ffn, &layer.up, &d_up_out, g_up)?)?;
         let dx_norm = b.rms_norm_backward(&a.x_mid, &layer.ffn_norm, &dh_ffn, c.rms_eps, ffn_norm)?;
         let d_mid = sum(b, dx_norm, d_out)?;
         // x_mid = x_in + o(attn).

@@ -87,7 +87,14 @@ pub fn attention<B: Backend>(b: &B) {
     for (heads, kv_heads, head_dim, start, t) in
         // The last two are prefills long enough for the CPU's blocked path (≥ 16 rows,
         // several blocks of 64).
-        [(1, 1, 2, 0, 1), (9, 3, 64, 0, 7), (14, 2, 64, 5, 3), (4, 4, 8, 20, 1), (14, 2, 64, 5, 20), (9, 3, 64, 0, 130)]
+        [
+            (1, 1, 2, 0, 1),
+            (9, 3, 64, 0, 7),
+            (14, 2, 64, 5, 3),
+            (4, 4, 8, 20, 1),
+            (14, 2, 64, 5, 20),
+            (9, 3, 64, 0, 130),
+        ]
     {
         let capacity = start + t + 3;
         let (qd, kvd) = (heads * head_dim, kv_heads * head_dim);

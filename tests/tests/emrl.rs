@@ -149,7 +149,8 @@ fn a_stopped_run_resumes_exactly() {
     let run_to = |dir: &std::path::Path, from: &std::path::Path, steps: u64| {
         let mut lm = entmin::models::load(&CpuBackend, from, DType::F32).unwrap();
         let opts = RunOptions { out: dir.to_path_buf(), checkpoint_every: 1, settings: settings.clone() };
-        let opt = resume_optimizer(&lm, &opts).unwrap().unwrap_or_else(|| new_optimizer(&lm, optim(1e-2, 1.0), &[]).unwrap());
+        let opt =
+            resume_optimizer(&lm, &opts).unwrap().unwrap_or_else(|| new_optimizer(&lm, optim(1e-2, 1.0), &[]).unwrap());
         let mut rl = EmRl::new(&CpuBackend, &mut lm, Some(&reference), opt, config.clone()).unwrap();
         run(&CpuBackend, &mut rl, &prompts, steps, &opts, &mut |_| {}).unwrap();
         assert_eq!(rl.t.opt.step, 4 * steps);

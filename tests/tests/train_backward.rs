@@ -59,7 +59,12 @@ fn model_gradients_match_finite_differences() {
         for (name, (g, r)) in names.iter().zip(grads.tensors.iter().zip(&grads_re.tensors)) {
             // Equal up to the rounding of the additions (chunks and GEMM blocks add in turn).
             let twice: Vec<f64> = CpuBackend.to_host_f32(g).unwrap().iter().map(|&v| 2.0 * v as f64).collect();
-            assert_close(&format!("{name}, two recomputed passes vs 2×"), &CpuBackend.to_host_f32(r).unwrap(), &twice, 1e-6);
+            assert_close(
+                &format!("{name}, two recomputed passes vs 2×"),
+                &CpuBackend.to_host_f32(r).unwrap(),
+                &twice,
+                1e-6,
+            );
         }
 
         let mut rng = Rng::new(11);
@@ -138,19 +143,25 @@ fn policy_objective_gradients_match_finite_differences() {
     let mut grads = model.zero_gradients(&CpuBackend).unwrap();
     let d_head = model.head_gradient(&mut grads).unwrap();
     let (got_stats, d_hidden) = model
-        .head_backward(&CpuBackend, &acts, spec, &mut |start, logp, _| {
-            let mut d_logp = vec![0f32; logp.len()];
-            for (i, d) in d_logp.iter_mut().enumerate() {
-                let p = start + i;
-                if ACTIVE[p] {
-                    let (l, dpg, _) = ppo_clipped(ADVANTAGE[p], logp[i] as f64, old[p], clip);
-                    let (kl, dkl) = KlEstimator::LowVarKl.eval(logp[i] as f64, reference[p]);
-                    loss += l + kl_coef * kl;
-                    *d = (dpg + kl_coef * dkl) as f32;
+        .head_backward(
+            &CpuBackend,
+            &acts,
+            spec,
+            &mut |start, logp, _| {
+                let mut d_logp = vec![0f32; logp.len()];
+                for (i, d) in d_logp.iter_mut().enumerate() {
+                    let p = start + i;
+                    if ACTIVE[p] {
+                        let (l, dpg, _) = ppo_clipped(ADVANTAGE[p], logp[i] as f64, old[p], clip);
+                        let (kl, dkl) = KlEstimator::LowVarKl.eval(logp[i] as f64, reference[p]);
+                        loss += l + kl_coef * kl;
+                        *d = (dpg + kl_coef * dkl) as f32;
+                    }
                 }
-            }
-            Ok((d_logp, vec![-bonus as f32; logp.len()]))
-        }, d_head)
+                Ok((d_logp, vec![-bonus as f32; logp.len()]))
+            },
+            d_head,
+        )
         .unwrap();
     for (p, &(l, h)) in base.iter().enumerate().filter(|(p, _)| ACTIVE[*p]) {
         assert!((got_stats.logp[p] as f64 - l).abs() < 1e-4, "log p at {p}: {} vs {l}", got_stats.logp[p]);

@@ -20,7 +20,8 @@ fn smollm2_gradients_match_pytorch_autograd() {
     let acts = model.forward_train(&CpuBackend, &ids, false).unwrap();
     // The reference takes H over the whole vocabulary: no rows masked.
     let mut grads = model.zero_gradients(&CpuBackend).unwrap();
-    let head = model.entropy_head(&CpuBackend, &acts, &weights, &[], 7, model.head_gradient(&mut grads).unwrap()).unwrap();
+    let head =
+        model.entropy_head(&CpuBackend, &acts, &weights, &[], 7, model.head_gradient(&mut grads).unwrap()).unwrap();
     let want_loss = want["loss"].as_f64().unwrap();
     assert!((head.loss - want_loss).abs() < 1e-4 * want_loss, "loss {} vs PyTorch {want_loss}", head.loss);
     model.backward(&CpuBackend, &acts, &head.d_hidden, &mut grads).unwrap();

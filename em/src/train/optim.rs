@@ -111,11 +111,15 @@ impl AdamW {
                 decay.len()
             );
         }
-        let mismatch = (0..params.len()).find(|&i| {
-            params[i].len() != grads[i].len() || !(self.frozen(i) || self.m[i].len() == params[i].len())
-        });
+        let mismatch = (0..params.len())
+            .find(|&i| params[i].len() != grads[i].len() || !(self.frozen(i) || self.m[i].len() == params[i].len()));
         if let Some(i) = mismatch {
-            bail!("parameter {i}: {} values, gradient {}, moments {}", params[i].len(), grads[i].len(), self.m[i].len());
+            bail!(
+                "parameter {i}: {} values, gradient {}, moments {}",
+                params[i].len(),
+                grads[i].len(),
+                self.m[i].len()
+            );
         }
         // Chunk sums are collected in order and added in order, so the norm (and with it a
         // resumed run) does not depend on how rayon split the work.

@@ -2,8 +2,8 @@
 
 use rayon::prelude::*;
 
-use super::simd::{dot, vectorized};
 use super::matmul::strided_gemm;
+use super::simd::{dot, vectorized};
 use super::{dims2, f32_data, f32_data_mut, output, CpuTensor};
 use crate::{AttentionShape, Result};
 
@@ -26,11 +26,8 @@ pub fn attention(q: &CpuTensor, k: &CpuTensor, v: &CpuTensor, s: AttentionShape)
     let (t, qdim) = dims2("attention", q)?;
     crate::checks::attention(q.shape(), k.shape(), v.shape(), s)?;
     let (qs, ks, vs) = (f32_data("attention", q)?, f32_data("attention", k)?, f32_data("attention", v)?);
-    let out = if t >= BLOCKED_MIN_ROWS {
-        attention_blocked(qs, ks, vs, t, s)
-    } else {
-        attention_rows(qs, ks, vs, t, s)
-    };
+    let out =
+        if t >= BLOCKED_MIN_ROWS { attention_blocked(qs, ks, vs, t, s) } else { attention_rows(qs, ks, vs, t, s) };
     Ok(output(out, &[t, qdim]))
 }
 
@@ -85,7 +82,14 @@ fn attention_blocked(qs: &[f32], ks: &[f32], vs: &[f32], t: usize, s: AttentionS
                 let n = start_pos + i0 + rows;
                 p.clear();
                 p.resize(rows * n, 0f32);
-                strided_gemm((rows, n, d), (&mut p, n, 1), (&qs[i0 * qdim + qh..], qdim, 1), (&ks[kg..], 1, kvdim), false, false);
+                strided_gemm(
+                    (rows, n, d),
+                    (&mut p, n, 1),
+                    (&qs[i0 * qdim + qh..], qdim, 1),
+                    (&ks[kg..], 1, kvdim),
+                    false,
+                    false,
+                );
                 causal_softmax(&mut p, n, start_pos + i0, d);
                 strided_gemm((rows, d, n), (&mut o[i0 * d..], d, 1), (&p, n, 1), (&vs[kg..], kvdim, 1), false, false);
             }

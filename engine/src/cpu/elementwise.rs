@@ -66,7 +66,10 @@ pub fn embedding_backward(ids: &[u32], dy: &CpuTensor, d_table: &mut CpuTensor) 
     let (n, dim) = dims2(OP, dy)?;
     let (vocab, table_dim) = dims2(OP, d_table)?;
     if n != ids.len() || table_dim != dim {
-        return Err(EngineError::shape(OP, format!("{} ids, dy {:?}, table {:?}", ids.len(), dy.shape(), d_table.shape())));
+        return Err(EngineError::shape(
+            OP,
+            format!("{} ids, dy {:?}, table {:?}", ids.len(), dy.shape(), d_table.shape()),
+        ));
     }
     if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
         return Err(EngineError::invalid(OP, format!("token id {bad} ≥ vocabulary size {vocab}")));

@@ -38,7 +38,13 @@ pub fn rms_norm_backward(
     if weight.len() != dim || dy.shape() != x.shape() || d_weight.shape() != weight.shape() {
         return Err(EngineError::shape(
             OP,
-            format!("x {:?}, weight {:?}, dy {:?}, dweight {:?}", x.shape(), weight.shape(), dy.shape(), d_weight.shape()),
+            format!(
+                "x {:?}, weight {:?}, dy {:?}, dweight {:?}",
+                x.shape(),
+                weight.shape(),
+                dy.shape(),
+                d_weight.shape()
+            ),
         ));
     }
     let w = super::CpuBackend.to_host_f32(weight)?;
