@@ -14,6 +14,10 @@ resume() { [ -f "$1/latest.json" ] && echo --resume || true; }
 $E ft -m qwen2.5-coder-0.5b-instruct --prompts gsm8k-train --batch 4 --samples-per-prompt 1 \
     --max-new-tokens 256 --rollout-temperature 1.0 --steps 12 --lr 1e-5 --checkpoint-every 12 \
     --out "$RUNS/emft" $(resume "$RUNS/emft")
+# The same run at a 10x smaller learning rate (session 5): no collapse.
+$E ft -m qwen2.5-coder-0.5b-instruct --prompts gsm8k-train --batch 4 --samples-per-prompt 1 \
+    --max-new-tokens 256 --rollout-temperature 1.0 --steps 12 --lr 1e-6 --checkpoint-every 12 \
+    --out "$RUNS/emft-lr1e-6" $(resume "$RUNS/emft-lr1e-6")
 $E rl -m qwen2.5-coder-0.5b-instruct --prompts gsm8k-train --batch 2 --rollouts-per-prompt 4 \
     --max-new-tokens 256 --steps 4 --lr 1e-5 --checkpoint-every 4 --out "$RUNS/emrl" $(resume "$RUNS/emrl")
 ev() {
@@ -21,6 +25,8 @@ ev() {
         --batch 16 --seed 0 --out "benches/eval/$2-qwen2.5-coder-0.5b-$4"
 }
 ev "$RUNS/emft/step-000012" gsm8k 16 emft
+ev "$RUNS/emft-lr1e-6/step-000012" gsm8k 40 emft-lr1e-6
+ev "$RUNS/emft-lr1e-6/step-000012" math500 30 emft-lr1e-6
 ev "$RUNS/emrl/step-000004" gsm8k 40 emrl
 ev "$RUNS/emrl/step-000004" math500 30 emrl
-for m in "$RUNS/emft/metrics.jsonl" "$RUNS/emrl/metrics.jsonl"; do $E plot "$m"; done
+for m in "$RUNS/emft/metrics.jsonl" "$RUNS/emft-lr1e-6/metrics.jsonl" "$RUNS/emrl/metrics.jsonl"; do $E plot "$m"; done
