@@ -27,8 +27,13 @@ pub struct Latest {
 }
 
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_atomically(path, |tmp| Ok(std::fs::write(tmp, bytes)?))
+}
+
+/// `write` fills a temporary file beside `path`, which is then renamed over it.
+fn replace_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    write(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
@@ -50,19 +55,13 @@ pub fn save<B: Backend>(
     let dir = out.join(&folder);
     save_hf_folder(backend, lm, &dir, DType::F32)?;
     let names: Vec<String> = lm.model.named_parameters().into_iter().map(|(n, _)| n).collect();
-    let bytes: Vec<(String, Vec<u8>, usize)> = names
+    // Views of the moments in place: a copy would add 8 bytes per parameter to the run's
+    // peak memory (4.9 GB on Qwen2.5-0.5B) at every checkpoint.
+    let views: Vec<(String, TensorView<'_>)> = names
         .iter()
         .zip(opt.m.iter().zip(&opt.v))
-        .flat_map(|(n, (m, v))| {
-            [
-                (format!("m.{n}"), bytemuck::cast_slice(m).to_vec(), m.len()),
-                (format!("v.{n}"), bytemuck::cast_slice(v).to_vec(), v.len()),
-            ]
-        })
-        .collect();
-    let views: Vec<(String, TensorView<'_>)> = bytes
-        .iter()
-        .map(|(n, b, len)| Ok((n.clone(), TensorView::new(safetensors::Dtype::F32, vec![*len], b)?)))
+        .flat_map(|(n, (m, v))| [(format!("m.{n}"), m), (format!("v.{n}"), v)])
+        .map(|(name, x)| Ok((name, TensorView::new(safetensors::Dtype::F32, vec![x.len()], bytemuck::cast_slice(x))?)))
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
     let meta = HashMap::from([
         ("step".to_string(), step.to_string()),
@@ -70,7 +69,8 @@ pub fn save<B: Backend>(
         ("config".to_string(), serde_json::to_string(&opt.config)?),
     ]);
     let optim_path = out.join(format!("{folder}.optim.safetensors"));
-    write_atomically(&optim_path, &safetensors::tensor::serialize(views, Some(meta))?)?;
+    // Streamed to the file: a serialised copy in memory would be the moments' size again.
+    replace_atomically(&optim_path, |tmp| Ok(safetensors::serialize_to_file(views, Some(meta), tmp)?))?;
     let latest = Latest { step, folder: folder.clone(), settings: settings.clone() };
     write_atomically(&out.join("latest.json"), serde_json::to_string_pretty(&latest)?.as_bytes())?;
     for entry in std::fs::read_dir(out)?.flatten() {
