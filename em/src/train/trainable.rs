@@ -24,8 +24,10 @@ pub struct Trainable<'a, B: Backend> {
 impl<'a, B: Backend> Trainable<'a, B> {
     pub fn new(backend: &B, lm: &'a mut LoadedModel<B>, opt: AdamW) -> Result<Self> {
         let params = lm.model.named_parameters();
-        let fits = |((_, t), m): ((String, &crate::engine::Tensor<B>), &Vec<f32>)| m.is_empty() || t.len() == m.len();
-        if params.len() != opt.m.len() || !params.iter().cloned().zip(&opt.m).all(fits) {
+        // Empty moments mark a frozen parameter.
+        if params.len() != opt.m.len()
+            || params.iter().zip(&opt.m).any(|((_, t), m)| !m.is_empty() && t.len() != m.len())
+        {
             bail!("optimizer state does not match the model's {} parameters", params.len());
         }
         let decay = params.iter().map(|(_, t)| t.shape().len() == 2).collect();

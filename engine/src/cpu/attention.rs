@@ -68,41 +68,60 @@ fn attention_rows(qs: &[f32], ks: &[f32], vs: &[f32], t: usize, s: AttentionShap
 /// One task per head, two GEMMs per block of ROWS query rows (scores, then p·v) over the
 /// keys the block can see.
 fn attention_blocked(qs: &[f32], ks: &[f32], vs: &[f32], t: usize, s: AttentionShape) -> Vec<f32> {
-    let AttentionShape { n_heads, n_kv_heads, head_dim: d, start_pos } = s;
-    let (qdim, kvdim) = (n_heads * d, n_kv_heads * d);
+    let AttentionShape { n_heads, n_kv_heads, head_dim: d, .. } = s;
+    let kvdim = n_kv_heads * d;
     let group = n_heads / n_kv_heads;
     let per_head: Vec<Vec<f32>> = (0..n_heads)
         .into_par_iter()
         .map(|h| {
-            let (qh, kg) = (h * d, (h / group) * d);
+            let kg = (h / group) * d;
             let mut o = vec![0f32; t * d];
             let mut p = Vec::new();
             for i0 in (0..t).step_by(ROWS) {
-                let rows = ROWS.min(t - i0);
-                let n = start_pos + i0 + rows;
-                p.clear();
-                p.resize(rows * n, 0f32);
-                strided_gemm(
-                    (rows, n, d),
-                    (&mut p, n, 1),
-                    (&qs[i0 * qdim + qh..], qdim, 1),
-                    (&ks[kg..], 1, kvdim),
-                    false,
-                    false,
-                );
-                causal_softmax(&mut p, n, start_pos + i0, d);
+                let (rows, n) = block_probs(&mut p, qs, ks, s, h, i0, t);
                 strided_gemm((rows, d, n), (&mut o[i0 * d..], d, 1), (&p, n, 1), (&vs[kg..], kvdim, 1), false, false);
             }
             o
         })
         .collect();
+    interleave_heads(per_head.iter().map(Vec::as_slice), t, s)
+}
+
+/// Per-head `[t, head_dim]` blocks side by side as `[t, heads · head_dim]` rows.
+fn interleave_heads<'a>(per_head: impl Iterator<Item = &'a [f32]>, t: usize, s: AttentionShape) -> Vec<f32> {
+    let (d, qdim) = (s.head_dim, s.n_heads * s.head_dim);
     let mut out = vec![0f32; t * qdim];
-    for (h, oh) in per_head.iter().enumerate() {
+    for (h, oh) in per_head.enumerate() {
         for (dst, src) in out.chunks_mut(qdim).zip(oh.chunks(d)) {
             dst[h * d..][..d].copy_from_slice(src);
         }
     }
     out
+}
+
+/// Attention probabilities of head `h` for the query rows i0.. (at most ROWS, up to `t`)
+/// into `p`, one row per query over the `n` keys the block's last row sees: the scores
+/// GEMM q·kᵀ, then [`causal_softmax`]. Returns (rows, n).
+fn block_probs(
+    p: &mut Vec<f32>,
+    qs: &[f32],
+    ks: &[f32],
+    s: AttentionShape,
+    h: usize,
+    i0: usize,
+    t: usize,
+) -> (usize, usize) {
+    let AttentionShape { n_heads, n_kv_heads, head_dim: d, start_pos } = s;
+    let (qdim, kvdim) = (n_heads * d, n_kv_heads * d);
+    let kg = (h / (n_heads / n_kv_heads)) * d;
+    let rows = ROWS.min(t - i0);
+    let n = start_pos + i0 + rows;
+    p.clear();
+    p.resize(rows * n, 0f32);
+    // Kᵀ as a [d, n] view of the cache's [n, d] columns.
+    strided_gemm((rows, n, d), (p, n, 1), (&qs[i0 * qdim + h * d..], qdim, 1), (&ks[kg..], 1, kvdim), false, false);
+    causal_softmax(p, n, start_pos + i0, d);
+    (rows, n)
 }
 
 /// Raw scores q·k of a block of query rows (`n` keys per row; row r sees keys
@@ -160,19 +179,12 @@ pub fn attention_backward(
             let (mut dq, mut dk, mut dv) = (vec![0f32; t * d], vec![0f32; seen * d], vec![0f32; seen * d]);
             let (mut p, mut ds) = (Vec::new(), Vec::new());
             for i0 in (0..t).step_by(ROWS) {
-                let rows = ROWS.min(t - i0);
-                let n = start_pos + i0 + rows; // keys the block's last row sees
-                p.clear();
-                p.resize(rows * n, 0f32);
+                let (rows, n) = block_probs(&mut p, qs, ks, s, h, i0, t);
                 ds.clear();
                 ds.resize(rows * n, 0f32);
-                let q_blk = (&qs[i0 * qdim + qh..], qdim, 1);
                 let do_blk = (&dos[i0 * qdim + qh..], qdim, 1);
-                // Kᵀ and Vᵀ as [d, n] views of the caches' [n, d] columns.
-                let (k_t, v_t) = ((&ks[kg..], 1, kvdim), (&vs[kg..], 1, kvdim));
-                strided_gemm((rows, n, d), (&mut p, n, 1), q_blk, k_t, false, false);
-                strided_gemm((rows, n, d), (&mut ds, n, 1), do_blk, v_t, false, false);
-                causal_softmax(&mut p, n, start_pos + i0, d);
+                // Vᵀ as a [d, n] view of the cache's [n, d] columns.
+                strided_gemm((rows, n, d), (&mut ds, n, 1), do_blk, (&vs[kg..], 1, kvdim), false, false);
                 vectorized(|| {
                     for (p, ds) in p.chunks(n).zip(ds.chunks_mut(n)) {
                         let mean: f32 = p.iter().zip(ds.iter()).map(|(a, b)| a * b).sum();
@@ -187,12 +199,9 @@ pub fn attention_backward(
             (dq, dk, dv)
         })
         .collect();
-    let mut dq = vec![0f32; t * qdim];
+    let dq = interleave_heads(per_head.iter().map(|(hq, _, _)| hq.as_slice()), t, s);
     let (mut dk, mut dv) = (vec![0f32; capacity * kvdim], vec![0f32; capacity * kvdim]);
-    for (h, (hq, hk, hv)) in per_head.iter().enumerate() {
-        for (dst, src) in dq.chunks_mut(qdim).zip(hq.chunks(d)) {
-            dst[h * d..][..d].copy_from_slice(src);
-        }
+    for (h, (_, hk, hv)) in per_head.iter().enumerate() {
         let kg = (h / group) * d;
         for (j, (gk, gv)) in hk.chunks(d).zip(hv.chunks(d)).enumerate() {
             dk[j * kvdim + kg..][..d].iter_mut().zip(gk).for_each(|(a, b)| *a += b);
