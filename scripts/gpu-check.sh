@@ -19,7 +19,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 cargo build --release --locked -p entmin || exit 1
 ./target/release/entmin doctor --compile-kernels 2>&1 | tee "$out/doctor.txt"
 
-cargo test --release --locked -p entmin-tests --test cuda_ops --test cuda_model --test cuda_kernels_compile \
+cargo test --release --locked -p entmin-tests --test cuda_ops --test cuda_backward --test cuda_model --test cuda_kernels_compile \
     -- --nocapture 2>&1 | tee "$out/tests.log" || status=1
 
 cargo bench --locked -p entmin-engine --bench kernels -- 'cuda/' --warm-up-time 1 --measurement-time 2 \

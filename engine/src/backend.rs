@@ -123,8 +123,7 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// `params.banned`; errors on a row with NaN logits.
     fn sample(&self, logits: &Tensor<Self>, params: &SamplingParams, rngs: &mut [Rng]) -> Result<Vec<SampleOutcome>>;
 
-    // --- backward ops (training). CPU only so far: the GPU backends answer with the
-    // default, an error that says so. Each has a finite-difference test. ---
+    // --- backward ops (training). Each has a finite-difference test. ---
     /// Gradients of [`Backend::rms_norm`] given `dy`: returns dx and adds dweight (summed
     /// over rows) into `d_weight`. Weight gradients accumulate, as PyTorch's `.grad`
     /// does: the sequences of a batch add into one set of tensors, with no per-sequence
@@ -136,10 +135,7 @@ pub trait Backend: Send + Sync + Sized + 'static {
         dy: &Tensor<Self>,
         eps: f32,
         d_weight: &mut Tensor<Self>,
-    ) -> Result<Tensor<Self>> {
-        let _ = (x, weight, dy, eps, d_weight);
-        Err(no_backward(self.name(), "rms_norm_backward"))
-    }
+    ) -> Result<Tensor<Self>>;
     /// Gradients of [`Backend::linear`] given `dy [m, n]`: returns dx [m, k], adds dyᵀ·x
     /// into `dw [n, k]` and Σ_rows dy into `d_bias [n]` when given (accumulating, as
     /// [`Backend::rms_norm_backward`]). Training keeps f32 master weights, so `w` must be f32.
@@ -150,15 +146,9 @@ pub trait Backend: Send + Sync + Sized + 'static {
         dy: &Tensor<Self>,
         dw: &mut Tensor<Self>,
         d_bias: Option<&mut Tensor<Self>>,
-    ) -> Result<Tensor<Self>> {
-        let _ = (x, w, dy, dw, d_bias);
-        Err(no_backward(self.name(), "linear_backward"))
-    }
+    ) -> Result<Tensor<Self>>;
     /// The backward of [`Backend::rope`], in place on `dy`: the inverse rotation.
-    fn rope_backward(&self, dy: &mut Tensor<Self>, head_dim: usize, positions: &[u32], theta: f32) -> Result<()> {
-        let _ = (dy, head_dim, positions, theta);
-        Err(no_backward(self.name(), "rope_backward"))
-    }
+    fn rope_backward(&self, dy: &mut Tensor<Self>, head_dim: usize, positions: &[u32], theta: f32) -> Result<()>;
     /// Gradients of [`Backend::attention`] given `dout`: (dq, dk, dv), dk and dv shaped
     /// like the caches (rows the queries never see get zeros). Probabilities are recomputed.
     fn attention_backward(
@@ -168,27 +158,18 @@ pub trait Backend: Send + Sync + Sized + 'static {
         v: &Tensor<Self>,
         dout: &Tensor<Self>,
         shape: AttentionShape,
-    ) -> Result<(Tensor<Self>, Tensor<Self>, Tensor<Self>)> {
-        let _ = (q, k, v, dout, shape);
-        Err(no_backward(self.name(), "attention_backward"))
-    }
+    ) -> Result<(Tensor<Self>, Tensor<Self>, Tensor<Self>)>;
     /// Gradients of [`Backend::silu_mul`] given `dy`: (dgate, dup).
     fn silu_mul_backward(
         &self,
         gate: &Tensor<Self>,
         up: &Tensor<Self>,
         dy: &Tensor<Self>,
-    ) -> Result<(Tensor<Self>, Tensor<Self>)> {
-        let _ = (gate, up, dy);
-        Err(no_backward(self.name(), "silu_mul_backward"))
-    }
+    ) -> Result<(Tensor<Self>, Tensor<Self>)>;
     /// Gradient of [`Backend::embedding`]: the rows of `dy` added into the rows `ids` of
     /// `d_table [vocab, dim]` (repeated ids accumulate; the other rows are not touched,
     /// so the cost grows with the tokens, not with the vocabulary).
-    fn embedding_backward(&self, ids: &[u32], dy: &Tensor<Self>, d_table: &mut Tensor<Self>) -> Result<()> {
-        let _ = (ids, dy, d_table);
-        Err(no_backward(self.name(), "embedding_backward"))
-    }
+    fn embedding_backward(&self, ids: &[u32], dy: &Tensor<Self>, d_table: &mut Tensor<Self>) -> Result<()>;
     /// log p(targets[r]) of each row of `logits [rows, V]` under softmax(z·inv_t), given
     /// the rows' `lse` from [`Backend::softmax_entropy`] at the same temperature: the
     /// log-probabilities of the tokens a policy-gradient objective scores.
@@ -198,14 +179,12 @@ pub trait Backend: Send + Sync + Sized + 'static {
         lse: &Tensor<Self>,
         targets: &[u32],
         inv_temperature: f32,
-    ) -> Result<Tensor<Self>> {
-        let _ = (logits, lse, targets, inv_temperature);
-        Err(no_backward(self.name(), "token_logprobs"))
-    }
+    ) -> Result<Tensor<Self>>;
     /// ∂/∂z of Σ_r (d_logp[r]·log p(targets[r]) + d_entropy[r]·H_r) at temperature
     /// 1/inv_t, given `lse` and `entropy` from [`Backend::softmax_entropy`]:
     /// inv_t·(d_logp·(1[i = target] − p_i) − d_entropy·p_i·(x_i − (lse − H))), x = z·inv_t.
-    /// With d_logp = 0 this is [`Backend::entropy_grad`]. Masked (−inf) logits get 0.
+    /// With d_logp = 0 this is [`Backend::entropy_grad`]. Masked (−inf) logits get 0, a
+    /// masked target too.
     #[allow(clippy::too_many_arguments)]
     fn policy_grad(
         &self,
@@ -216,15 +195,5 @@ pub trait Backend: Send + Sync + Sized + 'static {
         d_logp: &Tensor<Self>,
         d_entropy: &Tensor<Self>,
         inv_temperature: f32,
-    ) -> Result<Tensor<Self>> {
-        let _ = (logits, lse, entropy, targets, d_logp, d_entropy, inv_temperature);
-        Err(no_backward(self.name(), "policy_grad"))
-    }
-}
-
-fn no_backward(backend: &'static str, op: &str) -> crate::EngineError {
-    crate::EngineError::Unavailable {
-        backend,
-        reason: format!("{op} (training) is implemented on the CPU backend only"),
-    }
+    ) -> Result<Tensor<Self>>;
 }

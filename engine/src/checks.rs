@@ -51,6 +51,22 @@ pub fn rope(rows: usize, cols: usize, head_dim: usize, positions: usize, theta: 
     Ok((0..head_dim / 2).map(|i| 1.0 / (theta as f64).powf(2.0 * i as f64 / head_dim as f64)).collect())
 }
 
+/// The (cos, sin) pairs the GPU rope kernels read, `[positions, head_dim / 2]`, computed
+/// in f64 (f32 sin/cos of angles in the thousands of radians lose digits); with `inverse`
+/// the rotation by −angle, rope's backward.
+pub fn rope_table(positions: &[u32], inv_freq: &[f64], inverse: bool) -> Vec<f32> {
+    let sign = if inverse { -1.0 } else { 1.0 };
+    positions
+        .iter()
+        .flat_map(|&pos| {
+            inv_freq.iter().flat_map(move |f| {
+                let a = pos as f64 * f;
+                [a.cos() as f32, (sign * a.sin()) as f32]
+            })
+        })
+        .collect()
+}
+
 /// One lse, entropy and upstream value per row of logits.
 pub fn entropy_grad(rows: usize, lse: usize, entropy: usize, upstream: usize) -> Result<()> {
     if lse != rows || entropy != rows || upstream != rows {
@@ -91,6 +107,59 @@ pub fn write_kv(capacity: usize, cache_dim: usize, t: usize, dim: usize, start_p
             "write_kv",
             format!("{t}×{dim} rows at {start_pos} into a {capacity}×{cache_dim} cache"),
         ));
+    }
+    Ok(())
+}
+
+/// `x [rows, dim]`, `weight [dim]`, `dy` like x and `d_weight` like the weight: returns (rows, dim).
+pub fn rms_norm_backward(x: &[usize], weight: &[usize], dy: &[usize], d_weight: &[usize]) -> Result<(usize, usize)> {
+    match x {
+        &[rows, dim] if weight == [dim] && dy == x && d_weight == weight => Ok((rows, dim)),
+        _ => Err(EngineError::shape(
+            "rms_norm_backward",
+            format!("x {x:?}, weight {weight:?}, dy {dy:?}, dweight {d_weight:?}"),
+        )),
+    }
+}
+
+/// `x [m, k]`, `w [n, k]`, `dy [m, n]`, `dw` like w and `d_bias [n]`: returns (m, k, n).
+pub fn linear_backward(
+    x: &[usize],
+    w: &[usize],
+    dy: &[usize],
+    dw: &[usize],
+    d_bias: Option<&[usize]>,
+) -> Result<(usize, usize, usize)> {
+    let (m, k, n) = linear(x, w, None)?;
+    if dy != [m, n] || dw != [n, k] || d_bias.is_some_and(|s| s != [n]) {
+        return Err(EngineError::shape(
+            "linear_backward",
+            format!("dy {dy:?}, dw {dw:?}, dbias {d_bias:?} for y [{m}, {n}] and w [{n}, {k}]"),
+        ));
+    }
+    Ok((m, k, n))
+}
+
+/// One row of `dy [ids, dim]` per id, each id a row of `d_table [vocab, dim]`: returns (vocab, dim).
+pub fn embedding_backward(ids: &[u32], dy: &[usize], d_table: &[usize]) -> Result<(usize, usize)> {
+    const OP: &str = "embedding_backward";
+    let (&[n, dim], &[vocab, table_dim]) = (dy, d_table) else {
+        return Err(EngineError::shape(OP, format!("dy {dy:?} and table {d_table:?} must be 2-D")));
+    };
+    if n != ids.len() || table_dim != dim {
+        return Err(EngineError::shape(OP, format!("{} ids, dy {dy:?}, table {d_table:?}", ids.len())));
+    }
+    if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+        return Err(EngineError::invalid(OP, format!("token id {bad} ≥ vocabulary size {vocab}")));
+    }
+    Ok((vocab, dim))
+}
+
+/// [`attention`]'s shapes, and `dout` shaped like `q`.
+pub fn attention_backward(q: &[usize], k: &[usize], v: &[usize], dout: &[usize], s: AttentionShape) -> Result<()> {
+    attention(q, k, v, s)?;
+    if dout != q {
+        return Err(EngineError::shape("attention_backward", format!("dout {dout:?}, q {q:?}")));
     }
     Ok(())
 }

@@ -16,10 +16,17 @@ pub enum Kernel {
     EntropyGrad,
     EmInf,
     Sample,
+    RmsNormBackward,
+    MatmulStrided,
+    SiluMulBackward,
+    EmbeddingBackward,
+    AttentionBackwardQuery,
+    AttentionBackwardKv,
+    TokenLogprobs,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 13] = [
+    pub const ALL: [Kernel; 20] = [
         Kernel::Embedding,
         Kernel::RmsNorm,
         Kernel::Gemv,
@@ -33,6 +40,13 @@ impl Kernel {
         Kernel::EntropyGrad,
         Kernel::EmInf,
         Kernel::Sample,
+        Kernel::RmsNormBackward,
+        Kernel::MatmulStrided,
+        Kernel::SiluMulBackward,
+        Kernel::EmbeddingBackward,
+        Kernel::AttentionBackwardQuery,
+        Kernel::AttentionBackwardKv,
+        Kernel::TokenLogprobs,
     ];
 
     pub fn name(self) -> &'static str {
@@ -50,6 +64,13 @@ impl Kernel {
             Kernel::EntropyGrad => "entropy_grad",
             Kernel::EmInf => "em_inf",
             Kernel::Sample => "sample",
+            Kernel::RmsNormBackward => "rms_norm_backward",
+            Kernel::MatmulStrided => "matmul_strided",
+            Kernel::SiluMulBackward => "silu_mul_backward",
+            Kernel::EmbeddingBackward => "embedding_backward",
+            Kernel::AttentionBackwardQuery => "attention_backward_query",
+            Kernel::AttentionBackwardKv => "attention_backward_kv",
+            Kernel::TokenLogprobs => "token_logprobs",
         }
     }
 
@@ -65,6 +86,7 @@ impl Kernel {
                 | Kernel::EntropyGrad
                 | Kernel::EmInf
                 | Kernel::Sample
+                | Kernel::TokenLogprobs
         )
     }
 }

@@ -114,7 +114,8 @@ pub fn token_logprob(row: &[f32], target: usize, inv_temperature: f32) -> f64 {
 }
 
 /// ∂/∂z of d_logp·log p(target) + d_entropy·H in f64 from the definitions:
-/// d_logp·inv_t·(1[i = target] − p_i) + d_entropy·∂H/∂z_i.
+/// d_logp·inv_t·(1[i = target] − p_i) + d_entropy·∂H/∂z_i; 0 at masked (−inf) logits,
+/// a masked target included.
 pub fn policy_grad(row: &[f32], target: usize, d_logp: f32, d_entropy: f32, inv_temperature: f32) -> Vec<f64> {
     let (lse, _) = softmax_entropy(row, inv_temperature);
     let inv_t = inv_temperature as f64;
@@ -124,6 +125,9 @@ pub fn policy_grad(row: &[f32], target: usize, d_logp: f32, d_entropy: f32, inv_
         .enumerate()
         .map(|(i, (dh, &z))| {
             let p = (z as f64 * inv_t - lse).exp();
+            if z == f32::NEG_INFINITY {
+                return 0.0;
+            }
             let one_hot = if i == target { 1.0 } else { 0.0 };
             d_logp as f64 * inv_t * (one_hot - p) + d_entropy as f64 * dh
         })

@@ -29,6 +29,13 @@ pub mod wgsl {
     pub const ENTROPY_GRAD: &str = include_str!("../wgsl/entropy_grad.wgsl");
     pub const EM_INF: &str = include_str!("../wgsl/em_inf.wgsl");
     pub const SAMPLE: &str = include_str!("../wgsl/sample.wgsl");
+    pub const RMS_NORM_BACKWARD: &str = include_str!("../wgsl/rms_norm_backward.wgsl");
+    pub const MATMUL_STRIDED: &str = include_str!("../wgsl/matmul_strided.wgsl");
+    pub const SILU_MUL_BACKWARD: &str = include_str!("../wgsl/silu_mul_backward.wgsl");
+    pub const EMBEDDING_BACKWARD: &str = include_str!("../wgsl/embedding_backward.wgsl");
+    pub const ATTENTION_BACKWARD_QUERY: &str = include_str!("../wgsl/attention_backward_query.wgsl");
+    pub const ATTENTION_BACKWARD_KV: &str = include_str!("../wgsl/attention_backward_kv.wgsl");
+    pub const TOKEN_LOGPROBS: &str = include_str!("../wgsl/token_logprobs.wgsl");
 }
 
 /// CUDA sources. A kernel is compiled as `COMMON` + the kernel, with `-DENTMIN_F32`,
@@ -49,6 +56,13 @@ pub mod cuda {
     pub const ENTROPY_GRAD: &str = include_str!("../cuda/entropy_grad.cu");
     pub const EM_INF: &str = include_str!("../cuda/em_inf.cu");
     pub const SAMPLE: &str = include_str!("../cuda/sample.cu");
+    pub const RMS_NORM_BACKWARD: &str = include_str!("../cuda/rms_norm_backward.cu");
+    pub const MATMUL_STRIDED: &str = include_str!("../cuda/matmul_strided.cu");
+    pub const SILU_MUL_BACKWARD: &str = include_str!("../cuda/silu_mul_backward.cu");
+    pub const EMBEDDING_BACKWARD: &str = include_str!("../cuda/embedding_backward.cu");
+    pub const ATTENTION_BACKWARD_QUERY: &str = include_str!("../cuda/attention_backward_query.cu");
+    pub const ATTENTION_BACKWARD_KV: &str = include_str!("../cuda/attention_backward_kv.cu");
+    pub const TOKEN_LOGPROBS: &str = include_str!("../cuda/token_logprobs.cu");
 
     /// Kernels that may spill registers, with the reason; the compile test fails on
     /// any other spill.

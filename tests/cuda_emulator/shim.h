@@ -1,6 +1,7 @@
 // A CPU emulator of the CUDA execution model, just enough to compile entmin's kernels
 // (kernels/cuda/*.cu) with g++ and run them where there is no GPU, as in CI. Used by
-// kernel_tests.cpp, which tests/tests/cuda_emulated_kernels.rs compiles and runs.
+// kernel_tests.cpp and backward_tests.cpp (through test_util.h), which
+// tests/tests/cuda_emulated_kernels.rs compiles and runs.
 //
 // How: every CUDA thread of a block is a fiber with its own stack, and one OS thread runs
 // them in turn. A fiber runs until it reaches __syncthreads or a warp shuffle and waits
@@ -84,7 +85,7 @@ template <class T> static inline T min(T a, T b) { return a < b ? a : b; }
 template <class T> static inline T max(T a, T b) { return a > b ? a : b; }
 
 // Host replacement of the kernels' only inline PTX, `cvt.f32.f16` in common.cuh's widen():
-// the generator of kernels.inc substitutes a call to this for it (see kernel_tests.cpp).
+// the generator of kernels.inc substitutes a call to this for it (see test_util.h).
 static float half_to_float_sw(unsigned short h) {
     const unsigned sign = h >> 15, exp = (h >> 10) & 31, mant = h & 1023;
     float f;

@@ -138,6 +138,39 @@ pub fn attention_backward<B: Backend>(b: &B) {
         assert_close(&format!("{what} dk"), &host(b, &dk), &finite_differences(&k, &dout, H, |k| f(&q, k, &v)), TOL);
         assert_close(&format!("{what} dv"), &host(b, &dv), &finite_differences(&v, &dout, H, |v| f(&q, &k, v)), TOL);
     }
+    // Rows that see more than 256 keys, and keys seen by more than 256 (row, head) pairs
+    // (the GPU kernels' tiles), against the CPU backend (itself checked above): finite
+    // differences at this size would take minutes.
+    let s = AttentionShape { n_heads: 4, n_kv_heads: 2, head_dim: 64, start_pos: 170 };
+    let (t, capacity) = (130, 310);
+    let q = random_vec(&mut rng, t * 256, 1.0);
+    let (k, v) = (random_vec(&mut rng, capacity * 128, 1.0), random_vec(&mut rng, capacity * 128, 1.0));
+    let dout = random_vec(&mut rng, t * 256, 1.0);
+    let on = |x: &[f32], shape: &[usize]| upload(b, x, shape);
+    let (dq, dk, dv) = b
+        .attention_backward(
+            &on(&q, &[t, 256]),
+            &on(&k, &[capacity, 128]),
+            &on(&v, &[capacity, 128]),
+            &on(&dout, &[t, 256]),
+            s,
+        )
+        .unwrap();
+    let c = entmin_engine::cpu::CpuBackend;
+    let onc = |x: &[f32], shape: &[usize]| upload(&c, x, shape);
+    let want = c
+        .attention_backward(
+            &onc(&q, &[t, 256]),
+            &onc(&k, &[capacity, 128]),
+            &onc(&v, &[capacity, 128]),
+            &onc(&dout, &[t, 256]),
+            s,
+        )
+        .unwrap();
+    let f64s = |t: &Tensor<entmin_engine::cpu::CpuBackend>| host(&c, t).iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    assert_close("attention dq, 300 keys", &host(b, &dq), &f64s(&want.0), 1e-4);
+    assert_close("attention dk, 300 keys", &host(b, &dk), &f64s(&want.1), 1e-4);
+    assert_close("attention dv, 300 keys", &host(b, &dv), &f64s(&want.2), 1e-4);
 }
 
 pub fn silu_mul_backward<B: Backend>(b: &B) {
@@ -198,7 +231,10 @@ pub fn policy_grad<B: Backend>(b: &B) {
         huge[v / 2] = 1e4;
         rows.push(huge);
         let n = rows.len();
-        let targets: Vec<u32> = (0..n).map(|r| ((r * 7 + 1) % v) as u32 / 3 * 3 % v as u32).collect();
+        let mut targets: Vec<u32> = (0..n).map(|r| ((r * 7 + 1) % v) as u32 / 3 * 3 % v as u32).collect();
+        if v >= 3 {
+            targets[2] = 2; // masked: log p = −inf, and no gradient anywhere it is masked
+        }
         let d_logp = random_vec(&mut rng, n, 2.0);
         let d_entropy = random_vec(&mut rng, n, 2.0);
         let logits = upload(b, &rows.concat(), &[n, v]);

@@ -92,7 +92,7 @@ pub fn wgpu_backends() -> &'static [(&'static str, entmin_engine::wgpu::WgpuBack
         if required {
             assert!(default.uses_subgroups(), "ENTMIN_REQUIRE_WGPU=1 but the adapter has no SUBGROUP feature");
         }
-        let shared = WgpuBackend::with_options(&WgpuOptions { force_shared_reductions: true })
+        let shared = WgpuBackend::with_options(&WgpuOptions { force_shared_reductions: true, ..Default::default() })
             .expect("a second device on the same adapter");
         let mut v = Vec::new();
         if default.uses_subgroups() {

@@ -1,13 +1,14 @@
 //! Every CUDA kernel (kernels/cuda) computes what it should, checked without a GPU, as CI has
 //! none: the kernels are compiled with g++ for the CPU and run by an emulator of CUDA threads
 //! and barriers (tests/cuda_emulator/shim.h), against double-precision references written
-//! independently in C++ (tests/cuda_emulator/kernel_tests.cpp). The emulator runs each thread
+//! independently in C++ (tests/cuda_emulator/kernel_tests.cpp, and backward_tests.cpp for the
+//! training kernels; test_util.h holds what they share). The emulator runs each thread
 //! of a block as a fiber up to its next barrier, and fails a kernel whose __syncthreads is not
 //! reached by every thread of the block or whose warp shuffle is not reached by all 32 lanes.
 //! It does not model real concurrency, so memory races go unnoticed.
 //!
 //! The test writes kernels.inc (common.cuh and every kernel, with the f16 inline PTX replaced
-//! by a host function), compiles kernel_tests.cpp once per storage dtype and runs it. Without
+//! by a host function), compiles each test program once per storage dtype and runs it. Without
 //! g++, or off Linux, it is skipped with a message; that is a failure under
 //! ENTMIN_REQUIRE_CUDA_EMULATOR=1 (CI).
 
@@ -23,7 +24,7 @@ const F16_PTX: &str = r#"asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));"#;
 const F16_HOST: &str = "f = half_to_float_sw(h);";
 
 /// Every kernel, in the order of `entmin_kernels::cuda`.
-const KERNELS: [(&str, &str); 13] = [
+const KERNELS: [(&str, &str); 20] = [
     ("embedding.cu", cuda::EMBEDDING),
     ("rms_norm.cu", cuda::RMS_NORM),
     ("gemv.cu", cuda::GEMV),
@@ -37,9 +38,22 @@ const KERNELS: [(&str, &str); 13] = [
     ("entropy_grad.cu", cuda::ENTROPY_GRAD),
     ("em_inf.cu", cuda::EM_INF),
     ("sample.cu", cuda::SAMPLE),
+    ("rms_norm_backward.cu", cuda::RMS_NORM_BACKWARD),
+    ("matmul_strided.cu", cuda::MATMUL_STRIDED),
+    ("silu_mul_backward.cu", cuda::SILU_MUL_BACKWARD),
+    ("embedding_backward.cu", cuda::EMBEDDING_BACKWARD),
+    ("attention_backward_query.cu", cuda::ATTENTION_BACKWARD_QUERY),
+    ("attention_backward_kv.cu", cuda::ATTENTION_BACKWARD_KV),
+    ("token_logprobs.cu", cuda::TOKEN_LOGPROBS),
 ];
 
 const DTYPES: [&str; 3] = ["F32", "F16", "BF16"];
+
+/// The test programs (tests/cuda_emulator/<name>.cpp), each built once per dtype.
+const PROGRAMS: [(&str, &str); 2] = [
+    ("kernel_tests", include_str!("../cuda_emulator/kernel_tests.cpp")),
+    ("backward_tests", include_str!("../cuda_emulator/backward_tests.cpp")),
+];
 
 /// common.cuh with the f16 PTX replaced, then every kernel.
 fn kernels_inc() -> String {
@@ -53,24 +67,26 @@ fn kernels_inc() -> String {
     inc
 }
 
-/// Compiles kernel_tests.cpp in `dir` for one dtype and runs it: its report, and whether it passed.
-fn build_and_run(dir: &Path, dtype: &str) -> (String, bool) {
-    let exe = dir.join(format!("kernel_tests_{dtype}"));
+/// Compiles `program`.cpp in `dir` for one dtype and runs it: its report, and whether it passed.
+fn build_and_run(dir: &Path, program: &str, dtype: &str) -> (String, bool) {
+    let exe = dir.join(format!("{program}_{dtype}"));
     let define = format!("-DENTMIN_{dtype}");
+    let source = format!("{program}.cpp");
     let start = Instant::now();
     let cc = Command::new("g++")
-        .args(["-std=c++20", "-O2", "-fno-strict-aliasing", define.as_str(), "kernel_tests.cpp", "-o"])
+        .args(["-std=c++20", "-O2", "-fno-strict-aliasing", define.as_str(), source.as_str(), "-o"])
         .arg(&exe)
         .current_dir(dir)
         .output()
         .expect("running g++");
     if !cc.status.success() {
-        return (format!("== {dtype}: g++ failed, {}\n{}", cc.status, String::from_utf8_lossy(&cc.stderr)), false);
+        let stderr = String::from_utf8_lossy(&cc.stderr);
+        return (format!("== {program} {dtype}: g++ failed, {}\n{stderr}", cc.status), false);
     }
     let compiled = start.elapsed();
-    let run = Command::new(&exe).current_dir(dir).output().expect("running kernel_tests");
+    let run = Command::new(&exe).current_dir(dir).output().expect("running a test program");
     let report = format!(
-        "== {dtype}: compiled in {:.1} s, ran in {:.1} s, {}\n{}{}",
+        "== {program} {dtype}: compiled in {:.1} s, ran in {:.1} s, {}\n{}{}",
         compiled.as_secs_f64(),
         (start.elapsed() - compiled).as_secs_f64(),
         run.status,
@@ -114,18 +130,24 @@ fn cuda_kernels_match_references_in_the_emulator() {
     let dir = entmin_tests::scratch_dir("cuda-emulator");
     std::fs::write(dir.join("kernels.inc"), inc).unwrap();
     std::fs::write(dir.join("shim.h"), include_str!("../cuda_emulator/shim.h")).unwrap();
-    std::fs::write(dir.join("kernel_tests.cpp"), include_str!("../cuda_emulator/kernel_tests.cpp")).unwrap();
-    // One thread per dtype, each compiling then running.
+    std::fs::write(dir.join("test_util.h"), include_str!("../cuda_emulator/test_util.h")).unwrap();
+    for (program, source) in PROGRAMS {
+        std::fs::write(dir.join(format!("{program}.cpp")), source).unwrap();
+    }
+    // One thread per program and dtype, each compiling then running.
     let dir_ref: &Path = &dir;
+    let builds: Vec<(&str, &str)> =
+        PROGRAMS.iter().flat_map(|&(program, _)| DTYPES.iter().map(move |&dtype| (program, dtype))).collect();
     let results: Vec<(String, bool)> = std::thread::scope(|s| {
-        let runs: Vec<_> = DTYPES.iter().map(|&dtype| s.spawn(move || build_and_run(dir_ref, dtype))).collect();
+        let runs: Vec<_> =
+            builds.iter().map(|&(program, dtype)| s.spawn(move || build_and_run(dir_ref, program, dtype))).collect();
         runs.into_iter().map(|run| run.join().unwrap()).collect()
     });
     let mut failed = Vec::new();
-    for (dtype, (report, ok)) in DTYPES.iter().zip(&results) {
+    for ((program, dtype), (report, ok)) in builds.iter().zip(&results) {
         println!("{report}");
         if !ok {
-            failed.push(*dtype);
+            failed.push(format!("{program} {dtype}"));
         }
     }
     assert!(failed.is_empty(), "kernel tests failed for {failed:?} (reports above; files in {})", dir.display());

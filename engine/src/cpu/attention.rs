@@ -159,13 +159,7 @@ pub fn attention_backward(
 ) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
     let (t, qdim) = dims2("attention_backward", q)?;
     let (capacity, kvdim) = dims2("attention_backward", k)?;
-    crate::checks::attention(q.shape(), k.shape(), v.shape(), s)?;
-    if dout.shape() != q.shape() {
-        return Err(crate::EngineError::shape(
-            "attention_backward",
-            format!("dout {:?}, q {:?}", dout.shape(), q.shape()),
-        ));
-    }
+    crate::checks::attention_backward(q.shape(), k.shape(), v.shape(), dout.shape(), s)?;
     let AttentionShape { n_heads, n_kv_heads, head_dim: d, start_pos } = s;
     let f = |t| f32_data("attention_backward", t);
     let (qs, ks, vs, dos) = (f(q)?, f(k)?, f(v)?, f(dout)?);

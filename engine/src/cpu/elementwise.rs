@@ -63,17 +63,7 @@ pub fn add_assign(x: &mut CpuTensor, y: &CpuTensor) -> Result<()> {
 /// Rows of `dy` added into the rows `ids` of `d_table [vocab, dim]` (repeats accumulate).
 pub fn embedding_backward(ids: &[u32], dy: &CpuTensor, d_table: &mut CpuTensor) -> Result<()> {
     const OP: &str = "embedding_backward";
-    let (n, dim) = dims2(OP, dy)?;
-    let (vocab, table_dim) = dims2(OP, d_table)?;
-    if n != ids.len() || table_dim != dim {
-        return Err(EngineError::shape(
-            OP,
-            format!("{} ids, dy {:?}, table {:?}", ids.len(), dy.shape(), d_table.shape()),
-        ));
-    }
-    if let Some(&bad) = ids.iter().find(|&&id| id as usize >= vocab) {
-        return Err(EngineError::invalid(OP, format!("token id {bad} ≥ vocabulary size {vocab}")));
-    }
+    let (_, dim) = crate::checks::embedding_backward(ids, dy.shape(), d_table.shape())?;
     let dys = f32_data(OP, dy)?;
     let table = f32_data_mut(OP, d_table)?;
     for (row, &id) in dys.chunks(dim.max(1)).zip(ids) {

@@ -97,7 +97,11 @@ fn grad(
                 }
             });
             if let Some(t) = log_prob {
-                g[t.targets[r] as usize] += inv_t * d_logp;
+                let target = t.targets[r] as usize;
+                // A masked target gets no gradient, like every masked logit.
+                if z[r * cols + target].to_f32() != f32::NEG_INFINITY {
+                    g[target] += inv_t * d_logp;
+                }
             }
         });
     }

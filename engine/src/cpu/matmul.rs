@@ -133,14 +133,13 @@ pub fn linear_backward(
     d_bias: Option<&mut CpuTensor>,
 ) -> Result<CpuTensor> {
     const OP: &str = "linear_backward";
-    let (m, k, n) = crate::checks::linear(x.shape(), w.shape(), None)?;
-    let bias_shape = d_bias.as_ref().map(|b| b.shape().to_vec());
-    if dy.shape() != [m, n] || dw.shape() != [n, k] || bias_shape.as_ref().is_some_and(|s| s != &[n]) {
-        return Err(crate::EngineError::shape(
-            OP,
-            format!("dy {:?}, dw {:?}, dbias {bias_shape:?} for y [{m}, {n}] and w [{n}, {k}]", dy.shape(), dw.shape()),
-        ));
-    }
+    let (m, k, n) = crate::checks::linear_backward(
+        x.shape(),
+        w.shape(),
+        dy.shape(),
+        dw.shape(),
+        d_bias.as_ref().map(|b| b.shape()),
+    )?;
     let (xs, ws, dys) = (f32_data(OP, x)?, f32_data(OP, w)?, f32_data(OP, dy)?);
     let dws = f32_data_mut(OP, dw)?;
     let mut dx = vec![0f32; m * k];

@@ -34,19 +34,7 @@ pub fn rms_norm_backward(
     d_weight: &mut CpuTensor,
 ) -> Result<CpuTensor> {
     const OP: &str = "rms_norm_backward";
-    let (rows, dim) = dims2(OP, x)?;
-    if weight.len() != dim || dy.shape() != x.shape() || d_weight.shape() != weight.shape() {
-        return Err(EngineError::shape(
-            OP,
-            format!(
-                "x {:?}, weight {:?}, dy {:?}, dweight {:?}",
-                x.shape(),
-                weight.shape(),
-                dy.shape(),
-                d_weight.shape()
-            ),
-        ));
-    }
+    let (rows, dim) = crate::checks::rms_norm_backward(x.shape(), weight.shape(), dy.shape(), d_weight.shape())?;
     let w = super::CpuBackend.to_host_f32(weight)?;
     let (xs, dys) = (f32_data(OP, x)?, f32_data(OP, dy)?);
     let mut dx = vec![0f32; rows * dim];

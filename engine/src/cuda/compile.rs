@@ -29,6 +29,13 @@ impl Kernel {
             Kernel::EntropyGrad => cuda::ENTROPY_GRAD,
             Kernel::EmInf => cuda::EM_INF,
             Kernel::Sample => cuda::SAMPLE,
+            Kernel::RmsNormBackward => cuda::RMS_NORM_BACKWARD,
+            Kernel::MatmulStrided => cuda::MATMUL_STRIDED,
+            Kernel::SiluMulBackward => cuda::SILU_MUL_BACKWARD,
+            Kernel::EmbeddingBackward => cuda::EMBEDDING_BACKWARD,
+            Kernel::AttentionBackwardQuery => cuda::ATTENTION_BACKWARD_QUERY,
+            Kernel::AttentionBackwardKv => cuda::ATTENTION_BACKWARD_KV,
+            Kernel::TokenLogprobs => cuda::TOKEN_LOGPROBS,
         }
     }
 

@@ -52,25 +52,93 @@ pub fn entropy_grad(
     upstream: &CudaTensor,
     inv_t: f32,
 ) -> Result<CudaTensor> {
-    let (rows, cols) = dims2("entropy_grad", logits)?;
+    let (rows, _) = dims2("entropy_grad", logits)?;
     crate::checks::entropy_grad(rows, lse.len(), entropy.len(), upstream.len())?;
+    grad(b, logits, lse, entropy, upstream, None, inv_t)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn policy_grad(
+    b: &CudaBackend,
+    logits: &CudaTensor,
+    lse: &CudaTensor,
+    entropy: &CudaTensor,
+    targets: &[u32],
+    d_logp: &CudaTensor,
+    d_entropy: &CudaTensor,
+    inv_t: f32,
+) -> Result<CudaTensor> {
+    let (rows, cols) = dims2("policy_grad", logits)?;
+    let per_row =
+        [("lse", lse.len()), ("entropy", entropy.len()), ("d_logp", d_logp.len()), ("d_entropy", d_entropy.len())];
+    crate::checks::token_targets("policy_grad", rows, cols, targets, &per_row)?;
+    require_f32("policy_grad", d_logp)?;
+    grad(b, logits, lse, entropy, d_entropy, Some((targets, d_logp)), inv_t)
+}
+
+/// The entropy gradient scaled by `upstream`, plus the log-prob term of
+/// [`crate::Backend::policy_grad`] when `log_prob` gives the targets and d_logp.
+fn grad(
+    b: &CudaBackend,
+    logits: &CudaTensor,
+    lse: &CudaTensor,
+    entropy: &CudaTensor,
+    upstream: &CudaTensor,
+    log_prob: Option<(&[u32], &CudaTensor)>,
+    inv_t: f32,
+) -> Result<CudaTensor> {
+    let (rows, cols) = dims2("entropy_grad", logits)?;
     for t in [lse, entropy, upstream] {
         require_f32("entropy_grad", t)?;
     }
     let grad = b.empty(&[rows, cols], DType::F32)?;
     let total = rows * cols;
-    if total > 0 {
-        let (r, c) = (u32_of("entropy_grad", rows)?, u32_of("entropy_grad", cols)?);
-        launch!(
-            b.dev,
-            Kernel::EntropyGrad,
-            logits.dtype(),
-            (total.div_ceil(WG as usize), 1),
-            WG,
-            [buf(logits), buf(lse), buf(entropy), buf(upstream), buf(&grad), &r, &c, &inv_t]
-        )?;
+    if total == 0 {
+        return Ok(grad);
     }
+    let (r, c) = (u32_of("entropy_grad", rows)?, u32_of("entropy_grad", cols)?);
+    u32_of("entropy_grad", total)?;
+    // Without the log-prob term the kernel reads neither targets nor d_logp; any valid
+    // address does.
+    let targets = b.dev.upload(bytemuck::cast_slice(log_prob.map_or(&[0u32][..], |(t, _)| t)))?;
+    let d_logp = log_prob.map_or(buf(upstream), |(_, d)| buf(d));
+    let has_logp = log_prob.is_some() as u32;
+    launch!(
+        b.dev,
+        Kernel::EntropyGrad,
+        logits.dtype(),
+        (total.div_ceil(WG as usize), 1),
+        WG,
+        [buf(logits), buf(lse), buf(entropy), buf(upstream), &targets, d_logp, buf(&grad), &r, &c, &inv_t, &has_logp]
+    )?;
     Ok(grad)
+}
+
+pub fn token_logprobs(
+    b: &CudaBackend,
+    logits: &CudaTensor,
+    lse: &CudaTensor,
+    targets: &[u32],
+    inv_t: f32,
+) -> Result<CudaTensor> {
+    let (rows, cols) = dims2("token_logprobs", logits)?;
+    crate::checks::token_targets("token_logprobs", rows, cols, targets, &[("lse", lse.len())])?;
+    require_f32("token_logprobs", lse)?;
+    let out = b.empty(&[rows], DType::F32)?;
+    if rows == 0 {
+        return Ok(out);
+    }
+    let (r, c) = (u32_of("token_logprobs", rows)?, u32_of("token_logprobs", cols)?);
+    let target_buf = b.dev.upload(bytemuck::cast_slice(targets))?;
+    launch!(
+        b.dev,
+        Kernel::TokenLogprobs,
+        logits.dtype(),
+        (rows.div_ceil(WG as usize), 1),
+        WG,
+        [buf(logits), buf(lse), &target_buf, buf(&out), &r, &c, &inv_t]
+    )?;
+    Ok(out)
 }
 
 pub fn em_inf(b: &CudaBackend, logits: &CudaTensor, p: &EmInfParams) -> Result<(CudaTensor, Vec<EmInfRowStats>)> {

@@ -146,24 +146,23 @@ fn sgemm(
     Ok(y)
 }
 
-pub fn rope(b: &CudaBackend, x: &mut CudaTensor, head_dim: usize, positions: &[u32], theta: f32) -> Result<()> {
+/// Rotates by +angle, or by −angle when `inverse` (rope's backward: the rotation is
+/// orthogonal, so its gradient is the inverse rotation).
+pub fn rope(
+    b: &CudaBackend,
+    x: &mut CudaTensor,
+    head_dim: usize,
+    positions: &[u32],
+    theta: f32,
+    inverse: bool,
+) -> Result<()> {
     let (rows, cols) = dims2("rope", x)?;
     require_f32("rope", x)?;
     let inv_freq = crate::checks::rope(rows, cols, head_dim, positions.len(), theta)?;
     if rows == 0 {
         return Ok(());
     }
-    // f32 sin/cos of angles in the thousands of radians lose digits: the host computes
-    // the table in f64, as the other backends do.
-    let cos_sin: Vec<f32> = positions
-        .iter()
-        .flat_map(|&pos| {
-            inv_freq.iter().flat_map(move |f| {
-                let a = pos as f64 * f;
-                [a.cos() as f32, a.sin() as f32]
-            })
-        })
-        .collect();
+    let cos_sin = crate::checks::rope_table(positions, &inv_freq, inverse);
     let table = b.dev.upload(bytemuck::cast_slice(&cos_sin))?;
     let pairs = rows * cols / 2;
     let (r, c, h) = (u32_of("rope", rows)?, u32_of("rope", cols)?, u32_of("rope", head_dim)?);
@@ -208,7 +207,7 @@ pub fn attention(
     Ok(out)
 }
 
-fn same_shape(op: &'static str, a: &CudaTensor, c: &CudaTensor) -> Result<u32> {
+pub(super) fn same_shape(op: &'static str, a: &CudaTensor, c: &CudaTensor) -> Result<u32> {
     require_f32(op, a)?;
     require_f32(op, c)?;
     if a.shape() != c.shape() {

@@ -7,6 +7,7 @@
 //! Storage is raw bytes: f32 as is, f16 and bf16 as 16-bit words widened in the kernels.
 //! Kernel launch ABI and caching: docs/cuda.md.
 
+mod backward;
 pub mod compile;
 mod device;
 mod em;
@@ -220,7 +221,7 @@ impl Backend for CudaBackend {
     }
 
     fn rope(&self, x: &mut CudaTensor, head_dim: usize, positions: &[u32], theta: f32) -> Result<()> {
-        forward::rope(self, x, head_dim, positions, theta)
+        forward::rope(self, x, head_dim, positions, theta, false)
     }
 
     fn write_kv(&self, cache: &mut CudaTensor, x: &CudaTensor, start_pos: usize) -> Result<()> {
@@ -265,5 +266,72 @@ impl Backend for CudaBackend {
 
     fn sample(&self, logits: &CudaTensor, params: &SamplingParams, rngs: &mut [Rng]) -> Result<Vec<SampleOutcome>> {
         em::sample(self, logits, params, rngs)
+    }
+
+    fn rms_norm_backward(
+        &self,
+        x: &CudaTensor,
+        weight: &CudaTensor,
+        dy: &CudaTensor,
+        eps: f32,
+        d_weight: &mut CudaTensor,
+    ) -> Result<CudaTensor> {
+        backward::rms_norm_backward(self, x, weight, dy, eps, d_weight)
+    }
+
+    fn linear_backward(
+        &self,
+        x: &CudaTensor,
+        w: &CudaTensor,
+        dy: &CudaTensor,
+        dw: &mut CudaTensor,
+        d_bias: Option<&mut CudaTensor>,
+    ) -> Result<CudaTensor> {
+        backward::linear_backward(self, x, w, dy, dw, d_bias)
+    }
+
+    fn rope_backward(&self, dy: &mut CudaTensor, head_dim: usize, positions: &[u32], theta: f32) -> Result<()> {
+        forward::rope(self, dy, head_dim, positions, theta, true)
+    }
+
+    fn attention_backward(
+        &self,
+        q: &CudaTensor,
+        k: &CudaTensor,
+        v: &CudaTensor,
+        dout: &CudaTensor,
+        shape: AttentionShape,
+    ) -> Result<(CudaTensor, CudaTensor, CudaTensor)> {
+        backward::attention_backward(self, q, k, v, dout, shape)
+    }
+
+    fn silu_mul_backward(
+        &self,
+        gate: &CudaTensor,
+        up: &CudaTensor,
+        dy: &CudaTensor,
+    ) -> Result<(CudaTensor, CudaTensor)> {
+        backward::silu_mul_backward(self, gate, up, dy)
+    }
+
+    fn embedding_backward(&self, ids: &[u32], dy: &CudaTensor, d_table: &mut CudaTensor) -> Result<()> {
+        backward::embedding_backward(self, ids, dy, d_table)
+    }
+
+    fn token_logprobs(&self, logits: &CudaTensor, lse: &CudaTensor, targets: &[u32], inv_t: f32) -> Result<CudaTensor> {
+        em::token_logprobs(self, logits, lse, targets, inv_t)
+    }
+
+    fn policy_grad(
+        &self,
+        logits: &CudaTensor,
+        lse: &CudaTensor,
+        entropy: &CudaTensor,
+        targets: &[u32],
+        d_logp: &CudaTensor,
+        d_entropy: &CudaTensor,
+        inv_t: f32,
+    ) -> Result<CudaTensor> {
+        em::policy_grad(self, logits, lse, entropy, targets, d_logp, d_entropy, inv_t)
     }
 }

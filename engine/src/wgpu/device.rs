@@ -30,6 +30,10 @@ pub struct WgpuOptions {
     /// Use workgroup-memory reductions even when the adapter has subgroups (the
     /// fallback path, forced in tests so that both are exercised).
     pub force_shared_reductions: bool,
+    /// Bind at most this many bytes of a buffer at once, below the adapter's limit: makes
+    /// small tensors take the windowed paths of large ones (tests), or steps around a
+    /// driver that misbehaves near the limit it advertises.
+    pub max_binding_bytes: Option<u64>,
 }
 
 pub struct Gpu {
@@ -174,6 +178,10 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
             sink.lock().expect("error sink").get_or_insert_with(|| e.to_string());
         }));
+        let mut limits = limits;
+        if let Some(cap) = options.max_binding_bytes {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+        }
         let dummy = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("absent input"),
             size: 4,

@@ -56,26 +56,105 @@ pub fn entropy_grad(
     upstream: &WgpuTensor,
     inv_t: f32,
 ) -> Result<WgpuTensor> {
-    let (rows, cols) = dims2("entropy_grad", logits)?;
+    let (rows, _) = dims2("entropy_grad", logits)?;
     crate::checks::entropy_grad(rows, lse.len(), entropy.len(), upstream.len())?;
+    grad(b, logits, lse, entropy, upstream, None, inv_t)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn policy_grad(
+    b: &WgpuBackend,
+    logits: &WgpuTensor,
+    lse: &WgpuTensor,
+    entropy: &WgpuTensor,
+    targets: &[u32],
+    d_logp: &WgpuTensor,
+    d_entropy: &WgpuTensor,
+    inv_t: f32,
+) -> Result<WgpuTensor> {
+    let (rows, cols) = dims2("policy_grad", logits)?;
+    let per_row =
+        [("lse", lse.len()), ("entropy", entropy.len()), ("d_logp", d_logp.len()), ("d_entropy", d_entropy.len())];
+    crate::checks::token_targets("policy_grad", rows, cols, targets, &per_row)?;
+    require_f32("policy_grad", d_logp)?;
+    grad(b, logits, lse, entropy, d_entropy, Some((targets, d_logp)), inv_t)
+}
+
+/// The entropy gradient scaled by `upstream`, plus the log-prob term of
+/// [`crate::Backend::policy_grad`] when `log_prob` gives the targets and d_logp.
+fn grad(
+    b: &WgpuBackend,
+    logits: &WgpuTensor,
+    lse: &WgpuTensor,
+    entropy: &WgpuTensor,
+    upstream: &WgpuTensor,
+    log_prob: Option<(&[u32], &WgpuTensor)>,
+    inv_t: f32,
+) -> Result<WgpuTensor> {
+    let (rows, cols) = dims2("entropy_grad", logits)?;
     for t in [lse, entropy, upstream] {
         require_f32("entropy_grad", t)?;
     }
     let grad = b.empty(&[rows, cols], DType::F32)?;
+    let targets = match log_prob {
+        Some((targets, _)) if !targets.is_empty() => Some(b.gpu.storage_buffer_with(bytemuck::cast_slice(targets))?),
+        _ => None,
+    };
+    let dummy = Binding::whole(&b.gpu.dummy);
+    let target_binding = targets.as_ref().map_or(dummy, Binding::whole);
+    let d_logp_binding = log_prob.map_or(dummy, |(_, d)| whole(d));
     let row_bytes = [(cols * logits.dtype().size_bytes()) as u64, (cols * 4) as u64];
     for w in b.gpu.row_windows("entropy_grad", rows, &row_bytes)? {
         let n = w.end - w.start;
-        let params = [n as u32, cols as u32, inv_t.to_bits(), w.start as u32];
+        let params = [n as u32, cols as u32, inv_t.to_bits(), w.start as u32, log_prob.is_some() as u32];
         b.gpu.dispatch(
             Kernel::EntropyGrad,
             logits.dtype(),
             0,
-            &[rows_of(logits, cols, &w), whole(lse), whole(entropy), whole(upstream), rows_of(&grad, cols, &w)],
+            &[
+                rows_of(logits, cols, &w),
+                whole(lse),
+                whole(entropy),
+                whole(upstream),
+                target_binding,
+                d_logp_binding,
+                rows_of(&grad, cols, &w),
+            ],
             &params,
             (n * cols).div_ceil(WG),
         )?;
     }
     Ok(grad)
+}
+
+pub fn token_logprobs(
+    b: &WgpuBackend,
+    logits: &WgpuTensor,
+    lse: &WgpuTensor,
+    targets: &[u32],
+    inv_t: f32,
+) -> Result<WgpuTensor> {
+    let (rows, cols) = dims2("token_logprobs", logits)?;
+    crate::checks::token_targets("token_logprobs", rows, cols, targets, &[("lse", lse.len())])?;
+    require_f32("token_logprobs", lse)?;
+    let out = b.empty(&[rows], DType::F32)?;
+    if rows == 0 {
+        return Ok(out);
+    }
+    let target_buf = b.gpu.storage_buffer_with(bytemuck::cast_slice(targets))?;
+    for w in b.gpu.row_windows("token_logprobs", rows, &[(cols * logits.dtype().size_bytes()) as u64])? {
+        let n = w.end - w.start;
+        let params = [n as u32, cols as u32, inv_t.to_bits(), w.start as u32];
+        b.gpu.dispatch(
+            Kernel::TokenLogprobs,
+            logits.dtype(),
+            0,
+            &[rows_of(logits, cols, &w), whole(lse), Binding::whole(&target_buf), whole(&out)],
+            &params,
+            n.div_ceil(WG),
+        )?;
+    }
+    Ok(out)
 }
 
 pub fn em_inf(b: &WgpuBackend, logits: &WgpuTensor, p: &EmInfParams) -> Result<(WgpuTensor, Vec<EmInfRowStats>)> {

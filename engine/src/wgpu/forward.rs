@@ -92,19 +92,20 @@ pub fn linear(b: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Option<&Wgp
     Ok(y)
 }
 
-pub fn rope(b: &WgpuBackend, x: &mut WgpuTensor, head_dim: usize, positions: &[u32], theta: f32) -> Result<()> {
+/// Rotates by +angle, or by −angle when `inverse` (rope's backward: the rotation is
+/// orthogonal, so its gradient is the inverse rotation).
+pub fn rope(
+    b: &WgpuBackend,
+    x: &mut WgpuTensor,
+    head_dim: usize,
+    positions: &[u32],
+    theta: f32,
+    inverse: bool,
+) -> Result<()> {
     let (rows, cols) = dims2("rope", x)?;
     require_f32("rope", x)?;
     let inv_freq = crate::checks::rope(rows, cols, head_dim, positions.len(), theta)?;
-    let cos_sin: Vec<f32> = positions
-        .iter()
-        .flat_map(|&pos| {
-            inv_freq.iter().flat_map(move |f| {
-                let a = pos as f64 * f;
-                [a.cos() as f32, a.sin() as f32]
-            })
-        })
-        .collect();
+    let cos_sin = crate::checks::rope_table(positions, &inv_freq, inverse);
     if rows == 0 {
         return Ok(());
     }
@@ -169,7 +170,7 @@ pub fn attention(
     Ok(out)
 }
 
-fn same_shape(op: &'static str, a: &WgpuTensor, c: &WgpuTensor) -> Result<()> {
+pub(super) fn same_shape(op: &'static str, a: &WgpuTensor, c: &WgpuTensor) -> Result<()> {
     require_f32(op, a)?;
     require_f32(op, c)?;
     if a.shape() != c.shape() {

@@ -25,6 +25,13 @@ impl Kernel {
             Kernel::EntropyGrad => wgsl::ENTROPY_GRAD,
             Kernel::EmInf => wgsl::EM_INF,
             Kernel::Sample => wgsl::SAMPLE,
+            Kernel::RmsNormBackward => wgsl::RMS_NORM_BACKWARD,
+            Kernel::MatmulStrided => wgsl::MATMUL_STRIDED,
+            Kernel::SiluMulBackward => wgsl::SILU_MUL_BACKWARD,
+            Kernel::EmbeddingBackward => wgsl::EMBEDDING_BACKWARD,
+            Kernel::AttentionBackwardQuery => wgsl::ATTENTION_BACKWARD_QUERY,
+            Kernel::AttentionBackwardKv => wgsl::ATTENTION_BACKWARD_KV,
+            Kernel::TokenLogprobs => wgsl::TOKEN_LOGPROBS,
         }
     }
 

@@ -9,6 +9,7 @@
 //! windows of rows. Reductions use subgroup operations when the adapter has them and
 //! workgroup memory otherwise ([`WgpuOptions::force_shared_reductions`]).
 
+mod backward;
 mod device;
 mod em;
 mod forward;
@@ -285,7 +286,7 @@ impl Backend for WgpuBackend {
     }
 
     fn rope(&self, x: &mut WgpuTensor, head_dim: usize, positions: &[u32], theta: f32) -> Result<()> {
-        forward::rope(self, x, head_dim, positions, theta)
+        forward::rope(self, x, head_dim, positions, theta, false)
     }
 
     fn write_kv(&self, cache: &mut WgpuTensor, x: &WgpuTensor, start_pos: usize) -> Result<()> {
@@ -325,5 +326,72 @@ impl Backend for WgpuBackend {
 
     fn sample(&self, logits: &WgpuTensor, params: &SamplingParams, rngs: &mut [Rng]) -> Result<Vec<SampleOutcome>> {
         em::sample(self, logits, params, rngs)
+    }
+
+    fn rms_norm_backward(
+        &self,
+        x: &WgpuTensor,
+        weight: &WgpuTensor,
+        dy: &WgpuTensor,
+        eps: f32,
+        d_weight: &mut WgpuTensor,
+    ) -> Result<WgpuTensor> {
+        backward::rms_norm_backward(self, x, weight, dy, eps, d_weight)
+    }
+
+    fn linear_backward(
+        &self,
+        x: &WgpuTensor,
+        w: &WgpuTensor,
+        dy: &WgpuTensor,
+        dw: &mut WgpuTensor,
+        d_bias: Option<&mut WgpuTensor>,
+    ) -> Result<WgpuTensor> {
+        backward::linear_backward(self, x, w, dy, dw, d_bias)
+    }
+
+    fn rope_backward(&self, dy: &mut WgpuTensor, head_dim: usize, positions: &[u32], theta: f32) -> Result<()> {
+        forward::rope(self, dy, head_dim, positions, theta, true)
+    }
+
+    fn attention_backward(
+        &self,
+        q: &WgpuTensor,
+        k: &WgpuTensor,
+        v: &WgpuTensor,
+        dout: &WgpuTensor,
+        shape: AttentionShape,
+    ) -> Result<(WgpuTensor, WgpuTensor, WgpuTensor)> {
+        backward::attention_backward(self, q, k, v, dout, shape)
+    }
+
+    fn silu_mul_backward(
+        &self,
+        gate: &WgpuTensor,
+        up: &WgpuTensor,
+        dy: &WgpuTensor,
+    ) -> Result<(WgpuTensor, WgpuTensor)> {
+        backward::silu_mul_backward(self, gate, up, dy)
+    }
+
+    fn embedding_backward(&self, ids: &[u32], dy: &WgpuTensor, d_table: &mut WgpuTensor) -> Result<()> {
+        backward::embedding_backward(self, ids, dy, d_table)
+    }
+
+    fn token_logprobs(&self, logits: &WgpuTensor, lse: &WgpuTensor, targets: &[u32], inv_t: f32) -> Result<WgpuTensor> {
+        em::token_logprobs(self, logits, lse, targets, inv_t)
+    }
+
+    fn policy_grad(
+        &self,
+        logits: &WgpuTensor,
+        lse: &WgpuTensor,
+        entropy: &WgpuTensor,
+        targets: &[u32],
+        d_logp: &WgpuTensor,
+        d_entropy: &WgpuTensor,
+        inv_t: f32,
+    ) -> Result<WgpuTensor> {
+        em::policy_grad(self, logits, lse, entropy, targets, d_logp, d_entropy, inv_t)
     }
 }
