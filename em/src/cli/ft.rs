@@ -1,12 +1,13 @@
-//! `entmin ft`: EM-FT on unlabeled prompts (em/src/train/emft.rs), on the CPU backend (the
-//! backward ops are CPU-only so far), with progress, metrics JSONL, atomic Hugging Face
-//! checkpoints and exact `--resume`.
+//! `entmin ft`: EM-FT on unlabeled prompts (em/src/train/emft.rs) on any backend
+//! (`--device`), with progress, metrics JSONL, atomic Hugging Face checkpoints and exact
+//! `--resume`.
 
 use anyhow::{bail, Result};
-use entmin::engine::cpu::CpuBackend;
+use entmin::engine::Backend;
 use entmin::train::emft::{EmFt, EmFtConfig, Reduction};
 
 use super::train_args::{run_with_progress, TrainArgs};
+use super::{on_device, open_device};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -44,7 +45,12 @@ pub fn run(a: Args) -> Result<()> {
         head_chunk: t.head_chunk,
         recompute: t.recompute,
     };
-    let mut p = t.prepare(serde_json::to_value(EmFtConfig { steps: 0, ..config.clone() })?, 1)?;
+    on_device!(open_device(&t.device, true)?, run_on(&a, config))
+}
+
+fn run_on<B: Backend>(backend: &B, a: &Args, config: EmFtConfig) -> Result<()> {
+    let t = &a.train;
+    let mut p = t.prepare(backend, serde_json::to_value(EmFtConfig { steps: 0, ..config.clone() })?, 1)?;
     eprintln!(
         "[EM-FT: {} prompts, {} per step × {} samples, {} steps, lr {}, {} parameters]",
         p.prompts.len(),
@@ -55,8 +61,8 @@ pub fn run(a: Args) -> Result<()> {
         p.lm.model.named_parameters().iter().map(|(_, t)| t.len()).sum::<usize>()
     );
     let done = p.opt.step;
-    let mut ft = EmFt::new(&CpuBackend, &mut p.lm, p.opt, config)?;
-    run_with_progress(&mut ft, &p.prompts, &p.opts, t.steps, done, |m| {
+    let mut ft = EmFt::new(backend, &mut p.lm, p.opt, config)?;
+    run_with_progress(backend, &mut ft, &p.prompts, &p.opts, t.steps, done, |m| {
         let text = format!(
             "loss {:.3}, entropy {:.3}, {:.0} tokens/response, {:.1} tok/s",
             m.loss, m.mean_entropy, m.mean_response_tokens, m.tokens_per_sec

@@ -86,23 +86,28 @@ macro_rules! on_device {
 }
 pub(crate) use on_device;
 
+/// The backend named by a `--device` value (see [`ModelArgs::device`]).
+pub fn open_device(name: &str, verbose: bool) -> Result<Device> {
+    let say = |what: &str| {
+        if verbose {
+            eprintln!("[device: {what}]");
+        }
+    };
+    match name {
+        "cpu" => Ok(Device::Cpu(CpuBackend)),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(Device::Wgpu(entmin::engine::wgpu::WgpuBackend::new()?)),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::Cuda(entmin::engine::cuda::CudaBackend::new(0)?)),
+        "auto" => Ok(auto_device(&say)),
+        other if ["wgpu", "cuda"].contains(&other) => bail!("device {other} is not available in this build"),
+        other => bail!("unknown device {other:?} (cpu, wgpu, cuda, auto)"),
+    }
+}
+
 impl ModelArgs {
     pub fn device(&self, verbose: bool) -> Result<Device> {
-        let say = |what: &str| {
-            if verbose {
-                eprintln!("[device: {what}]");
-            }
-        };
-        match self.device.as_str() {
-            "cpu" => Ok(Device::Cpu(CpuBackend)),
-            #[cfg(feature = "wgpu")]
-            "wgpu" => Ok(Device::Wgpu(entmin::engine::wgpu::WgpuBackend::new()?)),
-            #[cfg(feature = "cuda")]
-            "cuda" => Ok(Device::Cuda(entmin::engine::cuda::CudaBackend::new(0)?)),
-            "auto" => Ok(auto_device(&say)),
-            other if ["wgpu", "cuda"].contains(&other) => bail!("device {other} is not available in this build"),
-            other => bail!("unknown device {other:?} (cpu, wgpu, cuda, auto)"),
-        }
+        open_device(&self.device, verbose)
     }
 
     pub fn load<B: Backend>(&self, backend: &B, verbose: bool) -> Result<LoadedModel<B>> {

@@ -4,12 +4,13 @@
 //! started from, loaded once beside the policy, and only when the KL coefficient is not 0.
 
 use anyhow::Result;
-use entmin::engine::cpu::CpuBackend;
+use entmin::engine::Backend;
 use entmin::engine::DType;
 use entmin::train::emrl::{EmRl, EmRlConfig};
 use entmin::train::rl_objective::{KlEstimator, RewardKind, RewardReduction};
 
 use super::train_args::{run_with_progress, TrainArgs};
+use super::{on_device, open_device};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -73,10 +74,15 @@ pub fn run(a: Args) -> Result<()> {
         recompute: t.recompute,
     };
     config.validate()?;
-    let mut p =
-        t.prepare(serde_json::to_value(EmRlConfig { steps: 0, ..config.clone() })?, config.updates_per_step())?;
+    on_device!(open_device(&t.device, true)?, run_on(&a, config))
+}
+
+fn run_on<B: Backend>(backend: &B, a: &Args, config: EmRlConfig) -> Result<()> {
+    let t = &a.train;
+    let method = serde_json::to_value(EmRlConfig { steps: 0, ..config.clone() })?;
+    let mut p = t.prepare(backend, method, config.updates_per_step())?;
     let reference = match config.kl_coef > 0.0 {
-        true => Some(entmin::models::load(&CpuBackend, &p.base, DType::F32)?),
+        true => Some(entmin::models::load(backend, &p.base, DType::F32)?),
         false => None,
     };
     eprintln!(
@@ -91,8 +97,8 @@ pub fn run(a: Args) -> Result<()> {
         if reference.is_some() { p.base.display().to_string() } else { "none (KL coefficient 0)".into() }
     );
     let done = p.opt.step / config.updates_per_step();
-    let mut rl = EmRl::new(&CpuBackend, &mut p.lm, reference.as_ref(), p.opt, config)?;
-    run_with_progress(&mut rl, &p.prompts, &p.opts, t.steps, done, |m| {
+    let mut rl = EmRl::new(backend, &mut p.lm, reference.as_ref(), p.opt, config)?;
+    run_with_progress(backend, &mut rl, &p.prompts, &p.opts, t.steps, done, |m| {
         let text = format!(
             "reward {:.3}, entropy {:.3}, kl {:.2e}, {:.0} tokens/response",
             m.mean_reward, m.mean_entropy, m.kl, m.mean_response_tokens

@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use entmin::catalog;
 use entmin::dataset;
-use entmin::engine::cpu::CpuBackend;
-use entmin::engine::DType;
+use entmin::engine::{Backend, DType};
 use entmin::eval::prompt_ids;
 use entmin::models::LoadedModel;
 use entmin::train::optim::{AdamW, AdamWConfig, Schedule};
@@ -66,11 +65,16 @@ pub struct TrainArgs {
     /// Continue from OUT's latest checkpoint (same settings; --steps may grow).
     #[arg(long)]
     pub resume: bool,
+    /// cpu | wgpu | cuda | auto. Training on a GPU backend keeps the optimiser on the host
+    /// (docs/training.md); it is tested against the CPU on lavapipe but has not run on a
+    /// hardware GPU yet, hence the CPU default.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// A run ready to start or continue.
-pub struct Prepared {
-    pub lm: LoadedModel<CpuBackend>,
+pub struct Prepared<B: Backend> {
+    pub lm: LoadedModel<B>,
     /// The model the run started from (the reference policy of EM-RL).
     pub base: PathBuf,
     pub opt: AdamW,
@@ -82,7 +86,12 @@ impl TrainArgs {
     /// Load the model (the latest checkpoint with `--resume`), the optimiser and the
     /// prompts. `method` holds the method's settings (everything but the step count);
     /// one step is `updates_per_step` optimiser updates.
-    pub fn prepare(&self, method: serde_json::Value, updates_per_step: u64) -> Result<Prepared> {
+    pub fn prepare<B: Backend>(
+        &self,
+        backend: &B,
+        method: serde_json::Value,
+        updates_per_step: u64,
+    ) -> Result<Prepared<B>> {
         let optim = AdamWConfig {
             lr: self.lr,
             beta1: 0.9,
@@ -107,7 +116,7 @@ impl TrainArgs {
         }
         let base = catalog::resolve_model(&self.model, true)?;
         let path = if self.resume { latest.unwrap_or_else(|| base.clone()) } else { base.clone() };
-        let lm = entmin::models::load(&CpuBackend, &path, DType::F32)?;
+        let lm = entmin::models::load(backend, &path, DType::F32)?;
         let opt = match resume_optimizer(&lm, &opts)? {
             Some(mut opt) => {
                 opt.config.total_steps = optim.total_steps;
@@ -129,7 +138,8 @@ impl TrainArgs {
 /// whose message `status` gives (step, text); each step's metrics go out as one JSON
 /// line above the bar, or plainly on stderr when the bar is hidden (not a terminal), so
 /// that logs keep them.
-pub fn run_with_progress<M: Method<CpuBackend>>(
+pub fn run_with_progress<B: Backend, M: Method<B>>(
+    backend: &B,
     method: &mut M,
     prompts: &[Vec<u32>],
     opts: &RunOptions,
@@ -140,7 +150,7 @@ pub fn run_with_progress<M: Method<CpuBackend>>(
     let bar = indicatif::ProgressBar::new(steps);
     bar.set_position(done);
     bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps, ETA {eta} {msg}")?);
-    train::run(&CpuBackend, method, prompts, steps, opts, &mut |m| {
+    train::run(backend, method, prompts, steps, opts, &mut |m| {
         let (step, text) = status(m);
         bar.set_position(step);
         bar.set_message(text);

@@ -1,9 +1,10 @@
 //! What every training method shares: the model, the optimiser, gradient accumulation
-//! and the update of the model's weights. AdamW updates the model's f32 weights in place
-//! (no master copy: the weights are the masters), which needs a backend that keeps
-//! them in host memory — the CPU backend, the only one with backward ops so far.
+//! and the update of the model's weights. Where the weights are f32 in host memory (the
+//! CPU backend), AdamW updates them in place: the weights are the masters. Where they
+//! live on a device (GPU backends), AdamW runs on the host over f32 master copies and
+//! each update uploads the new weights (docs/training.md).
 
-use crate::engine::Backend;
+use crate::engine::{Backend, DType, HostData};
 use crate::models::train::Gradients;
 use crate::models::LoadedModel;
 use anyhow::{bail, Result};
@@ -19,6 +20,9 @@ pub struct Trainable<'a, B: Backend> {
     /// The gradient set of the last update, zeroed in place for the next one: a fresh
     /// set would cost the kernel a page fault and a page clear per 4 KiB every update.
     spare: Option<Gradients<B>>,
+    /// Host f32 masters of device-resident weights (empty for frozen ones); None when
+    /// the weights are updated in place in host memory.
+    masters: Option<Vec<Vec<f32>>>,
 }
 
 impl<'a, B: Backend> Trainable<'a, B> {
@@ -31,18 +35,27 @@ impl<'a, B: Backend> Trainable<'a, B> {
             bail!("optimizer state does not match the model's {} parameters", params.len());
         }
         let decay = params.iter().map(|(_, t)| t.shape().len() == 2).collect();
-        if let Some(i) = lm.model.parameters_mut().into_iter().position(|t| backend.host_f32_mut(t).is_none()) {
-            let name = &lm.model.named_parameters()[i].0;
-            bail!("training needs f32 weights in host memory (load in f32 on the CPU backend); {name} is not");
+        if let Some((name, t)) = params.iter().find(|(_, t)| t.dtype() != DType::F32) {
+            bail!("training needs f32 weights (load the model in f32); {name} is {}", t.dtype());
         }
-        Ok(Trainable { lm, opt, decay, spare: None })
+        drop(params);
+        let masters = if lm.model.parameters_mut().into_iter().all(|t| backend.host_f32_mut(t).is_some()) {
+            None
+        } else {
+            let params = lm.model.named_parameters();
+            let copy = |(t, m): (&crate::engine::Tensor<B>, &Vec<f32>)| -> Result<Vec<f32>> {
+                Ok(if m.is_empty() { Vec::new() } else { backend.to_host_f32(t)? })
+            };
+            Some(params.iter().map(|(_, t)| *t).zip(&opt.m).map(copy).collect::<Result<Vec<_>>>()?)
+        };
+        Ok(Trainable { lm, opt, decay, spare: None, masters })
     }
 
     /// Zero gradients for one update; each sequence's backward adds into them.
     pub fn zero_grads(&mut self, backend: &B) -> Result<Gradients<B>> {
         let Some(mut grads) = self.spare.take() else { return Ok(self.lm.model.zero_gradients(backend)?) };
         for t in &mut grads.tensors {
-            let g = backend.host_f32_mut(t).expect("gradients are f32 host tensors like the weights");
+            let g = backend.host_f32_mut(t).expect("spare gradients are kept for host weights only");
             g.par_chunks_mut(1 << 16).for_each(|c| c.fill(0.0));
         }
         Ok(grads)
@@ -50,20 +63,39 @@ impl<'a, B: Backend> Trainable<'a, B> {
 
     /// One optimiser update of the model's weights with `grads`.
     pub fn apply(&mut self, backend: &B, mut grads: Gradients<B>) -> Result<StepReport> {
-        let mut params: Vec<&mut [f32]> = self
-            .lm
-            .model
-            .parameters_mut()
-            .into_iter()
-            .map(|t| backend.host_f32_mut(t).expect("host f32 weights, checked in new"))
-            .collect();
-        let host: Vec<&[f32]> = grads
+        let Some(masters) = &mut self.masters else {
+            let mut params: Vec<&mut [f32]> = self
+                .lm
+                .model
+                .parameters_mut()
+                .into_iter()
+                .map(|t| backend.host_f32_mut(t).expect("host f32 weights, checked in new"))
+                .collect();
+            let host: Vec<&[f32]> = grads
+                .tensors
+                .iter_mut()
+                .map(|t| &*backend.host_f32_mut(t).expect("gradients are f32 host tensors like the weights"))
+                .collect();
+            let report = self.opt.step(&mut params, &host, &self.decay);
+            self.spare = Some(grads);
+            return report;
+        };
+        let frozen: Vec<bool> = self.opt.m.iter().map(Vec::is_empty).collect();
+        let host_grads = grads
             .tensors
-            .iter_mut()
-            .map(|t| &*backend.host_f32_mut(t).expect("gradients are f32 host tensors like the weights"))
-            .collect();
-        let report = self.opt.step(&mut params, &host, &self.decay);
-        self.spare = Some(grads);
-        report
+            .iter()
+            .zip(&frozen)
+            .map(|(g, &frozen)| if frozen { Ok(Vec::new()) } else { Ok(backend.to_host_f32(g)?) })
+            .collect::<Result<Vec<_>>>()?;
+        drop(grads);
+        let mut params: Vec<&mut [f32]> = masters.iter_mut().map(Vec::as_mut_slice).collect();
+        let host: Vec<&[f32]> = host_grads.iter().map(Vec::as_slice).collect();
+        let report = self.opt.step(&mut params, &host, &self.decay)?;
+        for ((t, master), frozen) in self.lm.model.parameters_mut().into_iter().zip(masters.iter()).zip(frozen) {
+            if !frozen {
+                *t = backend.upload(HostData::F32(master), t.shape())?;
+            }
+        }
+        Ok(report)
     }
 }
