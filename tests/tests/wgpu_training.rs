@@ -63,12 +63,14 @@ fn model_gradients_match_the_cpu() {
     }
 }
 
+/// ε = 1e-3 makes an update follow the gradient's size: with the usual 1e-8, a gradient
+/// near 0 whose sign differs between backends in its last bits moves its weight by ±lr.
 fn optim(steps: u64) -> AdamWConfig {
     AdamWConfig {
         lr: 1e-2,
         beta1: 0.9,
         beta2: 0.999,
-        eps: 1e-8,
+        eps: 1e-3,
         weight_decay: 0.01,
         grad_clip: 1.0,
         schedule: Schedule::Cosine,
@@ -126,8 +128,6 @@ fn emft_updates_match_the_cpu() {
             assert_eq!(g, s, "{name} is frozen");
         } else {
             assert_ne!(g, s, "training moved {name}");
-            // Adam's first steps move each weight by about ±lr whatever the gradient's
-            // size, so the weights are compared to a fraction of the step.
             let worst = g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(worst < 1e-4, "{name}: wgpu and CPU weights differ by {worst}");
         }
@@ -153,4 +153,67 @@ fn an_emft_run_on_wgpu_writes_a_checkpoint() {
     assert!(losses.len() == 2 && losses.iter().all(|l| l.is_finite() && *l > 0.0), "{losses:?}");
     let back = entmin::models::load(&CpuBackend, &latest_model(&out).unwrap().unwrap(), DType::F32).unwrap();
     assert_eq!(weights(&CpuBackend, &back), weights(gpu, &lm), "the checkpoint holds the trained weights");
+}
+
+/// One EM-RL step on wgpu and on the CPU from the same weights: rollouts (the same
+/// samples), the old-policy and KL-reference passes, two PPO epochs of two mini-batches
+/// (so the second epoch's ratios differ from 1), the same metrics and weights.
+#[test]
+fn an_emrl_step_matches_the_cpu() {
+    use entmin::train::emrl::{EmRl, EmRlConfig, RlStepMetrics};
+    use entmin::train::rl_objective::{KlEstimator, RewardKind, RewardReduction};
+    let Some((_, gpu)) = wgpu_backends().first() else { return };
+    let c = config(Architecture::Qwen2, false);
+    let path = scratch_dir("wgpu-rl").join("tiny.gguf");
+    std::fs::write(&path, tiny_model_gguf(&c, &random_weights(&c, 4)).build()).unwrap();
+    let config = EmRlConfig {
+        reward: RewardKind::Token,
+        reward_reduction: RewardReduction::Mean,
+        rollouts_per_prompt: 4,
+        rollout_temperature: 1.0,
+        max_new_tokens: 6,
+        clip: 0.2,
+        kl_coef: 0.1,
+        kl_estimator: KlEstimator::LowVarKl,
+        entropy_bonus: 0.01,
+        ppo_epochs: 2,
+        mini_batch: 4,
+        batch: 2,
+        steps: 1,
+        seed: 5,
+        head_chunk: 3,
+        recompute: false,
+    };
+    let prompts = vec![vec![5u32, 17, 96], vec![42u32, 1]];
+    fn step<B: Backend>(
+        b: &B,
+        path: &std::path::Path,
+        config: &EmRlConfig,
+        prompts: &[Vec<u32>],
+    ) -> (RlStepMetrics, Vec<Vec<f32>>) {
+        let mut lm = entmin::models::load(b, path, DType::F32).unwrap();
+        let reference = entmin::models::load(b, path, DType::F32).unwrap();
+        let opt = new_optimizer(&lm, optim(config.updates_per_step()), &[]).unwrap();
+        let mut rl = EmRl::new(b, &mut lm, Some(&reference), opt, config.clone()).unwrap();
+        let metrics = rl.step(b, prompts).unwrap();
+        drop(rl);
+        (metrics, weights(b, &lm))
+    }
+    let (want, want_w) = step(&CpuBackend, &path, &config, &prompts);
+    let (got, got_w) = step(gpu, &path, &config, &prompts);
+    assert_eq!(got.mean_response_tokens, want.mean_response_tokens, "the same samples");
+    for (what, g, w) in [
+        ("reward", got.mean_reward, want.mean_reward),
+        ("entropy", got.mean_entropy, want.mean_entropy),
+        ("pg_loss", got.pg_loss, want.pg_loss),
+        ("kl", got.kl, want.kl),
+        ("grad_norm", got.grad_norm, want.grad_norm),
+    ] {
+        assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{what}: wgpu {g} vs CPU {w}");
+    }
+    assert!(want.kl > 0.0, "the second epoch moved away from the reference");
+    for (g, w) in got_w.iter().zip(&want_w) {
+        let worst = g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-4, "wgpu and CPU weights differ by {worst}");
+    }
 }
