@@ -100,6 +100,13 @@ pub fn token_targets(
     Ok(())
 }
 
+/// [`token_targets`] for `policy_grad`: one lse, entropy, d_logp and d_entropy per row.
+pub fn policy_grad(rows: usize, cols: usize, targets: &[u32], lens: [usize; 4]) -> Result<()> {
+    let names = ["lse", "entropy", "d_logp", "d_entropy"];
+    let per_row: Vec<(&str, usize)> = names.into_iter().zip(lens).collect();
+    token_targets("policy_grad", rows, cols, targets, &per_row)
+}
+
 /// `t × dim` rows written at `start_pos` into a `capacity × cache_dim` cache.
 pub fn write_kv(capacity: usize, cache_dim: usize, t: usize, dim: usize, start_pos: usize) -> Result<()> {
     if dim != cache_dim || start_pos + t > capacity {

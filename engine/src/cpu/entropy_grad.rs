@@ -39,9 +39,7 @@ pub fn policy_grad(
     inv_t: f32,
 ) -> Result<CpuTensor> {
     let (rows, cols) = dims2("policy_grad", logits)?;
-    let per_row =
-        [("lse", lse.len()), ("entropy", entropy.len()), ("d_logp", d_logp.len()), ("d_entropy", d_entropy.len())];
-    crate::checks::token_targets("policy_grad", rows, cols, targets, &per_row)?;
+    crate::checks::policy_grad(rows, cols, targets, [lse.len(), entropy.len(), d_logp.len(), d_entropy.len()])?;
     let term = LogProbTerm { targets, d_logp: super::CpuBackend.to_host_f32(d_logp)? };
     grad(logits, lse, entropy, d_entropy, Some(term), inv_t)
 }

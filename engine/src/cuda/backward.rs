@@ -40,10 +40,8 @@ fn strided_gemm(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    const OP: &str = "matmul_strided";
-    let [mm, nn, kk, a_rs, a_cs, b_rs, b_cs] = [m, n, k, a.rs, a.cs, bm.rs, bm.cs];
-    let (mm, nn, kk) = (u32_of(OP, mm)?, u32_of(OP, nn)?, u32_of(OP, kk)?);
-    let (a_rs, a_cs, b_rs, b_cs) = (u32_of(OP, a_rs)?, u32_of(OP, a_cs)?, u32_of(OP, b_rs)?, u32_of(OP, b_cs)?);
+    let u = |v| u32_of("matmul_strided", v);
+    let (mm, nn, kk, a_rs, a_cs, b_rs, b_cs) = (u(m)?, u(n)?, u(k)?, u(a.rs)?, u(a.cs)?, u(bm.rs)?, u(bm.cs)?);
     let acc = accumulate as u32;
     launch!(
         b.dev,
@@ -55,10 +53,9 @@ fn strided_gemm(
     )
 }
 
-/// A one-element buffer holding 1.0: with strides 0 it is the all-ones row that turns
-/// the strided GEMM into a sum over rows.
-fn ones_row(one: &CudaSlice<u8>) -> Operand<'_> {
-    Operand { buffer: one, rs: 0, cs: 0 }
+/// The all-ones row (the device's 1.0 read with strides 0).
+fn ones_row(b: &CudaBackend) -> Operand<'_> {
+    Operand { buffer: &b.dev.one, rs: 0, cs: 0 }
 }
 
 pub fn rms_norm_backward(
@@ -87,8 +84,7 @@ pub fn rms_norm_backward(
         ROW_WG,
         [buf(x), buf(weight), buf(dy), buf(&dx), buf(&dw_rows), &r, &c, &eps]
     )?;
-    let one = b.dev.upload(bytemuck::bytes_of(&1f32))?;
-    strided_gemm(b, (1, cols, rows), ones_row(&one), row_major(&dw_rows, cols), buf(d_weight), true)?;
+    strided_gemm(b, (1, cols, rows), ones_row(b), row_major(&dw_rows, cols), buf(d_weight), true)?;
     Ok(dx)
 }
 
@@ -119,8 +115,7 @@ pub fn linear_backward(
         }
     }
     if let Some(db) = d_bias {
-        let one = b.dev.upload(bytemuck::bytes_of(&1f32))?;
-        strided_gemm(b, (1, n, m), ones_row(&one), row_major(dy, n), buf(db), true)?;
+        strided_gemm(b, (1, n, m), ones_row(b), row_major(dy, n), buf(db), true)?;
     }
     Ok(dx)
 }

@@ -20,6 +20,9 @@ pub struct Device {
     pub arch: (u32, u32),
     pub total_mem: usize,
     pub multiprocessors: usize,
+    /// 1.0f32: with strides 0, the all-ones row that turns matmul_strided into a sum over
+    /// rows (dweight, dbias).
+    pub one: CudaSlice<u8>,
     functions: Mutex<HashMap<(Kernel, DType), CudaFunction>>,
 }
 
@@ -74,7 +77,10 @@ impl Device {
         let attribute = |a| ctx.attribute(a).map_err(|e| driver_error("device attribute", e));
         let multiprocessors =
             attribute(cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)? as usize;
+        let mut one = stream.alloc_zeros::<u8>(4).map_err(|e| driver_error("allocating", e))?;
+        stream.memcpy_htod(&1f32.to_le_bytes(), &mut one).map_err(|e| driver_error("copy to device", e))?;
         Ok(Device {
+            one,
             name: ctx.name().map_err(|e| driver_error("device name", e))?,
             total_mem: ctx.total_mem().map_err(|e| driver_error("device memory", e))?,
             arch: (major as u32, minor as u32),

@@ -69,9 +69,7 @@ pub fn policy_grad(
     inv_t: f32,
 ) -> Result<CudaTensor> {
     let (rows, cols) = dims2("policy_grad", logits)?;
-    let per_row =
-        [("lse", lse.len()), ("entropy", entropy.len()), ("d_logp", d_logp.len()), ("d_entropy", d_entropy.len())];
-    crate::checks::token_targets("policy_grad", rows, cols, targets, &per_row)?;
+    crate::checks::policy_grad(rows, cols, targets, [lse.len(), entropy.len(), d_logp.len(), d_entropy.len()])?;
     require_f32("policy_grad", d_logp)?;
     grad(b, logits, lse, entropy, d_entropy, Some((targets, d_logp)), inv_t)
 }
@@ -99,8 +97,9 @@ fn grad(
     let (r, c) = (u32_of("entropy_grad", rows)?, u32_of("entropy_grad", cols)?);
     u32_of("entropy_grad", total)?;
     // Without the log-prob term the kernel reads neither targets nor d_logp; any valid
-    // address does.
-    let targets = b.dev.upload(bytemuck::cast_slice(log_prob.map_or(&[0u32][..], |(t, _)| t)))?;
+    // address does, so nothing is uploaded.
+    let targets = log_prob.map(|(t, _)| b.dev.upload(bytemuck::cast_slice(t))).transpose()?;
+    let target_ptr = targets.as_ref().unwrap_or(buf(lse));
     let d_logp = log_prob.map_or(buf(upstream), |(_, d)| buf(d));
     let has_logp = log_prob.is_some() as u32;
     launch!(
@@ -109,7 +108,7 @@ fn grad(
         logits.dtype(),
         (total.div_ceil(WG as usize), 1),
         WG,
-        [buf(logits), buf(lse), buf(entropy), buf(upstream), &targets, d_logp, buf(&grad), &r, &c, &inv_t, &has_logp]
+        [buf(logits), buf(lse), buf(entropy), buf(upstream), target_ptr, d_logp, buf(&grad), &r, &c, &inv_t, &has_logp]
     )?;
     Ok(grad)
 }

@@ -50,11 +50,10 @@ fn gemm(
     }
     let partial = b.empty(&[chunks, m * n], DType::F32)?;
     dispatch_gemm(b, (m, n, k), &a, &bm, whole(&partial), false, (K_CHUNK, chunks))?;
-    let one = one(b)?;
     dispatch_gemm(
         b,
         (1, m * n, chunks),
-        &ones_row(&one),
+        &ones_row(b),
         &Operand::rows(whole(&partial), m * n),
         c,
         accumulate,
@@ -79,14 +78,9 @@ fn dispatch_gemm(
     b.gpu.dispatch(Kernel::MatmulStrided, DType::F32, 0, &[a.binding, bm.binding, c], &params, groups)
 }
 
-/// A one-element buffer holding 1.0: with strides 0 it is the all-ones row that turns
-/// the strided GEMM into a sum over rows.
-fn one(b: &WgpuBackend) -> Result<wgpu::Buffer> {
-    b.gpu.storage_buffer_with(bytemuck::bytes_of(&1f32))
-}
-
-fn ones_row(buffer: &wgpu::Buffer) -> Operand<'_> {
-    Operand { binding: Binding::whole(buffer), off: 0, rs: 0, cs: 0 }
+/// The all-ones row (the device's 1.0 read with strides 0).
+fn ones_row(b: &WgpuBackend) -> Operand<'_> {
+    Operand { binding: Binding::whole(&b.gpu.one), off: 0, rs: 0, cs: 0 }
 }
 
 pub fn rms_norm_backward(
@@ -112,8 +106,7 @@ pub fn rms_norm_backward(
         &params,
         rows,
     )?;
-    let one = one(b)?;
-    gemm(b, (1, cols, rows), ones_row(&one), Operand::rows(whole(&dw_rows), cols), whole(d_weight), true)?;
+    gemm(b, (1, cols, rows), ones_row(b), Operand::rows(whole(&dw_rows), cols), whole(d_weight), true)?;
     Ok(dx)
 }
 
@@ -138,7 +131,6 @@ pub fn linear_backward(
     }
     let x_windows = b.gpu.row_windows("linear_backward", m, &[(k * 4) as u64, (n * 4) as u64])?;
     let w_windows = b.gpu.row_windows("linear_backward", n, &[(k * 4) as u64, 4])?;
-    let one = one(b)?;
     for xw in &x_windows {
         let rows = xw.end - xw.start;
         for (i, ww) in w_windows.iter().enumerate() {
@@ -151,7 +143,7 @@ pub fn linear_backward(
             gemm(b, (outs, k, rows), dy_t, Operand::rows(rows_of(x, k, xw), k), rows_of(dw, k, ww), true)?;
             if let Some(db) = d_bias.as_deref() {
                 let dy_block = Operand { binding: dy_rows(), off: ww.start, rs: n, cs: 1 };
-                gemm(b, (1, outs, rows), ones_row(&one), dy_block, rows_of(db, 1, ww), true)?;
+                gemm(b, (1, outs, rows), ones_row(b), dy_block, rows_of(db, 1, ww), true)?;
             }
         }
     }

@@ -46,6 +46,9 @@ pub struct Gpu {
     profiler: Mutex<Option<Profiler>>,
     /// A one-word buffer bound where a kernel's optional input is absent.
     pub dummy: wgpu::Buffer,
+    /// A one-word buffer holding 1.0f32: with strides 0, the all-ones row that turns
+    /// matmul_strided into a sum over rows (dweight, dbias).
+    pub one: wgpu::Buffer,
     pipelines: Mutex<HashMap<(Kernel, DType, u32), wgpu::ComputePipeline>>,
     pub pool: std::sync::Arc<BufferPool>,
     bind_groups: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
@@ -188,10 +191,16 @@ impl Gpu {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
+        let one = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("1.0"),
+            contents: bytemuck::bytes_of(&1f32),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
         Ok(Gpu {
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             profiler: Mutex::new(None),
             dummy,
+            one,
             device,
             queue,
             info,

@@ -73,9 +73,7 @@ pub fn policy_grad(
     inv_t: f32,
 ) -> Result<WgpuTensor> {
     let (rows, cols) = dims2("policy_grad", logits)?;
-    let per_row =
-        [("lse", lse.len()), ("entropy", entropy.len()), ("d_logp", d_logp.len()), ("d_entropy", d_entropy.len())];
-    crate::checks::token_targets("policy_grad", rows, cols, targets, &per_row)?;
+    crate::checks::policy_grad(rows, cols, targets, [lse.len(), entropy.len(), d_logp.len(), d_entropy.len()])?;
     require_f32("policy_grad", d_logp)?;
     grad(b, logits, lse, entropy, d_entropy, Some((targets, d_logp)), inv_t)
 }
