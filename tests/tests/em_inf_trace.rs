@@ -107,13 +107,40 @@ fn em_inf_follows_the_pytorch_trajectory() {
         let want_h = case["final_entropy"].as_f64().unwrap();
         assert!((stats[0].entropy_after as f64 - want_h).abs() < 1e-4 * want_h.max(1.0), "{name}: final H");
         let out = b.to_host_f32(&out).unwrap();
-        if let Some(full) = case["final"]["z"].as_array() {
-            assert_eq!(full.len(), v);
-        } else {
-            for e in case["final"]["top16"].as_array().unwrap() {
-                let (i, w) = (e[0].as_u64().unwrap() as usize, e[1].as_f64().unwrap());
-                assert!((out[i] as f64 - w).abs() <= tol * w.abs().max(1.0), "{name}: final z′[{i}] {} vs {w}", out[i]);
+        assert_eq!(out.len(), v, "{name}: output length");
+        let close = |what: &str, got: f64, want: f64| {
+            if want == f64::NEG_INFINITY {
+                assert_eq!(got, f64::NEG_INFINITY, "{name}: final {what} must stay −inf");
+            } else {
+                assert!((got - want).abs() <= tol * want.abs().max(1.0), "{name}: final {what} {got} vs {want}");
             }
+        };
+        let fin = &case["final"];
+        if let Some(full) = fin["z"].as_array() {
+            assert_eq!(full.len(), v, "{name}: reference length");
+            for (i, w) in floats(&fin["z"]).into_iter().enumerate() {
+                close(&format!("z′[{i}]"), out[i] as f64, w);
+            }
+        } else {
+            for (i, w) in floats(&fin["first16"]).into_iter().enumerate() {
+                close(&format!("z′[{i}]"), out[i] as f64, w);
+            }
+            for e in fin["strided32"].as_array().unwrap().iter().chain(fin["top16"].as_array().unwrap()) {
+                let i = e[0].as_u64().unwrap() as usize;
+                close(&format!("z′[{i}]"), out[i] as f64, e[1].as_f64().unwrap_or(f64::NEG_INFINITY));
+            }
+            let finite: Vec<f64> = out.iter().filter(|x| x.is_finite()).map(|&x| x as f64).collect();
+            let max = finite.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            close("max", max, fin["max"].as_f64().unwrap());
+            // f32 Adam against f64 leaves a drift of ~1e-7 of Σ|z′| (measured: 0.024 of
+            // 3.2e4 at V = 32000, 0.048 of 6e5 at V = 151936); 1e-5 leaves a margin of 10×.
+            let sum: f64 = finite.iter().sum();
+            let want_sum = fin["sum"].as_f64().unwrap();
+            let sum_tol = 1e-5 * finite.iter().map(|x| x.abs()).sum::<f64>();
+            assert!(
+                (sum - want_sum).abs() <= sum_tol,
+                "{name}: final Σz′ {sum} vs {want_sum} (tolerance {sum_tol:.3e})"
+            );
         }
     }
 }
