@@ -40,6 +40,7 @@ enum Command {
 }
 
 fn main() {
+    cli::cuda_libraries::relaunch_if_needed();
     let cli = Cli::parse();
     if let Some(n) = cli.threads {
         if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {

@@ -17,9 +17,18 @@ pub struct Args {
     /// One JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Print only the LD_LIBRARY_PATH under which NVRTC and cuBLAS load (for scripts that
+    /// start other programs, such as test binaries, on this machine's CUDA libraries).
+    #[arg(long)]
+    pub cuda_library_path: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if a.cuda_library_path {
+        // main() has already restarted entmin with the links in place when they were needed.
+        println!("{}", std::env::var("LD_LIBRARY_PATH").unwrap_or_default());
+        return Ok(());
+    }
     let report = json!({
         "cpu": cpu_report(),
         "wgpu": wgpu_report(),
@@ -92,6 +101,7 @@ fn cuda_report(compile_kernels: bool) -> Value {
                     "memory_gib": caps.max_buffer_bytes as f64 / (1u64 << 30) as f64,
                     "multiprocessors": caps.parallelism,
                     "cublas": b.has_cublas(),
+                    "cublas_missing": b.cublas_missing(),
                 })
             }
             Err(e) => json!({ "error": e.to_string() }),
@@ -105,6 +115,8 @@ fn cuda_report(compile_kernels: bool) -> Value {
         "nvrtc": flatten(nvrtc),
         "ptxas": ptxas.as_ref().map(|p| p.display().to_string()),
         "kernel_cache": compile::cache_dir().display().to_string(),
+        "loaded_files": super::cuda_libraries::loaded_cuda_files(),
+        "library_links": std::env::var(entmin::engine::cuda::libraries::RELAUNCHED).ok(),
     });
     if compile_kernels {
         if arches.is_empty() {
@@ -197,13 +209,19 @@ fn print_text(r: &Value) {
                 s(&d["device"]),
                 d["memory_gib"].as_f64().unwrap_or(0.0),
                 d["multiprocessors"],
-                if d["cublas"] == json!(true) { "yes" } else { "no" }
+                d["cublas_missing"].as_str().map_or("yes".to_string(), |why| format!("no ({why})"))
             );
         }
     }
     println!("         nvrtc {}", s(&cuda["nvrtc"]));
     println!("         ptxas {}", s(&cuda["ptxas"]));
     println!("         kernel cache {}", s(&cuda["kernel_cache"]));
+    if let Some(links) = cuda["library_links"].as_str() {
+        println!("         libraries linked from {links}");
+    }
+    for f in cuda["loaded_files"].as_array().into_iter().flatten() {
+        println!("         loaded {}", s(f));
+    }
     match &cuda["kernels"] {
         Value::Array(rows) => {
             println!(

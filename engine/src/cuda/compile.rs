@@ -71,10 +71,10 @@ pub(super) fn unavailable(reason: impl Into<String>) -> EngineError {
 pub fn nvrtc_version() -> Result<(i32, i32)> {
     // SAFETY: is_culib_present only tries to dlopen the library.
     if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err(unavailable(
-            "NVRTC (libnvrtc.so.12) not found: install the CUDA toolkit, or `pip install \
-             nvidia-cuda-nvrtc-cu12` and add its nvidia/cuda_nvrtc/lib folder to LD_LIBRARY_PATH",
-        ));
+        return Err(unavailable(format!(
+            "NVRTC not found: {} (install a CUDA 12 or 13 toolkit, or `pip install nvidia-cuda-nvrtc-cu12`)",
+            super::libraries::explain_missing("nvrtc")
+        )));
     }
     let (mut major, mut minor) = (0, 0);
     // SAFETY: the library is present; nvrtcVersion writes two ints.

@@ -15,6 +15,8 @@ pub struct Device {
     pub stream: Arc<CudaStream>,
     /// None when libcublas is missing: linear layers then use our own matmul.
     pub blas: Option<cudarc::cublas::CudaBlas>,
+    /// Why `blas` is None.
+    pub blas_missing: Option<String>,
     pub name: String,
     /// Compute capability (major, minor).
     pub arch: (u32, u32),
@@ -67,11 +69,13 @@ impl Device {
         // SAFETY: no buffer is shared between streams.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(|e| driver_error("creating a stream", e))?;
-        // SAFETY: is_culib_present only tries to dlopen the library.
-        let blas = if unsafe { cudarc::cublas::sys::is_culib_present() } {
-            cudarc::cublas::CudaBlas::new(stream.clone()).ok()
+        let (blas, blas_missing) = if super::libraries::loadable_by_name("cublas") {
+            match cudarc::cublas::CudaBlas::new(stream.clone()) {
+                Ok(b) => (Some(b), None),
+                Err(e) => (None, Some(format!("cublasCreate failed: {e:?}"))),
+            }
         } else {
-            None
+            (None, Some(super::libraries::explain_missing("cublas")))
         };
         let (major, minor) = ctx.compute_capability().map_err(|e| driver_error("compute capability", e))?;
         let attribute = |a| ctx.attribute(a).map_err(|e| driver_error("device attribute", e));
@@ -86,6 +90,7 @@ impl Device {
             arch: (major as u32, minor as u32),
             multiprocessors,
             blas,
+            blas_missing,
             ctx,
             stream,
             functions: Mutex::new(HashMap::new()),

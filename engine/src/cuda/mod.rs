@@ -12,6 +12,7 @@ pub mod compile;
 mod device;
 mod em;
 mod forward;
+pub mod libraries;
 
 use cudarc::driver::CudaSlice;
 use half::{bf16, f16};
@@ -52,6 +53,11 @@ impl CudaBackend {
     /// Whether f32-weight prefill GEMMs run on cuBLAS (false: libcublas was not found).
     pub fn has_cublas(&self) -> bool {
         self.dev.blas.is_some()
+    }
+
+    /// Why there is no cuBLAS (None when there is).
+    pub fn cublas_missing(&self) -> Option<&str> {
+        self.dev.blas_missing.as_deref()
     }
 
     /// Compile and load every kernel for every storage dtype now, so errors surface early.
