@@ -297,3 +297,55 @@ fn decode_stream_matches_full_decode() {
         eprintln!("{name}: {n} multi-byte texts stream correctly");
     }
 }
+
+/// llama.cpp's tokenizer test: for each vocabulary-only GGUF it ships, its 46 inputs and
+/// the ids Hugging Face's tokenizer gives for them (no special-token parsing, no BOS).
+/// Byte-level BPE with each supported pre-tokenizer, and SentencePiece (Llama 2, Phi-3).
+#[test]
+fn llama_cpp_vocabularies_give_the_reference_ids() {
+    let dir = entmin_home().join("testdata/llama-vocab");
+    for (name, pre) in [
+        ("qwen2", "qwen2"),
+        ("llama-bpe", "llama-bpe"),
+        ("starcoder", "starcoder"),
+        ("refact", "refact"),
+        ("gpt-2", "gpt-2"),
+        ("llama-spm", "default"),
+        ("phi-3", "default"),
+    ] {
+        let Some(path) = require_asset(dir.join(format!("ggml-vocab-{name}.gguf"))) else { return };
+        let file = GgufFile::open(&path).unwrap();
+        let vocab = entmin_models::tokenizer::GgufVocab::read(&file).unwrap();
+        assert_eq!(vocab.pre, pre, "{name}: the file's pre-tokenizer");
+        let t = Tokenizer::from_gguf(&file).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let inputs = std::fs::read_to_string(path.with_extension("gguf.inp")).unwrap();
+        let outputs = std::fs::read_to_string(path.with_extension("gguf.out")).unwrap();
+        let mut inputs: Vec<&str> = inputs.split("\n__ggml_vocab_test__\n").collect();
+        if inputs.last() == Some(&"") {
+            inputs.pop(); // after the last separator
+        }
+        let outputs: Vec<&str> = outputs.lines().collect();
+        assert!(
+            inputs.len() >= 40 && inputs.len() <= outputs.len(),
+            "{name}: {} inputs, {} outputs",
+            inputs.len(),
+            outputs.len()
+        );
+        let bos: Vec<u32> = t.bos_id().into_iter().collect();
+        let mut wrong = Vec::new();
+        for (text, want) in inputs.iter().zip(&outputs) {
+            let want: Vec<u32> = want.split_whitespace().map(|x| x.parse().unwrap()).collect();
+            let got = t.encode(text, false).unwrap();
+            // The reference has no BOS; ours is there when the vocabulary asks for one.
+            let got =
+                if !bos.is_empty() && got.starts_with(&bos) && !want.starts_with(&bos) { &got[1..] } else { &got[..] };
+            if got != want.as_slice() {
+                wrong.push(format!("{text:?}: {got:?} vs {want:?}"));
+            }
+            if !want.is_empty() {
+                assert_eq!(t.decode(&want, true).unwrap(), *text, "{name}: decoding the reference ids of {text:?}");
+            }
+        }
+        assert!(wrong.is_empty(), "{name}: {} of {} differ:\n{}", wrong.len(), inputs.len(), wrong.join("\n"));
+    }
+}
