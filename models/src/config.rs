@@ -54,6 +54,9 @@ pub struct ModelConfig {
     pub qkv_bias: bool,
 }
 
+/// Context length assumed when a config.json gives none (transformers' Llama default).
+pub const DEFAULT_HF_CONTEXT: usize = 2048;
+
 impl ModelConfig {
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
         let path = file.path();
@@ -112,6 +115,13 @@ impl ModelConfig {
             tie_embeddings: file.tensor_info("output.weight").is_none(),
             qkv_bias: arch == Architecture::Qwen2,
         };
+        if file.tensor_info("rope_freqs.weight").is_some() {
+            return Err(ModelError::unsupported(
+                path,
+                "tensor rope_freqs.weight holds per-dimension rope frequency factors (Llama 3.1-style rope \
+                 scaling), which entmin does not implement",
+            ));
+        }
         if let Some(scaling) = file.get(&key("rope.scaling.type")).and_then(|v| v.as_str()) {
             if scaling != "none" {
                 return Err(ModelError::unsupported(path, format!("rope scaling {scaling:?} is not supported")));
@@ -121,7 +131,9 @@ impl ModelConfig {
         Ok(cfg)
     }
 
-    pub fn from_hf_json(path: &Path) -> Result<Self> {
+    /// The config of a Hugging Face config.json, with a note for each default it had to
+    /// assume (a value the file does not give).
+    pub fn from_hf_json(path: &Path) -> Result<(Self, Vec<String>)> {
         let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
         let v: Value =
             serde_json::from_str(&text).map_err(|e| ModelError::corrupt(path, format!("invalid JSON: {e}")))?;
@@ -160,12 +172,19 @@ impl ModelConfig {
             vocab_size: int("vocab_size")?,
             rope_theta: float("rope_theta", 10_000.0)?,
             rms_eps: float("rms_norm_eps", 1e-6)?,
-            context_length: v["max_position_embeddings"].as_u64().map_or(2048, |x| x as usize),
+            context_length: v["max_position_embeddings"].as_u64().map_or(DEFAULT_HF_CONTEXT, |x| x as usize),
             tie_embeddings: v["tie_word_embeddings"].as_bool().unwrap_or(false),
             qkv_bias: arch == Architecture::Qwen2 || v["attention_bias"].as_bool().unwrap_or(false),
         };
         cfg.validate(path)?;
-        Ok(cfg)
+        let mut notes = Vec::new();
+        if v["max_position_embeddings"].is_null() {
+            notes.push(format!(
+                "{} has no max_position_embeddings: assuming a context of {DEFAULT_HF_CONTEXT} tokens",
+                path.display()
+            ));
+        }
+        Ok((cfg, notes))
     }
 
     /// Reject configurations no weights could match.
@@ -189,6 +208,32 @@ impl ModelConfig {
             return bad(format!("rope_theta {} / rms_eps {} out of range", self.rope_theta, self.rms_eps));
         }
         Ok(())
+    }
+
+    /// Every tensor the decoder reads, as (Hugging Face name, row-major shape).
+    pub fn tensor_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let (h, q, kv, f, v) = (self.hidden_size, self.q_dim(), self.kv_dim(), self.intermediate_size, self.vocab_size);
+        let mut t = vec![("model.embed_tokens.weight".to_string(), vec![v, h])];
+        for l in 0..self.n_layers {
+            let p = format!("model.layers.{l}");
+            t.push((format!("{p}.input_layernorm.weight"), vec![h]));
+            t.push((format!("{p}.post_attention_layernorm.weight"), vec![h]));
+            for (name, out) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
+                t.push((format!("{p}.self_attn.{name}.weight"), vec![out, h]));
+                if self.qkv_bias {
+                    t.push((format!("{p}.self_attn.{name}.bias"), vec![out]));
+                }
+            }
+            t.push((format!("{p}.self_attn.o_proj.weight"), vec![h, q]));
+            t.push((format!("{p}.mlp.gate_proj.weight"), vec![f, h]));
+            t.push((format!("{p}.mlp.up_proj.weight"), vec![f, h]));
+            t.push((format!("{p}.mlp.down_proj.weight"), vec![h, f]));
+        }
+        t.push(("model.norm.weight".to_string(), vec![h]));
+        if !self.tie_embeddings {
+            t.push(("lm_head.weight".to_string(), vec![v, h]));
+        }
+        t
     }
 
     pub fn q_dim(&self) -> usize {

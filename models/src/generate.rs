@@ -45,6 +45,8 @@ pub enum StopReason {
     StopToken,
     StopString,
     MaxTokens,
+    /// The context window filled up before `max_new_tokens` (the cap was lowered to fit).
+    ContextFull,
 }
 
 impl StopReason {
@@ -53,6 +55,7 @@ impl StopReason {
             StopReason::StopToken => "end of turn",
             StopReason::StopString => "stop string",
             StopReason::MaxTokens => "max tokens",
+            StopReason::ContextFull => "context full",
         }
     }
 }
@@ -214,6 +217,9 @@ pub fn generate_batch<B: Backend>(
                 s.out.stop = StopReason::StopString;
                 s.done = true;
             } else if s.out.tokens.len() >= s.max_new {
+                if s.max_new < params.max_new_tokens {
+                    s.out.stop = StopReason::ContextFull;
+                }
                 s.done = true;
             } else {
                 next_tokens.push((i, pick.token));

@@ -31,6 +31,9 @@ pub struct LoadedModel<B: Backend> {
     pub stop_ids: Vec<u32>,
     /// Token ids never to sample (padding rows and ids the tokenizer does not know).
     pub banned_ids: Vec<u32>,
+    /// What loading assumed or left out that the user should know (defaults taken,
+    /// tensors ignored), one sentence each.
+    pub notices: Vec<String>,
 }
 
 pub fn load<B: Backend>(backend: &B, path: &Path, weight_dtype: DType) -> Result<LoadedModel<B>> {
@@ -43,6 +46,7 @@ pub fn load<B: Backend>(backend: &B, path: &Path, weight_dtype: DType) -> Result
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn finish<B: Backend>(
     model: Model<B>,
     tokenizer: Tokenizer,
@@ -51,6 +55,7 @@ fn finish<B: Backend>(
     format: Format,
     file_dtypes: String,
     extra_stops: &[u32],
+    notices: Vec<String>,
 ) -> Result<LoadedModel<B>> {
     let vocab = model.config.vocab_size;
     if tokenizer.vocab_size() > vocab {
@@ -64,7 +69,62 @@ fn finish<B: Backend>(
     stop_ids.sort_unstable();
     stop_ids.dedup();
     let banned_ids = tokenizer.unsampleable(vocab);
-    Ok(LoadedModel { model, tokenizer, chat, path: path.to_path_buf(), format, file_dtypes, stop_ids, banned_ids })
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        chat,
+        path: path.to_path_buf(),
+        format,
+        file_dtypes,
+        stop_ids,
+        banned_ids,
+        notices,
+    })
+}
+
+/// Tensors in the file that the decoder does not read. Where they would change its
+/// output — anything of a layer, the embedding, the final norm or the head: a norm or a
+/// bias this architecture lacks — loading fails: ignoring them would give a silently
+/// wrong model. Rotary-frequency caches (recomputed by the decoder), a tied model's stored
+/// head copy and tensors outside the decoder are listed in a notice.
+fn check_unused(
+    path: &Path,
+    config: &ModelConfig,
+    present: &[String],
+    used: &std::collections::HashSet<String>,
+) -> Result<Vec<String>> {
+    let mut ignored = Vec::new();
+    for name in present.iter().filter(|n| !used.contains(n.as_str())) {
+        let recomputed = name.ends_with("rotary_emb.inv_freq") || name.ends_with("attn_rot_embd");
+        let tied_head = config.tie_embeddings && (name == "lm_head.weight" || name == "output.weight");
+        let in_decoder =
+            ["blk.", "model.layers.", "token_embd.", "output", "model.norm.", "model.embed_tokens.", "lm_head."]
+                .iter()
+                .any(|p| name.starts_with(p));
+        if in_decoder && !recomputed && !tied_head {
+            return Err(ModelError::unsupported(
+                path,
+                format!(
+                    "tensor {name} is not part of the {} decoder entmin implements and would change its output \
+                     (a norm, bias or projection this architecture lacks)",
+                    config.arch.name()
+                ),
+            ));
+        }
+        ignored.push(name.clone());
+    }
+    if ignored.is_empty() {
+        return Ok(Vec::new());
+    }
+    let shown: Vec<&str> = ignored.iter().take(8).map(String::as_str).collect();
+    let more =
+        if ignored.len() > shown.len() { format!(" and {} more", ignored.len() - shown.len()) } else { String::new() };
+    Ok(vec![format!(
+        "{}: {} tensor(s) not used by the model were ignored: {}{more}",
+        path.display(),
+        ignored.len(),
+        shown.join(", ")
+    )])
 }
 
 fn load_gguf<B: Backend>(backend: &B, path: &Path, weight_dtype: DType) -> Result<LoadedModel<B>> {
@@ -82,8 +142,12 @@ fn load_gguf<B: Backend>(backend: &B, path: &Path, weight_dtype: DType) -> Resul
     let mut types: Vec<&str> = file.tensors.iter().map(|t| t.ggml_type.name()).collect();
     types.sort_unstable();
     types.dedup();
+    let used: std::collections::HashSet<String> =
+        config.tensor_shapes().iter().filter_map(|(hf, _)| crate::weights::gguf_name(hf)).collect();
+    let present: Vec<String> = file.tensors.iter().map(|t| t.name.clone()).collect();
+    let notices = check_unused(path, &config, &present, &used)?;
     let model = Model::load(backend, config.clone(), &GgufSource { file: &file, config: &config }, weight_dtype)?;
-    finish(model, tokenizer, chat, path, Format::Gguf, types.join(", "), &[])
+    finish(model, tokenizer, chat, path, Format::Gguf, types.join(", "), &[], notices)
 }
 
 fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
@@ -100,7 +164,7 @@ fn token_field(v: &serde_json::Value) -> String {
 }
 
 fn load_hf_folder<B: Backend>(backend: &B, dir: &Path, weight_dtype: DType) -> Result<LoadedModel<B>> {
-    let config = ModelConfig::from_hf_json(&dir.join("config.json"))?;
+    let (config, mut notices) = ModelConfig::from_hf_json(&dir.join("config.json"))?;
     let tok_path = dir.join("tokenizer.json");
     if !tok_path.exists() {
         return Err(ModelError::corrupt(dir, "tokenizer.json is missing"));
@@ -122,6 +186,8 @@ fn load_hf_folder<B: Backend>(backend: &B, dir: &Path, weight_dtype: DType) -> R
         }
     }
     let src = SafetensorsSource::open(dir)?;
+    let used: std::collections::HashSet<String> = config.tensor_shapes().into_iter().map(|(n, _)| n).collect();
+    notices.extend(check_unused(dir, &config, &src.names(), &used)?);
     let model = Model::load(backend, config, &src, weight_dtype)?;
-    finish(model, tokenizer, chat, dir, Format::HfFolder, "safetensors".into(), &extra_stops)
+    finish(model, tokenizer, chat, dir, Format::HfFolder, "safetensors".into(), &extra_stops, notices)
 }

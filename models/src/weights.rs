@@ -151,6 +151,13 @@ impl SafetensorsSource {
     }
 }
 
+impl SafetensorsSource {
+    /// Every tensor name in the shards, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.index.keys().cloned().collect()
+    }
+}
+
 impl TensorSource for SafetensorsSource {
     fn path_of(&self, name: &str) -> PathBuf {
         self.index.get(name).map_or_else(|| self.files[0].0.clone(), |&i| self.files[i].0.clone())

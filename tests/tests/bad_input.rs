@@ -101,6 +101,61 @@ fn broken_gguf_files_are_named_errors() {
     assert!(e.contains("missing.gguf") && e.contains("no such file"), "{e}");
 }
 
+/// Tensors the decoder does not read: an error where they change the maths, a notice
+/// naming them where they cannot.
+#[test]
+fn unused_tensors_are_refused_or_named() {
+    let dir = scratch_dir("unused-gguf");
+    let c = config(Architecture::Llama, true);
+    let w = random_weights(&c, 25);
+    let clean = load(&CpuBackend, &write(&dir, "clean.gguf", &tiny_model_gguf(&c, &w).build()), DType::F32).unwrap();
+    assert!(clean.notices.is_empty(), "{:?}", clean.notices);
+
+    // Llama 3.1 stores its rope scaling as per-dimension frequency factors.
+    let mut g = tiny_model_gguf(&c, &w);
+    g.tensor_f32("rope_freqs.weight", &[4], &[1.0, 1.0, 2.0, 8.0]);
+    let e = load_err(&write(&dir, "rope-freqs.gguf", &g.build()));
+    assert!(e.contains("rope-freqs.gguf") && e.contains("rope_freqs.weight") && e.contains("not implement"), "{e}");
+
+    // A q-norm (Qwen3, OLMo) would change every attention score.
+    let mut g = tiny_model_gguf(&c, &w);
+    g.tensor_f32("blk.1.attn_q_norm.weight", &[8], &[1.0; 8]);
+    let e = load_err(&write(&dir, "q-norm.gguf", &g.build()));
+    assert!(
+        e.contains("q-norm.gguf") && e.contains("blk.1.attn_q_norm.weight") && e.contains("change its output"),
+        "{e}"
+    );
+
+    // Outside the decoder, or recomputed by it: loaded, with a notice that names them.
+    let mut g = tiny_model_gguf(&c, &w);
+    g.tensor_f32("blk.0.attn_rot_embd", &[4], &[1.0; 4]);
+    g.tensor_f32("mm.projector.weight", &[2, 2], &[0.5; 4]);
+    let lm = load(&CpuBackend, &write(&dir, "extra.gguf", &g.build()), DType::F32).unwrap();
+    assert_eq!(lm.notices.len(), 1, "{:?}", lm.notices);
+    let n = &lm.notices[0];
+    assert!(n.contains("extra.gguf") && n.contains("2 tensor(s)") && n.contains("mm.projector.weight"), "{n}");
+    assert_eq!(all_logits(&lm, &[1, 2, 3]), all_logits(&clean, &[1, 2, 3]), "ignored tensors change nothing");
+}
+
+/// A generation the context cannot hold is capped, and says so in its stop reason.
+#[test]
+fn max_new_tokens_beyond_the_context_stop_with_context_full() {
+    use entmin_models::{generate, GenerationParams, Sampler, StopReason};
+    let dir = scratch_dir("context-full");
+    let c = config(Architecture::Qwen2, false);
+    let w = random_weights(&c, 26);
+    let mut lm = load(&CpuBackend, &write(&dir, "tiny.gguf", &tiny_model_gguf(&c, &w).build()), DType::F32).unwrap();
+    lm.stop_ids.clear(); // random weights could draw an end token first
+    let prompt = vec![5u32; c.context_length - 6];
+    let params = GenerationParams { max_new_tokens: 100, stop_strings: Vec::new() };
+    let mut picker = Sampler(entmin_engine::SamplingParams::greedy());
+    let g = generate(&CpuBackend, &lm, &prompt, &params, &mut picker, 0, |_| {}).unwrap();
+    assert_eq!((g.tokens.len(), g.stop), (6, StopReason::ContextFull));
+    let params = GenerationParams { max_new_tokens: 3, stop_strings: Vec::new() };
+    let g = generate(&CpuBackend, &lm, &prompt, &params, &mut picker, 0, |_| {}).unwrap();
+    assert_eq!((g.tokens.len(), g.stop), (3, StopReason::MaxTokens));
+}
+
 #[test]
 fn broken_hf_folders_are_named_errors() {
     let dir = scratch_dir("bad-hf");
@@ -144,6 +199,18 @@ fn hf_folder_round_trip_and_broken_safetensors() {
     std::fs::write(&cfg_path, cfg.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3")).unwrap();
     let e = load_err(&folder);
     assert!(e.contains("model.safetensors") && e.contains("missing tensor model.layers.2."), "{e}");
+
+    // No max_position_embeddings: the default is taken and said.
+    let mut v: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    assert!(v.as_object_mut().unwrap().remove("max_position_embeddings").is_some());
+    std::fs::write(&cfg_path, v.to_string()).unwrap();
+    let back = load(&CpuBackend, &folder, DType::BF16).unwrap();
+    assert_eq!(back.model.config.context_length, entmin_models::config::DEFAULT_HF_CONTEXT);
+    assert!(
+        back.notices.iter().any(|n| n.contains("max_position_embeddings") && n.contains("2048")),
+        "{:?}",
+        back.notices
+    );
 }
 
 #[test]

@@ -69,6 +69,15 @@ fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
     let config = a.method_args.config(method)?;
     let lm = a.model.load(b, true)?;
     let ids = encode_prompt(&lm, &a.prompt, a.system.as_deref(), a.raw)?;
+    let context = lm.model.config.context_length;
+    let room = context.saturating_sub(ids.len());
+    if a.max_new_tokens > room && ids.len() < context {
+        eprintln!(
+            "[--max-new-tokens {} capped to {room}: the context holds {context} tokens and the prompt takes {}]",
+            a.max_new_tokens,
+            ids.len()
+        );
+    }
     let params = GenerationParams { max_new_tokens: a.max_new_tokens, stop_strings: a.stop.clone() };
     let mut picker = config.picker::<B>();
     if method == Method::SelfConsistency {
