@@ -9,6 +9,7 @@ pub mod generate;
 pub mod gguf;
 pub mod loader;
 pub mod model;
+pub mod synthetic;
 pub mod tokenizer;
 pub mod train;
 pub mod train_head;

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_train;
+pub mod cuda_libraries;
 pub mod doctor;
 pub mod eval;
 pub mod ft;
@@ -111,10 +112,13 @@ impl ModelArgs {
     }
 
     pub fn load<B: Backend>(&self, backend: &B, verbose: bool) -> Result<LoadedModel<B>> {
-        let Some(dtype) = DType::parse(&self.dtype) else { bail!("unknown dtype {:?} (f32, f16, bf16)", self.dtype) };
+        let dtype = parse_dtype(&self.dtype)?;
         let path = catalog::resolve_model(&self.model, verbose)?;
         let t0 = Instant::now();
         let lm = load(backend, &path, dtype)?;
+        for note in &lm.notices {
+            eprintln!("[note: {note}]");
+        }
         if verbose {
             eprintln!(
                 "[{} ({}) loaded from {} in {:.1}s, weights {dtype}, {} on {}]",
@@ -128,6 +132,11 @@ impl ModelArgs {
         }
         Ok(lm)
     }
+}
+
+/// A `--dtype` value.
+pub fn parse_dtype(name: &str) -> Result<DType> {
+    DType::parse(name).ok_or_else(|| anyhow::anyhow!("unknown dtype {name:?} (f32, f16, bf16)"))
 }
 
 fn describe<B: Backend>(backend: &B) -> String {

@@ -10,6 +10,9 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
+mod synthetic;
+pub use synthetic::synthetic;
+
 pub struct Wheel {
     pub package: &'static str,
     pub version: &'static str,
