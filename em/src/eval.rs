@@ -1,7 +1,10 @@
 //! `entmin eval`: several decoding methods on the same problems and seeds, with
 //! accuracy and a 95% Wilson interval, mean response entropy, tokens and speed.
-//! Each method appends one JSON line per finished problem to `OUT/METHOD.jsonl`,
-//! so an interrupted run resumes without redoing finished problems.
+//! Each method appends one JSON line per finished problem to `OUT/METHOD.jsonl`
+//! (fsynced per batch), so an interrupted run resumes without redoing finished problems.
+//! `OUT/METHOD.settings.json` records what the results depend on (model, weights,
+//! device, dataset, the method's parameters, prompt format, token cap, seed); a resume
+//! with other settings is refused, since it would mix two runs in one table.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -30,6 +33,9 @@ pub struct EvalOptions {
     pub out_dir: PathBuf,
     pub system: Option<String>,
     pub progress: bool,
+    /// What identifies the run besides the method's settings (model, weight dtype,
+    /// device, dataset), recorded in each method's settings file.
+    pub run_identity: serde_json::Value,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -138,9 +144,15 @@ pub fn run_method<B: Backend>(
     std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating {}", opts.out_dir.display()))?;
     let path = opts.out_dir.join(format!("{}.jsonl", config.method.name()));
     let mut results = read_results(&path)?;
+    check_settings(
+        &opts.out_dir.join(format!("{}.settings.json", config.method.name())),
+        &results,
+        &run_settings(lm, config, opts)?,
+    )?;
     // Rewrite the file without a torn tail before appending to it.
     let clean: String = results.iter().map(|r| serde_json::to_string(r).expect("results serialise") + "\n").collect();
-    std::fs::write(&path, clean).with_context(|| format!("writing {}", path.display()))?;
+    entmin_models::durable::replace_with_bytes(&path, clean.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     let done: HashSet<String> = results.iter().map(|r| r.id.clone()).collect();
     let todo: Vec<&Problem> = problems.iter().filter(|p| !done.contains(&p.id)).collect();
     let mut file = std::fs::OpenOptions::new().append(true).open(&path)?;
@@ -207,6 +219,7 @@ pub fn run_method<B: Backend>(
             results.push(r);
         }
         file.flush()?;
+        entmin_models::durable::sync_file(&file, &path).with_context(|| format!("syncing {}", path.display()))?;
         bar.inc(chunk.len() as u64);
         set_msg(&bar, &results);
     }
@@ -215,6 +228,88 @@ pub fn run_method<B: Backend>(
     let wanted: HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
     results.retain(|r| wanted.contains(r.id.as_str()));
     Ok(results)
+}
+
+/// What a method's results depend on, as recorded beside them.
+fn run_settings<B: Backend>(
+    lm: &LoadedModel<B>,
+    config: &MethodConfig,
+    opts: &EvalOptions,
+) -> Result<serde_json::Value> {
+    let mut sampling = config.sampling.clone();
+    sampling.banned.clear(); // the model's, recorded through it
+    let mut s = serde_json::json!({
+        "run": opts.run_identity,
+        "method": config.method.name(),
+        "sampling": format!("{sampling:?}"),
+        "max_new_tokens": opts.max_new_tokens,
+        "seed": opts.seed,
+        // The prompt format (template, system message, instruction) on a placeholder.
+        "prompt": lm.tokenizer.decode(&prompt_ids(lm, "{question}", opts.system.as_deref())?, false)?,
+    });
+    match config.method {
+        Method::EmInf => s["em_inf"] = format!("{:?}", config.em_inf).into(),
+        Method::AdaptiveTemp => s["adaptive"] = format!("{:?}", config.adaptive).into(),
+        Method::SelfConsistency => s["votes"] = config.votes.into(),
+        Method::Plain => {}
+    }
+    Ok(s)
+}
+
+/// Record `settings` beside a method's results, or refuse to extend results made with
+/// other ones (naming what differs). Results from before settings were recorded are
+/// adopted with a warning.
+fn check_settings(path: &Path, results: &[ProblemResult], settings: &serde_json::Value) -> Result<()> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let old: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{}: corrupt", path.display()))?;
+            if results.is_empty() || old == *settings {
+                return Ok(write_settings(path, settings)?);
+            }
+            let keys = |v: &serde_json::Value| {
+                v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()
+            };
+            let mut all = keys(&old);
+            all.extend(keys(settings));
+            all.sort();
+            all.dedup();
+            let differ: Vec<String> = all
+                .into_iter()
+                .filter(|k| old.get(k) != settings.get(k))
+                .map(|k| {
+                    format!(
+                        "{k}: {} before, {} now",
+                        old.get(&k).unwrap_or(&serde_json::Value::Null),
+                        settings.get(&k).unwrap_or(&serde_json::Value::Null)
+                    )
+                })
+                .collect();
+            anyhow::bail!(
+                "{} holds {} results made with other settings; resuming would mix two runs. Use another --out, or \
+                 delete the folder. Differences:\n  {}",
+                path.parent().unwrap_or(Path::new(".")).display(),
+                results.len(),
+                differ.join("\n  ")
+            )
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !results.is_empty() {
+                eprintln!(
+                    "[note: {} results in {} have no recorded settings; assuming they match this run]",
+                    results.len(),
+                    path.parent().unwrap_or(Path::new(".")).display()
+                );
+            }
+            Ok(write_settings(path, settings)?)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn write_settings(path: &Path, settings: &serde_json::Value) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(settings).expect("JSON values serialise") + "\n";
+    entmin_models::durable::replace_with_bytes(path, text.as_bytes())
 }
 
 /// The side-by-side table printed at the end of an evaluation.

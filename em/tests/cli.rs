@@ -150,27 +150,30 @@ fn eval_runs_methods_side_by_side_and_resumes() {
     )
     .unwrap();
     let out = dir.join("out");
-    let run = |limit: &str| {
-        let args = [
-            "eval",
-            "-m",
-            "smollm2-135m-instruct",
-            "--dataset",
-            data.to_str().unwrap(),
-            "--question-field",
-            "q",
-            "--answer-field",
-            "a",
-            "--methods",
-            "plain,em-inf",
-            "--limit",
-            limit,
-            "--max-new-tokens",
-            "6",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        let o = entmin(&args);
+    let args_for = |limit: &'static str, max_new: &'static str| {
+        vec![
+            "eval".to_string(),
+            "-m".into(),
+            "smollm2-135m-instruct".into(),
+            "--dataset".into(),
+            data.to_str().unwrap().into(),
+            "--question-field".into(),
+            "q".into(),
+            "--answer-field".into(),
+            "a".into(),
+            "--methods".into(),
+            "plain,em-inf".into(),
+            "--limit".into(),
+            limit.into(),
+            "--max-new-tokens".into(),
+            max_new.into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+        ]
+    };
+    let run = |limit: &'static str| {
+        let args = args_for(limit, "6");
+        let o = entmin(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(o.status.success(), "{}", text(&o.stderr));
         text(&o.stdout)
     };
@@ -199,5 +202,14 @@ fn eval_runs_methods_side_by_side_and_resumes() {
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["methods"][1]["method"], "em-inf");
     assert_eq!(summary["methods"][1]["n"], 3);
+    // Extending the results with another token cap would mix two runs: refused, saying why.
+    let args = args_for("3", "7");
+    let o = entmin(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let err = text(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("other settings") && err.contains("max_new_tokens: 6 before, 7 now"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(out.join("em-inf.jsonl")).unwrap(), second, "nothing written");
     std::fs::remove_dir_all(&dir).unwrap();
 }

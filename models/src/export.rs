@@ -1,7 +1,8 @@
 //! Save a model as a Hugging Face folder (config.json, model.safetensors,
 //! tokenizer.json, tokenizer_config.json, generation_config.json) that both
-//! entmin and transformers load. The folder appears atomically: it is written
-//! beside the target and renamed into place, so a crash never leaves half a model.
+//! entmin and transformers load. The folder appears atomically and durably: it is
+//! written beside the target, synced to the disk, and renamed into place
+//! ([`crate::durable`]), so neither a crash nor a power loss leaves half a model.
 
 use std::path::{Path, PathBuf};
 
@@ -26,16 +27,17 @@ pub fn save_hf_folder<B: Backend>(backend: &B, lm: &LoadedModel<B>, dir: &Path, 
     let staging = parent.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).map_err(|e| ModelError::io(&staging, e))?;
-    let written = write_folder(backend, lm, &staging, dtype);
+    let written = write_folder(backend, lm, &staging, dtype)
+        .and_then(|()| crate::durable::sync_tree(&staging).map_err(|e| ModelError::io(&staging, e)));
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
     }
     let old = parent.join(format!(".{}.old-{}", name.to_string_lossy(), std::process::id()));
     if dir.exists() {
-        std::fs::rename(dir, &old).map_err(|e| ModelError::io(dir, e))?;
+        crate::durable::rename(dir, &old).map_err(|e| ModelError::io(dir, e))?;
     }
-    std::fs::rename(&staging, dir).map_err(|e| ModelError::io(dir, e))?;
+    crate::durable::rename(&staging, dir).map_err(|e| ModelError::io(dir, e))?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
 }

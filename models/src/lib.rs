@@ -3,6 +3,7 @@
 
 pub mod chat;
 pub mod config;
+pub mod durable;
 pub mod error;
 pub mod export;
 pub mod generate;

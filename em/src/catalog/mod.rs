@@ -258,7 +258,9 @@ fn pull_into(entry: &CatalogEntry, staging: &Path, dest: &Path, progress: bool) 
         let _ = std::fs::remove_file(&partial);
         bail!("{}: assembled {size} bytes, expected {}", entry.name, entry.size_bytes);
     }
-    std::fs::rename(&partial, dest).with_context(|| format!("moving the model into {}", dest.display()))?;
+    entmin_models::durable::sync_file(&std::fs::File::open(&partial)?, &partial)?;
+    entmin_models::durable::rename(&partial, dest)
+        .with_context(|| format!("moving the model into {}", dest.display()))?;
     Ok(())
 }
 

@@ -63,6 +63,15 @@ fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
         out_dir: a.out.clone(),
         system: a.system.clone(),
         progress: true,
+        run_identity: serde_json::json!({
+            "model": a.model.model,
+            "model_file": lm.path.display().to_string(),
+            "weights": lm.model.weight_dtype.name(),
+            "device": b.name(),
+            "dataset": a.dataset,
+            "question_field": a.question_field,
+            "answer_field": a.answer_field,
+        }),
     };
     eprintln!("[{} problems from {}, methods {}]", problems.len(), a.dataset, a.methods);
     let mut summaries = Vec::new();
@@ -71,9 +80,8 @@ fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
         summaries.push(summarize(c.method.name(), &results));
     }
     let summary_path = a.out.join("summary.json");
-    let tmp = a.out.join("summary.json.partial");
-    std::fs::write(
-        &tmp,
+    entmin::models::durable::replace_with_bytes(
+        &summary_path,
         serde_json::to_string_pretty(&serde_json::json!({
             "model": a.model.model,
             "dataset": a.dataset,
@@ -81,9 +89,9 @@ fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
             "seed": a.seed,
             "max_new_tokens": a.max_new_tokens,
             "methods": summaries,
-        }))?,
+        }))?
+        .as_bytes(),
     )?;
-    std::fs::rename(&tmp, &summary_path)?;
     print!("{}", table(&summaries));
     eprintln!("[per-problem results in {}]", a.out.display());
     Ok(())

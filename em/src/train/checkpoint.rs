@@ -1,8 +1,10 @@
-//! Checkpoints that survive a kill at any moment. Each one is a Hugging Face folder
-//! `OUT/step-NNNNNN/` (written beside its place and renamed in, by `save_hf_folder`)
-//! plus the optimiser state `OUT/step-NNNNNN.optim.safetensors` (temp file + rename);
-//! only then is `OUT/latest.json` replaced (temp file + rename) to point at them. A
-//! kill before that last rename leaves the previous checkpoint in charge.
+//! Checkpoints that survive a kill or a power loss at any moment. Each one is a Hugging
+//! Face folder `OUT/step-NNNNNN/` (written beside its place, synced and renamed in, by
+//! `save_hf_folder`) plus the optimiser state `OUT/step-NNNNNN.optim.safetensors` (temp
+//! file, fsync, rename, fsync of OUT); only then is `OUT/latest.json` replaced the same
+//! way to point at them. A kill before that last rename leaves the previous checkpoint in
+//! charge; the fsyncs make sure what latest.json names is on the disk before it does
+//! (`entmin_models::durable`; the order is tested).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,14 +29,7 @@ pub struct Latest {
 }
 
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    replace_atomically(path, |tmp| Ok(std::fs::write(tmp, bytes)?))
-}
-
-/// `write` fills a temporary file beside `path`, which is then renamed over it.
-fn replace_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    write(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    crate::models::durable::replace_with_bytes(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 fn folder_name(step: u64) -> String {
@@ -70,7 +65,10 @@ pub fn save<B: Backend>(
     ]);
     let optim_path = out.join(format!("{folder}.optim.safetensors"));
     // Streamed to the file: a serialised copy in memory would be the moments' size again.
-    replace_atomically(&optim_path, |tmp| Ok(safetensors::serialize_to_file(views, Some(meta), tmp)?))?;
+    crate::models::durable::replace_via_path(&optim_path, |tmp| {
+        safetensors::serialize_to_file(views, Some(meta), tmp).map_err(std::io::Error::other)
+    })
+    .with_context(|| format!("writing {}", optim_path.display()))?;
     let latest = Latest { step, folder: folder.clone(), settings: settings.clone() };
     write_atomically(&out.join("latest.json"), serde_json::to_string_pretty(&latest)?.as_bytes())?;
     for entry in std::fs::read_dir(out)?.flatten() {

@@ -124,6 +124,7 @@ pub fn run<B: Backend, M: Method<B>>(
         let m = method.step(backend, prompts)?;
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path)?;
         writeln!(f, "{}", serde_json::to_string(&m)?)?;
+        crate::models::durable::sync_file(&f, &metrics_path)?;
         on_step(&m);
         let done = method.steps_done();
         if done % opts.checkpoint_every.max(1) == 0 || done == steps {
