@@ -5,7 +5,8 @@
 # and ptxas wheels for the CUDA compile test — fetches the assets into the cache
 # ($ENTMIN_HOME, default ~/.cache/entmin), then runs the whole suite with missing
 # assets, a missing GPU adapter or a missing NVRTC treated as failures. The CUDA
-# parity suite skips without a GPU (scripts/gpu-check.sh runs it where there is one).
+# tests need a GPU and show as ignored here (scripts/gpu-check.sh runs them where there
+# is one); last, the device check's dry run proves the GPU pack still works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,3 +39,14 @@ export ENTMIN_REQUIRE_ASSETS=1
 export ENTMIN_REQUIRE_WGPU=1 WGPU_BACKEND=vulkan
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 cargo test --locked --workspace "$@"
+
+# The GPU pack from the binaries just built, and the device check's dry run on it in a
+# clean environment (no cargo, no network, as on the GPU machine): every stage must
+# start, and fail only for want of a GPU.
+# (Skipped when arguments select part of the suite.)
+if [ $# -eq 0 ]; then
+    pack=$(scripts/gpu-pack.sh --dev --out target/gpu-pack-dev | tail -1)
+    dry_out=$(mktemp -d)
+    env -i HOME="$HOME" PATH=/usr/bin:/bin ENTMIN_HOME="${ENTMIN_HOME:-$HOME/.cache/entmin}" OUT="$dry_out" \
+        "$pack/gpu-check.sh" --dry-run
+fi

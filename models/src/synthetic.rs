@@ -82,29 +82,41 @@ fn tensor_seed(seed: u64, name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325u64 ^ seed, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
+/// Blocks generated per task: each chunk has its own generator (seeded by the tensor and
+/// the chunk index), so the values do not depend on the number of threads.
+const CHUNK_ELEMENTS: usize = 1 << 16;
+
 /// `n` random f32 values of a tensor stored as `ty`.
 pub fn random_values(ty: GgmlType, n: usize, name: &str, seed: u64) -> std::result::Result<Vec<f32>, String> {
-    let mut rng = Rng::new(tensor_seed(seed, name));
+    use rayon::prelude::*;
+    let base = tensor_seed(seed, name);
     let is_norm = name.ends_with("norm.weight");
+    let mut out = vec![0f32; n];
     match ty {
         GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
             let (centre, spread) = if is_norm { (1.0, 0.1) } else { (0.0, 0.03) };
-            Ok((0..n).map(|_| centre + spread * (2.0 * rng.next_f64() as f32 - 1.0)).collect())
+            out.par_chunks_mut(CHUNK_ELEMENTS).enumerate().for_each(|(i, chunk)| {
+                let mut rng = Rng::new(base ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                chunk.iter_mut().for_each(|x| *x = centre + spread * (2.0 * rng.next_f64() as f32 - 1.0));
+            });
         }
         _ => {
             let (block_elems, block_bytes) = (ty.block_elements(), ty.block_bytes());
             if !n.is_multiple_of(block_elems) {
                 return Err(format!("{n} values are not whole {ty} blocks of {block_elems}"));
             }
-            let mut bytes = vec![0u8; n / block_elems * block_bytes];
-            for block in bytes.chunks_mut(block_bytes) {
-                random_block(ty, &mut rng, block)?;
-            }
-            let mut out = vec![0f32; n];
-            dequantize(ty, &bytes, &mut out).map_err(|e| e.to_string())?;
-            Ok(out)
+            let blocks_per_chunk = (CHUNK_ELEMENTS / block_elems).max(1);
+            out.par_chunks_mut(blocks_per_chunk * block_elems).enumerate().try_for_each(|(i, chunk)| {
+                let mut rng = Rng::new(base ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let mut bytes = vec![0u8; chunk.len() / block_elems * block_bytes];
+                for block in bytes.chunks_mut(block_bytes) {
+                    random_block(ty, &mut rng, block)?;
+                }
+                dequantize(ty, &bytes, chunk).map_err(|e| e.to_string())
+            })?;
         }
     }
+    Ok(out)
 }
 
 impl TensorSource for SyntheticSource {
