@@ -27,6 +27,9 @@ pub struct ChatTemplate {
     eos_token: String,
 }
 
+/// Instructions a chat template may execute per rendering.
+const TEMPLATE_FUEL: u64 = 1_000_000;
+
 impl ChatTemplate {
     pub fn new(source: Option<String>, bos_token: &str, eos_token: &str) -> Self {
         ChatTemplate { source, bos_token: bos_token.into(), eos_token: eos_token.into() }
@@ -57,6 +60,9 @@ impl ChatTemplate {
     pub fn render(&self, messages: &[Message]) -> Result<String> {
         let Some(source) = &self.source else { return Ok(render_chatml(messages)) };
         let mut env = Environment::new();
+        // The template comes from the model file: bound the work it may do (real chat
+        // templates take a few thousand steps) so a hostile one cannot hang the caller.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.add_function("raise_exception", |msg: String| -> Result<String, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, msg))
         });
@@ -101,5 +107,9 @@ mod tests {
         let bad = ChatTemplate::new(Some("{{ raise_exception('no system role') }}".into()), "", "");
         let err = bad.render(&[]).unwrap_err().to_string();
         assert!(err.contains("no system role"), "{err}");
+        // A template that would loop for hours runs out of fuel instead.
+        let endless = "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}{% endfor %}";
+        let err = ChatTemplate::new(Some(endless.into()), "", "").render(&[]).unwrap_err().to_string();
+        assert!(err.contains("fuel"), "{err}");
     }
 }

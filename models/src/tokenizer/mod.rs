@@ -43,8 +43,13 @@ impl Tokenizer {
     /// supplies `eos_token`, `bos_token` and `add_bos_token`.
     pub fn from_file(path: &Path) -> Result<Tokenizer, ModelError> {
         std::fs::metadata(path).map_err(|e| ModelError::io(path, e))?;
-        let inner = Inner::from_file(path)
-            .map_err(|e| ModelError::corrupt(path, format!("not a valid tokenizer.json: {e}")))?;
+        // The tokenizers crate panics on some malformed files (an `expect` in its decoder
+        // deserialiser, found by fuzzing): contained here, reported as corrupt.
+        let parsed = std::panic::catch_unwind(|| Inner::from_file(path)).map_err(|panic| {
+            let why = panic.downcast_ref::<String>().cloned().unwrap_or_else(|| "the parser panicked".into());
+            ModelError::corrupt(path, format!("not a valid tokenizer.json: {why}"))
+        })?;
+        let inner = parsed.map_err(|e| ModelError::corrupt(path, format!("not a valid tokenizer.json: {e}")))?;
         let vocab_size = inner.get_vocab(true).values().map(|&id| id as usize + 1).max().unwrap_or(0);
         let (mut eos, mut bos, mut add_bos) = (None, None, false);
         let config_path = path.with_file_name("tokenizer_config.json");

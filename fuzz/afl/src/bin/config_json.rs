@@ -1,0 +1,3 @@
+fn main() {
+    entmin_fuzz_afl::run("config-json");
+}
