@@ -31,7 +31,7 @@ run() {
     # tokenizers and templates) are built before the fork server starts, which can take
     # longer than AFL's default 10 s hand-shake on two busy cores.
     # The instrumented binary's coverage map is larger than AFL's default: ask it.
-    AFL_MAP_SIZE=$(AFL_DUMP_MAP_SIZE=1 "$bin" </dev/null) AFL_FORKSRV_INIT_TMOUT=120000 AFL_NO_AFFINITY=1 AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SKIP_BIN_CHECK=1 \
+    AFL_MAP_SIZE=$(AFL_DUMP_MAP_SIZE=1 "$bin" </dev/null) AFL_FORKSRV_INIT_TMOUT=120000 AFL_NO_AFFINITY=1 AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
         cargo afl fuzz -V "$secs" -t 10000 -m none -i "$work/seeds/$t" -o "$work/out/$t" "$bin" \
         >"$work/out/$t.log" 2>&1 || echo "afl-fuzz $t ended with $? (see $work/out/$t.log)"
 }

@@ -213,3 +213,44 @@ fn eval_runs_methods_side_by_side_and_resumes() {
     assert_eq!(std::fs::read_to_string(out.join("em-inf.jsonl")).unwrap(), second, "nothing written");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `bench` takes generate's method options (it used to ignore them), real prompts and
+/// synthetic models, and keeps its JSON keys.
+#[test]
+fn bench_reports_the_method_it_was_given() {
+    if smollm2().is_none() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("entmin-bench-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("q.jsonl");
+    std::fs::write(&data, "{\"question\": \"What is 2+2?\"}\n{\"question\": \"Name a prime.\"}\n").unwrap();
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["bench", "--device", "cpu", "--new-tokens", "3", "--prompt-tokens", "8", "--json"];
+        args.extend_from_slice(extra);
+        let o = entmin(&args);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        serde_json::from_str(text(&o.stdout).trim()).unwrap()
+    };
+    let prompts =
+        ["-m", "smollm2-135m-instruct", "--method", "em-inf", "--prompts", data.to_str().unwrap(), "--rounds", "2"];
+    let r = run(&prompts);
+    for key in ["prefill_tok_s", "decode_tok_s", "peak_rss_mb", "pick_ms_per_token", "em_inf_optimised_share"] {
+        assert!(r[key].as_f64().is_some_and(|v| v >= 0.0), "{key} in {r}");
+    }
+    assert_eq!(
+        (r["method"].as_str(), r["prompts"].as_str(), r["rounds"].as_u64()),
+        (Some("em-inf"), data.to_str(), Some(2))
+    );
+    assert!(r["prompt_tokens"].as_f64().unwrap() > 8.0, "the questions in the chat template, not 8 filler tokens");
+    let steps = r["em_inf_adam_steps_per_token"].as_f64().unwrap();
+    assert!((0.0..=5.0).contains(&steps), "{steps}");
+    // The EM-INF flags reach the method: no Adam step at all with --em-steps 0.
+    let mut none = prompts.to_vec();
+    none.extend(["--em-steps", "0"]);
+    assert_eq!(run(&none)["em_inf_adam_steps_per_token"].as_f64(), Some(0.0));
+    let synthetic = run(&["--synthetic", "smollm2-135m-instruct", "--method", "plain", "--temperature", "0"]);
+    assert_eq!(synthetic["model"], "synthetic:smollm2-135m-instruct");
+    assert_eq!(synthetic["temperature"].as_f64(), Some(0.0));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

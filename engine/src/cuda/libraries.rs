@@ -191,7 +191,7 @@ fn make_links(found: &[(&'static str, PathBuf)]) -> std::io::Result<PathBuf> {
             let _ = std::fs::remove_dir_all(&tmp);
             std::fs::create_dir(&tmp)?;
             for (lib, target) in found {
-                std::os::unix::fs::symlink(target, tmp.join(format!("lib{lib}.so")))?;
+                link(target, &tmp.join(format!("lib{lib}.so")))?;
             }
             if std::fs::rename(&tmp, &dir).is_err() {
                 // Another process made the same folder first.
@@ -209,6 +209,17 @@ fn make_links(found: &[(&'static str, PathBuf)]) -> std::io::Result<PathBuf> {
         }
     }
     Err(last_error.unwrap_or_else(|| std::io::Error::other("no folder for CUDA library links")))
+}
+
+#[cfg(unix)]
+fn link(target: &Path, name: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(target, name)
+}
+
+/// Elsewhere the libraries keep their own names (Windows' loader finds DLLs by PATH).
+#[cfg(not(unix))]
+fn link(_: &Path, _: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::other("library links are made on Unix only"))
 }
 
 /// Why `lib` cannot be loaded, for error messages: where it was found but not
