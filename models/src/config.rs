@@ -207,7 +207,30 @@ impl ModelConfig {
         if !(self.rope_theta > 0.0 && self.rms_eps >= 0.0) {
             return bad(format!("rope_theta {} / rms_eps {} out of range", self.rope_theta, self.rms_eps));
         }
-        Ok(())
+        // Sizes far beyond any model (the largest open ones: hidden 16384, vocabulary 256k,
+        // FFN 53248, 128 layers) are corrupt numbers, and would overflow the products that
+        // size tensors and caches (found by fuzzing config.json).
+        for (what, n, max) in [
+            ("hidden_size", self.hidden_size, 1 << 20),
+            ("intermediate_size", self.intermediate_size, 1 << 22),
+            ("vocab_size", self.vocab_size, 1 << 24),
+            ("head_dim", self.head_dim, 1 << 16),
+            ("attention heads", self.n_heads, 1 << 16),
+            ("layers", self.n_layers, 1 << 16),
+            ("context length", self.context_length, 1 << 30),
+        ] {
+            if n > max {
+                return bad(format!("{what} {n} is beyond any model (at most {max})"));
+            }
+        }
+        let largest = [self.vocab_size, self.intermediate_size, self.q_dim()]
+            .iter()
+            .map(|&n| n.checked_mul(self.hidden_size.max(self.q_dim())))
+            .try_fold(0usize, |m, x| x.map(|x| m.max(x)));
+        match largest {
+            Some(n) if n <= 1 << 40 => Ok(()),
+            _ => bad(format!("a weight matrix of this config would hold more than 2^40 values: {self:?}")),
+        }
     }
 
     /// Every tensor the decoder reads, as (Hugging Face name, row-major shape).
