@@ -11,10 +11,12 @@ const TEXT_CMDS: [&str; 8] = ["text", "textbf", "textrm", "textit", "mbox", "mat
 /// The model's final answer: content of the LAST complete `\boxed{...}` (balanced
 /// braces; also `\boxed 5` and `\fbox{}`), else the last number in the text
 /// (integers, decimals, negatives, fractions `3/4`, thousands separators `1,000`),
-/// else None. An empty last `\boxed{}` gives None; a truncated one is ignored.
+/// else None. A last `\boxed{}` with nothing in it once normalised (empty, `.`, `%`,
+/// `~`, `\text{}`: no answer, and equal to nothing, itself included) gives None; a
+/// truncated one is ignored.
 pub fn extract_answer(text: &str) -> Option<String> {
     match last_boxed(text) {
-        Some(b) => Some(b.trim().to_string()).filter(|b| !b.is_empty()),
+        Some(b) => Some(b.trim().to_string()).filter(|b| !normalize(b).is_empty()),
         None => last_number(&text.replace('\u{2212}', "-")),
     }
 }
@@ -565,6 +567,10 @@ mod tests {
         }
         assert_eq!(extract_answer("no answer here"), None);
         assert_eq!(extract_answer("the result is \\boxed{}"), None);
+        // Contentless boxes (found by fuzzing: no answer, and not even equal to themselves).
+        for empty in [".", "%", "~", "\\text{}", "\\;", "~~~."] {
+            assert_eq!(extract_answer(&format!("so \\boxed{{{empty}}}")), None, "{empty:?}");
+        }
         assert_eq!(extract_answer(""), None);
         assert_eq!(gsm8k_gold("He pays 3*4=12\n#### 1,234").as_deref(), Some("1,234"));
         assert_eq!(gsm8k_gold("#### 72\n").as_deref(), Some("72"));
