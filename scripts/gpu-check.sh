@@ -217,15 +217,16 @@ fi
 echo "ptxas: ${ENTMIN_PTXAS:-not found}"
 # The test and bench binaries find NVRTC and cuBLAS through the LD_LIBRARY_PATH that
 # entmin works out (it links CUDA 13's libraries under the names cudarc opens).
-LD_LIBRARY_PATH="$("$BIN/entmin" doctor --cuda-library-path 2>/dev/null)"
+ld_path="$("$BIN/entmin" doctor --cuda-library-path 2>/dev/null)"
+[ -n "$ld_path" ] && LD_LIBRARY_PATH="$ld_path"
 # Vulkan: the image's loader, else the one in the pack; the NVIDIA driver's ICD.
 if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; then
     for deb in "$pack"/debs/libvulkan1_*.deb; do
         [ -f "$deb" ] && dpkg -x "$deb" "$WORK/vulkan" 2>/dev/null &&
-            LD_LIBRARY_PATH="$(find "$WORK/vulkan" -name 'libvulkan.so.1' -printf '%h'):$LD_LIBRARY_PATH"
+            LD_LIBRARY_PATH="$(find "$WORK/vulkan" -name 'libvulkan.so.1' -printf '%h')${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     done
 fi
-export LD_LIBRARY_PATH
+[ -n "${LD_LIBRARY_PATH:-}" ] && export LD_LIBRARY_PATH
 for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json \
     /etc/vulkan/icd.d/nvidia_icd.json; do
     if [ -f "$icd" ]; then export VK_DRIVER_FILES="$icd"; break; fi
