@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Bencher, BenchmarkId, Criterion, Throughput};
 use entmin_engine::cpu::CpuBackend;
-use entmin_engine::{Backend, DType, EmInfParams, Rng, SamplingParams};
+use entmin_engine::{Backend, DType, EmInfParams, HostData, Rng, SamplingParams};
 
 fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     let mut rng = Rng::new(seed);
@@ -150,6 +150,37 @@ fn linear<B: Backend>(c: &mut Criterion, b: &B) {
     g.finish();
 }
 
+/// The block-format `linear` (CPU): the catalog models' shapes and formats; throughput
+/// in weight bytes read. Random bytes: the speed does not depend on the values.
+fn quant_linear(c: &mut Criterion) {
+    let b = CpuBackend;
+    let shapes = [
+        ("qwen-up", 4864usize, 896usize, DType::Q5_0),
+        ("qwen-down", 896, 4864, DType::Q4K),
+        ("qwen-down", 896, 4864, DType::Q6K),
+        ("qwen-head", 151_936, 896, DType::Q8_0),
+        ("smollm-up", 1536, 576, DType::Q4_1),
+    ];
+    let mut g = c.benchmark_group("cpu/quant_linear");
+    g.sample_size(10);
+    for (name, n, k, dtype) in shapes {
+        let mut rng = Rng::new(9);
+        let bytes: Vec<u8> = (0..dtype.bytes_for(n * k).unwrap()).map(|_| rng.next_u64() as u8).collect();
+        let wt = b.upload(HostData::Blocks { dtype, bytes: &bytes, elements: n * k }, &[n, k]).unwrap();
+        for m in [1usize, 4, 16, 128] {
+            if name == "qwen-head" && m > 16 {
+                continue;
+            }
+            let x = b.upload_as(&random(m * k, 3, 1.0), &[m, k], DType::F32).unwrap();
+            g.throughput(Throughput::Bytes(bytes.len() as u64));
+            g.bench_function(format!("{name}/{dtype}/m{m}"), |bench| {
+                measure(bench, &b, || b.linear(black_box(&x), &wt, None))
+            });
+        }
+    }
+    g.finish();
+}
+
 fn sample<B: Backend>(c: &mut Criterion, b: &B) {
     let v = 151_936;
     let t = b.upload_as(&random(v, 6, 8.0), &[1, v], DType::F32).unwrap();
@@ -178,6 +209,7 @@ fn kernels<B: Backend>(c: &mut Criterion, b: &B) {
 fn all_backends(c: &mut Criterion) {
     host_memory(c);
     kernels(c, &CpuBackend);
+    quant_linear(c);
     match entmin_engine::wgpu::WgpuBackend::new() {
         Ok(g) => {
             eprintln!("wgpu adapter: {}", g.capabilities().device);

@@ -1,8 +1,8 @@
 //! entmin's tensor runtime: a [`Backend`] trait with one method per op, the
 //! CPU, wgpu and CUDA backends, and f64 references that every backend is tested against.
 //!
-//! Activations are always f32; weights may be stored f32, f16 or bf16 and are
-//! widened on the fly. Models and EM code are written once against [`Backend`].
+//! Activations are always f32; weights may be stored f32, f16, bf16 (widened on the
+//! fly) or in ggml's block formats ([`quant`]), on the backends that list them. Models and EM code are written once against [`Backend`].
 
 mod backend;
 mod checks;
@@ -14,6 +14,7 @@ mod em_params;
 mod error;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod kernel;
+pub mod quant;
 pub mod reference;
 mod sampling;
 mod tensor;
@@ -21,7 +22,7 @@ mod tensor;
 pub mod wgpu;
 
 pub use backend::{AttentionShape, Backend, Capabilities};
-pub use dtype::{DType, HostData, HostVec};
+pub use dtype::{BlockLayout, DType, HostData, HostVec};
 pub use em_params::{EmInfParams, EmInfRowStats};
 pub use error::{EngineError, Result};
 pub use sampling::{Rng, SampleOutcome, SamplingParams};

@@ -41,8 +41,9 @@ impl<B: Backend> Tensor<B> {
         self.len() == 0
     }
 
+    /// Bytes the data occupies (whole blocks for a block format).
     pub fn size_bytes(&self) -> usize {
-        self.len() * self.dtype.size_bytes()
+        self.dtype.bytes_for(self.len()).expect("backends only hold whole blocks")
     }
 
     /// Size of the last dimension (1 for a scalar).

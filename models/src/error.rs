@@ -17,8 +17,8 @@ pub enum ModelError {
     Shape { path: PathBuf, tensor: String, expected: Vec<usize>, found: Vec<usize> },
     #[error("{path}: missing tensor {tensor}")]
     MissingTensor { path: PathBuf, tensor: String },
-    #[error("{path}: tensor {tensor} contains {count} non-finite values (NaN or infinity), first at index {first}")]
-    NonFinite { path: PathBuf, tensor: String, count: usize, first: usize },
+    #[error("{path}: tensor {tensor} contains {count} non-finite {unit} (NaN or infinity), first at index {first}")]
+    NonFinite { path: PathBuf, tensor: String, count: usize, first: usize, unit: &'static str },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("prompt of {prompt} tokens plus {new} new tokens exceeds the context length {context}")]

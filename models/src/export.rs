@@ -21,6 +21,9 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
 
 /// Write `lm` to `dir` with weight matrices stored as `dtype`; norms and biases stay f32.
 pub fn save_hf_folder<B: Backend>(backend: &B, lm: &LoadedModel<B>, dir: &Path, dtype: DType) -> Result<()> {
+    if dtype.is_quantised() {
+        return Err(ModelError::Invalid(format!("safetensors folders hold f32, f16 or bf16 matrices, not {dtype}")));
+    }
     let name = dir.file_name().ok_or_else(|| ModelError::Invalid(format!("{} is not a folder name", dir.display())))?;
     let parent = dir.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     std::fs::create_dir_all(&parent).map_err(|e| ModelError::io(&parent, e))?;
@@ -43,15 +46,16 @@ pub fn save_hf_folder<B: Backend>(backend: &B, lm: &LoadedModel<B>, dir: &Path, 
 }
 
 fn write_folder<B: Backend>(backend: &B, lm: &LoadedModel<B>, dir: &Path, dtype: DType) -> Result<()> {
+    // Only dense dtypes reach here (save_hf_folder refuses block formats).
     let st_dtype = |d: DType| match d {
-        DType::F32 => safetensors::Dtype::F32,
         DType::BF16 => safetensors::Dtype::BF16,
         DType::F16 => safetensors::Dtype::F16,
+        _ => safetensors::Dtype::F32,
     };
     let torch_dtype = match dtype {
-        DType::F32 => "float32",
         DType::BF16 => "bfloat16",
         DType::F16 => "float16",
+        _ => "float32",
     };
     let mut buffers = Vec::new();
     for (name, t) in lm.model.named_parameters() {
@@ -59,9 +63,9 @@ fn write_folder<B: Backend>(backend: &B, lm: &LoadedModel<B>, dir: &Path, dtype:
         // Norms and biases stay f32, as the model holds them; matrices take `dtype`.
         let dtype = if t.shape().len() == 1 { DType::F32 } else { dtype };
         let bytes: Vec<u8> = match dtype {
-            DType::F32 => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
             DType::BF16 => data.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect(),
             DType::F16 => data.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
+            _ => data.iter().flat_map(|v| v.to_le_bytes()).collect(),
         };
         buffers.push((name, t.shape().to_vec(), dtype, bytes));
     }

@@ -23,3 +23,4 @@ pub use generate::{generate, generate_batch, Generation, GenerationParams, Sampl
 pub use loader::{load, Format, LoadedModel};
 pub use model::{BatchItem, KvCache, Logits, Model};
 pub use tokenizer::Tokenizer;
+pub use weights::WeightDtype;

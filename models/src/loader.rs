@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use entmin_engine::{Backend, DType};
+use entmin_engine::Backend;
 
 use crate::chat::ChatTemplate;
 use crate::config::ModelConfig;
@@ -11,7 +11,7 @@ use crate::error::{ModelError, Result};
 use crate::gguf::GgufFile;
 use crate::model::Model;
 use crate::tokenizer::Tokenizer;
-use crate::weights::{GgufSource, SafetensorsSource};
+use crate::weights::{GgufSource, SafetensorsSource, WeightDtype};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -27,6 +27,8 @@ pub struct LoadedModel<B: Backend> {
     pub format: Format,
     /// Storage types found in the file, e.g. "Q4_K, Q6_K, F32".
     pub file_dtypes: String,
+    /// Each tensor's type in the file, by Hugging Face name ("Q5_0", "BF16").
+    pub file_types: std::collections::BTreeMap<String, String>,
     /// Token ids that end a generation.
     pub stop_ids: Vec<u32>,
     /// Token ids never to sample (padding rows and ids the tokenizer does not know).
@@ -36,7 +38,10 @@ pub struct LoadedModel<B: Backend> {
     pub notices: Vec<String>,
 }
 
-pub fn load<B: Backend>(backend: &B, path: &Path, weight_dtype: DType) -> Result<LoadedModel<B>> {
+/// Open a model; its matrices are held as `weights` says ([`WeightDtype::Auto`]: the
+/// file's own types where the backend takes them).
+pub fn load<B: Backend>(backend: &B, path: &Path, weights: impl Into<WeightDtype>) -> Result<LoadedModel<B>> {
+    let weight_dtype = weights.into();
     if path.is_dir() {
         load_hf_folder(backend, path, weight_dtype)
     } else if path.exists() {
@@ -54,6 +59,7 @@ fn finish<B: Backend>(
     path: &Path,
     format: Format,
     file_dtypes: String,
+    file_types: std::collections::BTreeMap<String, String>,
     extra_stops: &[u32],
     notices: Vec<String>,
 ) -> Result<LoadedModel<B>> {
@@ -76,6 +82,7 @@ fn finish<B: Backend>(
         path: path.to_path_buf(),
         format,
         file_dtypes,
+        file_types,
         stop_ids,
         banned_ids,
         notices,
@@ -127,7 +134,7 @@ fn check_unused(
     )])
 }
 
-fn load_gguf<B: Backend>(backend: &B, path: &Path, weight_dtype: DType) -> Result<LoadedModel<B>> {
+fn load_gguf<B: Backend>(backend: &B, path: &Path, weight_dtype: WeightDtype) -> Result<LoadedModel<B>> {
     let file = GgufFile::open(path)?;
     let config = ModelConfig::from_gguf(&file)?;
     let tokenizer = Tokenizer::from_gguf(&file)?;
@@ -145,9 +152,18 @@ fn load_gguf<B: Backend>(backend: &B, path: &Path, weight_dtype: DType) -> Resul
     let used: std::collections::HashSet<String> =
         config.tensor_shapes().iter().filter_map(|(hf, _)| crate::weights::gguf_name(hf)).collect();
     let present: Vec<String> = file.tensors.iter().map(|t| t.name.clone()).collect();
-    let notices = check_unused(path, &config, &present, &used)?;
+    let mut notices = check_unused(path, &config, &present, &used)?;
+    let file_types = config
+        .tensor_shapes()
+        .into_iter()
+        .filter_map(|(hf, _)| {
+            let info = file.tensor_info(&crate::weights::gguf_name(&hf)?)?;
+            Some((hf, info.ggml_type.name().to_string()))
+        })
+        .collect();
     let model = Model::load(backend, config.clone(), &GgufSource { file: &file, config: &config }, weight_dtype)?;
-    finish(model, tokenizer, chat, path, Format::Gguf, types.join(", "), &[], notices)
+    notices.extend(model.load_notices.iter().cloned());
+    finish(model, tokenizer, chat, path, Format::Gguf, types.join(", "), file_types, &[], notices)
 }
 
 fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
@@ -163,7 +179,7 @@ fn token_field(v: &serde_json::Value) -> String {
     v.as_str().or_else(|| v["content"].as_str()).unwrap_or_default().to_string()
 }
 
-fn load_hf_folder<B: Backend>(backend: &B, dir: &Path, weight_dtype: DType) -> Result<LoadedModel<B>> {
+fn load_hf_folder<B: Backend>(backend: &B, dir: &Path, weight_dtype: WeightDtype) -> Result<LoadedModel<B>> {
     let (config, mut notices) = ModelConfig::from_hf_json(&dir.join("config.json"))?;
     let tok_path = dir.join("tokenizer.json");
     if !tok_path.exists() {
@@ -188,6 +204,8 @@ fn load_hf_folder<B: Backend>(backend: &B, dir: &Path, weight_dtype: DType) -> R
     let src = SafetensorsSource::open(dir)?;
     let used: std::collections::HashSet<String> = config.tensor_shapes().into_iter().map(|(n, _)| n).collect();
     notices.extend(check_unused(dir, &config, &src.names(), &used)?);
+    let file_types = used.iter().filter_map(|n| Some((n.clone(), src.dtype_name(n)?))).collect();
     let model = Model::load(backend, config, &src, weight_dtype)?;
-    finish(model, tokenizer, chat, dir, Format::HfFolder, "safetensors".into(), &extra_stops, notices)
+    notices.extend(model.load_notices.iter().cloned());
+    finish(model, tokenizer, chat, dir, Format::HfFolder, "safetensors".into(), file_types, &extra_stops, notices)
 }

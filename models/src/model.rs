@@ -5,7 +5,7 @@ use entmin_engine::{AttentionShape, Backend, DType, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
-use crate::weights::TensorSource;
+use crate::weights::{HostTensor, TensorSource, WeightDtype};
 
 pub struct Linear<B: Backend> {
     pub weight: Tensor<B>,
@@ -31,7 +31,11 @@ pub struct Model<B: Backend> {
     pub norm: Tensor<B>,
     /// None when the head is tied to `embed`.
     pub lm_head: Option<Tensor<B>>,
-    pub weight_dtype: DType,
+    /// What the matrices were asked to be held as.
+    pub weight_dtype: WeightDtype,
+    /// What load converted because the backend cannot hold the file's types, one
+    /// sentence each.
+    pub load_notices: Vec<String>,
 }
 
 /// Which positions of a forward pass produce logits.
@@ -69,16 +73,19 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
-fn load_checked<B: Backend>(
-    backend: &B,
+/// Read a tensor and check its shape and values.
+fn read_checked(
     src: &dyn TensorSource,
     name: &str,
     expected: &[usize],
-    dtype: DType,
-) -> Result<Tensor<B>> {
+    dtype: Option<DType>,
+) -> Result<HostTensor> {
     let path = src.path_of(name);
-    let t =
-        src.load(name, dtype)?.ok_or_else(|| ModelError::MissingTensor { path: path.clone(), tensor: name.into() })?;
+    let loaded = match dtype {
+        Some(d) => src.load(name, d)?,
+        None => src.load_stored(name)?,
+    };
+    let t = loaded.ok_or_else(|| ModelError::MissingTensor { path: path.clone(), tensor: name.into() })?;
     // A 1-D tensor may be stored as [n] or [1, n]; anything else must match exactly.
     let found_n: usize = t.shape.iter().product();
     let same = t.shape == expected || (expected.len() == 1 && found_n == expected[0] && t.shape.len() <= 2);
@@ -86,18 +93,61 @@ fn load_checked<B: Backend>(
         return Err(ModelError::Shape { path, tensor: name.into(), expected: expected.to_vec(), found: t.shape });
     }
     if let Some((first, count)) = t.data.non_finite() {
-        return Err(ModelError::NonFinite { path, tensor: name.into(), count, first });
+        let unit = if t.data.dtype().is_quantised() { "block scales" } else { "values" };
+        return Err(ModelError::NonFinite { path, tensor: name.into(), count, first, unit });
     }
-    Ok(backend.upload_owned(t.data, expected)?)
+    Ok(t)
+}
+
+/// Matrices the backend could not hold in the file's type, by type, and what they became.
+#[derive(Default)]
+struct Conversions(std::collections::BTreeMap<DType, usize>, Option<DType>);
+
+impl Conversions {
+    fn notice(&self, backend: &str) -> Option<String> {
+        let to = self.1?;
+        let types: Vec<String> = self.0.iter().map(|(d, n)| format!("{n} {d}")).collect();
+        Some(format!(
+            "the {backend} backend cannot hold these weight types yet: {} matrices converted to {to} at load",
+            types.join(", ")
+        ))
+    }
 }
 
 impl<B: Backend> Model<B> {
-    /// Load and check every tensor; matrices are stored as `weight_dtype`, norms and biases as f32.
-    pub fn load(backend: &B, config: ModelConfig, src: &dyn TensorSource, weight_dtype: DType) -> Result<Self> {
+    /// Load and check every tensor; matrices are held as `weights` says, norms and biases as f32.
+    pub fn load(
+        backend: &B,
+        config: ModelConfig,
+        src: &dyn TensorSource,
+        weights: impl Into<WeightDtype>,
+    ) -> Result<Self> {
+        let weight_dtype = weights.into();
         let c = &config;
         let (h, q, kv, f, v) = (c.hidden_size, c.q_dim(), c.kv_dim(), c.intermediate_size, c.vocab_size);
-        let matrix = |name: &str, shape: [usize; 2]| load_checked(backend, src, name, &shape, weight_dtype);
-        let vector = |name: &str, n: usize| load_checked(backend, src, name, &[n], DType::F32);
+        let accepted = backend.capabilities().weight_dtypes;
+        let fallback = if accepted.contains(&DType::BF16) { DType::BF16 } else { DType::F32 };
+        let conversions = std::cell::RefCell::new(Conversions::default());
+        let matrix = |name: &str, shape: [usize; 2]| -> Result<Tensor<B>> {
+            let mut t = match weight_dtype {
+                WeightDtype::Convert(d) => read_checked(src, name, &shape, Some(d))?,
+                WeightDtype::Auto => read_checked(src, name, &shape, None)?,
+            };
+            let stored = t.data.dtype();
+            if !accepted.contains(&stored) {
+                t.data = t
+                    .data
+                    .to_dense(fallback)
+                    .map_err(|e| ModelError::corrupt(&src.path_of(name), format!("tensor {name}: {e}")))?;
+                let mut conv = conversions.borrow_mut();
+                *conv.0.entry(stored).or_default() += 1;
+                conv.1 = Some(fallback);
+            }
+            backend.upload_owned(t.data, &shape).map_err(|e| ModelError::Invalid(format!("tensor {name}: {e}")))
+        };
+        let vector = |name: &str, n: usize| -> Result<Tensor<B>> {
+            Ok(backend.upload_owned(read_checked(src, name, &[n], Some(DType::F32))?.data, &[n])?)
+        };
         let linear = |prefix: &str, out: usize, inp: usize, bias: bool| -> Result<Linear<B>> {
             Ok(Linear {
                 weight: matrix(&format!("{prefix}.weight"), [out, inp])?,
@@ -122,7 +172,45 @@ impl<B: Backend> Model<B> {
         let embed = matrix("model.embed_tokens.weight", [v, h])?;
         let lm_head = if c.tie_embeddings { None } else { Some(matrix("lm_head.weight", [v, h])?) };
         let norm = vector("model.norm.weight", h)?;
-        Ok(Model { config, embed, layers, norm, lm_head, weight_dtype })
+        let load_notices = conversions.into_inner().notice(backend.name()).into_iter().collect();
+        Ok(Model { config, embed, layers, norm, lm_head, weight_dtype, load_notices })
+    }
+
+    /// Every matrix with its name, in load order.
+    pub fn matrices(&self) -> Vec<(String, &Tensor<B>)> {
+        let mut out = Vec::new();
+        for (l, layer) in self.layers.iter().enumerate() {
+            let named = [
+                ("self_attn.q_proj", &layer.q),
+                ("self_attn.k_proj", &layer.k),
+                ("self_attn.v_proj", &layer.v),
+                ("self_attn.o_proj", &layer.o),
+                ("mlp.gate_proj", &layer.gate),
+                ("mlp.up_proj", &layer.up),
+                ("mlp.down_proj", &layer.down),
+            ];
+            out.extend(named.into_iter().map(|(n, lin)| (format!("model.layers.{l}.{n}.weight"), &lin.weight)));
+        }
+        out.push(("model.embed_tokens.weight".into(), &self.embed));
+        if let Some(head) = &self.lm_head {
+            out.push(("lm_head.weight".into(), head));
+        }
+        out
+    }
+
+    /// The matrices' storage types with their resident bytes, largest first:
+    /// "Q5_0 173.2 MB, Q8_0 145.3 MB, …"; a single type is just its name ("bf16").
+    pub fn weight_types(&self) -> String {
+        let mut bytes: std::collections::BTreeMap<DType, usize> = Default::default();
+        for (_, t) in self.matrices() {
+            *bytes.entry(t.dtype()).or_default() += t.size_bytes();
+        }
+        if bytes.len() == 1 {
+            return bytes.keys().next().expect("one type").to_string();
+        }
+        let mut by_size: Vec<(DType, usize)> = bytes.into_iter().collect();
+        by_size.sort_by_key(|(d, b)| (std::cmp::Reverse(*b), *d));
+        by_size.iter().map(|(d, b)| format!("{d} {:.1} MB", *b as f64 / 1e6)).collect::<Vec<_>>().join(", ")
     }
 
     pub fn head(&self) -> &Tensor<B> {

@@ -14,7 +14,7 @@ use half::f16;
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
-use crate::gguf::dequant::{dequantize, GgmlType};
+use crate::gguf::GgmlType;
 use crate::weights::{gguf_name, HostTensor, TensorSource};
 
 /// Where a tensor's storage format comes from: the GGUF tensor name (`blk.3.ffn_down.weight`)
@@ -86,37 +86,44 @@ fn tensor_seed(seed: u64, name: &str) -> u64 {
 /// the chunk index), so the values do not depend on the number of threads.
 const CHUNK_ELEMENTS: usize = 1 << 16;
 
-/// `n` random f32 values of a tensor stored as `ty`.
-pub fn random_values(ty: GgmlType, n: usize, name: &str, seed: u64) -> std::result::Result<Vec<f32>, String> {
+/// `n` random values of a tensor stored as `ty`: dense values for the dense types,
+/// the blocks themselves for block formats.
+pub fn random_tensor(ty: GgmlType, n: usize, name: &str, seed: u64) -> std::result::Result<HostVec, String> {
     use rayon::prelude::*;
     let base = tensor_seed(seed, name);
-    let is_norm = name.ends_with("norm.weight");
-    let mut out = vec![0f32; n];
-    match ty {
-        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
-            let (centre, spread) = if is_norm { (1.0, 0.1) } else { (0.0, 0.03) };
+    let chunk_rng = |i: usize| Rng::new(base ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let dtype = ty.dtype().ok_or_else(|| format!("{ty} cannot be read"))?;
+    match dtype.block() {
+        None => {
+            let (centre, spread) = if name.ends_with("norm.weight") { (1.0, 0.1) } else { (0.0, 0.03) };
+            let mut out = vec![0f32; n];
             out.par_chunks_mut(CHUNK_ELEMENTS).enumerate().for_each(|(i, chunk)| {
-                let mut rng = Rng::new(base ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let mut rng = chunk_rng(i);
                 chunk.iter_mut().for_each(|x| *x = centre + spread * (2.0 * rng.next_f64() as f32 - 1.0));
             });
+            Ok(HostVec::F32(out))
         }
-        _ => {
-            let (block_elems, block_bytes) = (ty.block_elements(), ty.block_bytes());
-            if !n.is_multiple_of(block_elems) {
-                return Err(format!("{n} values are not whole {ty} blocks of {block_elems}"));
+        Some(block) => {
+            if !n.is_multiple_of(block.elements) {
+                return Err(format!("{n} values are not whole {ty} blocks of {}", block.elements));
             }
-            let blocks_per_chunk = (CHUNK_ELEMENTS / block_elems).max(1);
-            out.par_chunks_mut(blocks_per_chunk * block_elems).enumerate().try_for_each(|(i, chunk)| {
-                let mut rng = Rng::new(base ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                let mut bytes = vec![0u8; chunk.len() / block_elems * block_bytes];
-                for block in bytes.chunks_mut(block_bytes) {
-                    random_block(ty, &mut rng, block)?;
-                }
-                dequantize(ty, &bytes, chunk).map_err(|e| e.to_string())
+            let blocks_per_chunk = (CHUNK_ELEMENTS / block.elements).max(1);
+            let mut bytes = vec![0u8; n / block.elements * block.bytes];
+            bytes.par_chunks_mut(blocks_per_chunk * block.bytes).enumerate().try_for_each(|(i, chunk)| {
+                let mut rng = chunk_rng(i);
+                chunk.chunks_mut(block.bytes).try_for_each(|b| random_block(ty, &mut rng, b))
             })?;
+            HostVec::blocks(dtype, bytes, n)
         }
     }
-    Ok(out)
+}
+
+/// `n` random f32 values of a tensor stored as `ty` (its blocks, dequantised).
+pub fn random_values(ty: GgmlType, n: usize, name: &str, seed: u64) -> std::result::Result<Vec<f32>, String> {
+    match random_tensor(ty, n, name, seed)?.to_dense(DType::F32)? {
+        HostVec::F32(v) => Ok(v),
+        _ => unreachable!("to_dense returns the dtype it is asked for"),
+    }
 }
 
 impl TensorSource for SyntheticSource {
@@ -125,12 +132,18 @@ impl TensorSource for SyntheticSource {
     }
 
     fn load(&self, name: &str, dtype: DType) -> Result<Option<HostTensor>> {
+        let Some(t) = self.load_stored(name)? else { return Ok(None) };
+        let data = t.data.to_dense(dtype).map_err(|e| ModelError::Invalid(format!("synthetic tensor {name}: {e}")))?;
+        Ok(Some(HostTensor { data, shape: t.shape }))
+    }
+
+    fn load_stored(&self, name: &str) -> Result<Option<HostTensor>> {
         let Some((_, shape)) = self.tensor_shapes().into_iter().find(|(n, _)| n == name) else { return Ok(None) };
         let ty =
             self.format(name).ok_or_else(|| ModelError::Invalid(format!("synthetic model: no format for {name}")))?;
-        let values = random_values(ty, shape.iter().product(), name, self.seed)
+        let data = random_tensor(ty, shape.iter().product(), name, self.seed)
             .map_err(|e| ModelError::Invalid(format!("synthetic model, tensor {name}: {e}")))?;
-        Ok(Some(HostTensor { data: HostVec::from_f32(&values, dtype), shape }))
+        Ok(Some(HostTensor { data, shape }))
     }
 }
 

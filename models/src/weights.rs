@@ -1,14 +1,14 @@
 //! Where weights come from. A [`TensorSource`] hands out tensors by their
-//! Hugging Face name as row-major f32, whatever the file stores; the GGUF source
-//! maps names and undoes llama.cpp's q/k row permutation so that every model runs
-//! with the same rotate-half RoPE (docs/design.md).
+//! Hugging Face name, row-major, either as the file stores them (block formats stay
+//! blocks) or converted to a dense dtype; the GGUF source maps names and undoes
+//! llama.cpp's q/k row permutation so that every model runs with the same rotate-half
+//! RoPE (docs/design.md).
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use entmin_engine::{DType, HostVec};
-use half::{bf16, f16};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
@@ -22,11 +22,48 @@ pub struct HostTensor {
     pub shape: Vec<usize>,
 }
 
+/// How a model's matrices are held once loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightDtype {
+    /// As the file stores them (block formats stay blocks, f16 stays f16), where the
+    /// backend takes that type; converted to bf16 (or f32) where it does not.
+    Auto,
+    /// Converted to this dense dtype at load.
+    Convert(DType),
+}
+
+impl From<DType> for WeightDtype {
+    fn from(d: DType) -> Self {
+        WeightDtype::Convert(d)
+    }
+}
+
+impl WeightDtype {
+    /// `auto`, `f32`, `f16` or `bf16`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Some(WeightDtype::Auto),
+            other => DType::parse(other).filter(|d| !d.is_quantised()).map(WeightDtype::Convert),
+        }
+    }
+}
+
+impl std::fmt::Display for WeightDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WeightDtype::Auto => f.write_str("auto"),
+            WeightDtype::Convert(d) => write!(f, "{d}"),
+        }
+    }
+}
+
 pub trait TensorSource {
     /// The file a tensor named `name` lives in (for error messages).
     fn path_of(&self, name: &str) -> PathBuf;
     /// The tensor with this Hugging Face name converted to `dtype`, or None if the file has none.
     fn load(&self, name: &str, dtype: DType) -> Result<Option<HostTensor>>;
+    /// The tensor in the type the file stores it in, or None if the file has none.
+    fn load_stored(&self, name: &str) -> Result<Option<HostTensor>>;
 }
 
 /// GGUF tensor name for a Hugging Face name (llama.cpp convention).
@@ -69,9 +106,23 @@ impl TensorSource for GgufSource<'_> {
     }
 
     fn load(&self, name: &str, dtype: DType) -> Result<Option<HostTensor>> {
+        self.read(name, |info| self.file.tensor_as(info, dtype))
+    }
+
+    fn load_stored(&self, name: &str) -> Result<Option<HostTensor>> {
+        self.read(name, |info| self.file.tensor_stored(info))
+    }
+}
+
+impl GgufSource<'_> {
+    fn read(
+        &self,
+        name: &str,
+        read: impl Fn(&crate::gguf::GgufTensorInfo) -> Result<HostVec>,
+    ) -> Result<Option<HostTensor>> {
         let Some(gname) = gguf_name(name) else { return Ok(None) };
         let Some(info) = self.file.tensor_info(&gname) else { return Ok(None) };
-        let mut data = self.file.tensor_as(info, dtype)?;
+        let mut data = read(info)?;
         let shape = info.shape.clone();
         if self.config.arch == Architecture::Llama {
             let heads = if name.ends_with("q_proj.weight") || name.ends_with("q_proj.bias") {
@@ -100,11 +151,11 @@ pub fn unpermute_rows(data: &HostVec, heads: usize, rows: usize, cols: usize) ->
     let head_dim = rows / heads;
     let half = head_dim / 2;
     // Hugging Face row r = h·head_dim + j·half + i comes from GGUF row h·head_dim + 2i + j.
-    Ok(data.permute_rows(cols, |r| {
+    data.permute_rows(cols, |r| {
         let (h, within) = (r / head_dim, r % head_dim);
         let (j, i) = (within / half, within % half);
         h * head_dim + 2 * i + j
-    }))
+    })
 }
 
 /// A Hugging Face folder: model.safetensors or the shards named by model.safetensors.index.json.
@@ -156,6 +207,13 @@ impl SafetensorsSource {
     pub fn names(&self) -> Vec<String> {
         self.index.keys().cloned().collect()
     }
+
+    /// The stored dtype of a tensor as safetensors names it ("BF16").
+    pub fn dtype_name(&self, name: &str) -> Option<String> {
+        let (_, mmap) = &self.files[*self.index.get(name)?];
+        let st = SafeTensors::deserialize(mmap).ok()?;
+        Some(format!("{:?}", st.tensor(name).ok()?.dtype()))
+    }
 }
 
 impl TensorSource for SafetensorsSource {
@@ -164,30 +222,44 @@ impl TensorSource for SafetensorsSource {
     }
 
     fn load(&self, name: &str, dtype: DType) -> Result<Option<HostTensor>> {
+        self.read(name, Some(dtype))
+    }
+
+    fn load_stored(&self, name: &str) -> Result<Option<HostTensor>> {
+        self.read(name, None)
+    }
+}
+
+impl SafetensorsSource {
+    /// The tensor converted to `dtype`, or in its stored dtype when None.
+    fn read(&self, name: &str, dtype: Option<DType>) -> Result<Option<HostTensor>> {
         let Some(&i) = self.index.get(name) else { return Ok(None) };
         let (path, mmap) = &self.files[i];
         let st = SafeTensors::deserialize(mmap)
             .map_err(|e| ModelError::corrupt(path, format!("invalid safetensors: {e}")))?;
         let view = st.tensor(name).map_err(|e| ModelError::corrupt(path, format!("tensor {name}: {e}")))?;
         let bytes = view.data();
-        // Convert a slice at a time so no full-size f32 copy is ever made.
-        let width = (view.dtype().bitsize() / 8).max(1);
-        let mut data = HostVec::with_capacity(dtype, bytes.len() / width);
-        let mut buf = Vec::with_capacity(1 << 16);
-        for chunk in bytes.chunks(width << 16) {
-            buf.clear();
-            match view.dtype() {
-                Dtype::F32 => buf.extend(chunk.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()))),
-                Dtype::F16 => buf.extend(chunk.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())),
-                Dtype::BF16 => buf.extend(chunk.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())),
-                other => {
-                    return Err(ModelError::unsupported(
-                        path,
-                        format!("tensor {name}: dtype {other:?} is not supported (F32, F16, BF16 are)"),
-                    ))
-                }
+        let stored = match view.dtype() {
+            Dtype::F32 => DType::F32,
+            Dtype::F16 => DType::F16,
+            Dtype::BF16 => DType::BF16,
+            other => {
+                return Err(ModelError::unsupported(
+                    path,
+                    format!("tensor {name}: dtype {other:?} is not supported (F32, F16, BF16 are)"),
+                ))
             }
-            data.extend_from_f32(&buf);
+        };
+        let dtype = dtype.unwrap_or(stored);
+        // Convert a slice at a time so no full-size f32 copy is ever made.
+        let width = stored.size_bytes();
+        let mut data = HostVec::with_capacity(dtype, bytes.len() / width);
+        let mut buf = vec![0f32; 1 << 16];
+        for chunk in bytes.chunks(width << 16) {
+            let n = chunk.len() / width;
+            entmin_engine::quant::dequantize(stored, &chunk[..n * width], &mut buf[..n])
+                .map_err(|e| ModelError::corrupt(path, format!("tensor {name}: {e}")))?;
+            data.extend_from_f32(&buf[..n]);
         }
         Ok(Some(HostTensor { data, shape: view.shape().to_vec() }))
     }

@@ -15,6 +15,7 @@ fn rounded(data: &[f32], dtype: DType) -> Vec<f32> {
         DType::F32 => data.to_vec(),
         DType::F16 => data.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
         DType::BF16 => data.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect(),
+        other => panic!("{other} is a block format: values are not rounded into it"),
     }
 }
 

@@ -47,6 +47,10 @@ impl TensorSource for MemorySource {
     fn load(&self, name: &str, dtype: DType) -> Result<Option<HostTensor>> {
         Ok(self.0.get(name).map(|t| HostTensor { data: HostVec::from_f32(&t.data, dtype), shape: t.shape.clone() }))
     }
+
+    fn load_stored(&self, name: &str) -> Result<Option<HostTensor>> {
+        self.load(name, DType::F32)
+    }
 }
 
 pub fn random_weights(c: &ModelConfig, seed: u64) -> MemorySource {

@@ -185,7 +185,7 @@ fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
     let mut report = json!({
         "impl": "entmin",
         "model": s.label,
-        "dtype": s.model.weight_dtype.name(),
+        "dtype": s.model.weight_types(),
         "device": b.name(),
         "threads": rayon::current_num_threads(),
         "prompts": a.prompts.as_deref().unwrap_or(if a.synthetic.is_some() { "random ids" } else { "repeated sentence" }),

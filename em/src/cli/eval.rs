@@ -66,7 +66,7 @@ fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
         run_identity: serde_json::json!({
             "model": a.model.model,
             "model_file": lm.path.display().to_string(),
-            "weights": lm.model.weight_dtype.name(),
+            "weights": lm.model.weight_types(),
             "device": b.name(),
             "dataset": a.dataset,
             "question_field": a.question_field,

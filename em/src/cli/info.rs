@@ -31,7 +31,7 @@ pub fn run(a: Args) -> Result<()> {
     println!("rms eps        {:e}", c.rms_eps);
     println!("tied head      {}", c.tie_embeddings);
     println!("qkv bias       {}", c.qkv_bias);
-    println!("weights        {} in memory, {:.3} GiB", lm.model.weight_dtype, gib(lm.model.size_bytes()));
+    println!("weights        {:.3} GiB in memory: {}", gib(lm.model.size_bytes()), lm.model.weight_types());
     println!(
         "kv cache       {:.1} KiB per token (f32), {:.3} GiB at full context",
         kv_per_token as f64 / 1024.0,
@@ -41,5 +41,10 @@ pub fn run(a: Args) -> Result<()> {
     let stops: Vec<String> =
         lm.stop_ids.iter().map(|&i| format!("{i} {:?}", lm.tokenizer.id_to_token(i).unwrap_or_default())).collect();
     println!("stop tokens    {}", stops.join(", "));
+    println!("tensors        (name, file type, held as, resident bytes)");
+    for (name, t) in lm.model.matrices() {
+        let stored = lm.file_types.get(name.as_str()).map_or("?", String::as_str);
+        println!("  {name:<40} {stored:<6} {:<6} {:>12}", t.dtype().name(), t.size_bytes());
+    }
     Ok(())
 }

@@ -20,16 +20,18 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use entmin::catalog;
 use entmin::engine::cpu::CpuBackend;
-use entmin::engine::{Backend, DType};
-use entmin::models::{load, LoadedModel};
+use entmin::engine::Backend;
+use entmin::models::{load, LoadedModel, WeightDtype};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
     /// Catalog name (pulled on first use), a .gguf file, or a Hugging Face folder.
     #[arg(long, short = 'm', default_value = catalog::DEFAULT_MODEL)]
     pub model: String,
-    /// Storage type of weight matrices: bf16 halves memory and bandwidth; f32 is exact.
-    #[arg(long, default_value = "bf16")]
+    /// Storage type of weight matrices: auto keeps the file's types (a GGUF's quantised
+    /// blocks stay quantised where the backend computes on them; elsewhere they become
+    /// bf16, with a notice); bf16 | f16 | f32 convert every matrix at load (f32 is exact).
+    #[arg(long, default_value = "auto")]
     pub dtype: String,
     /// cpu | wgpu | cuda | auto. auto takes an NVIDIA GPU through CUDA when there is one,
     /// else a hardware GPU through wgpu, else the CPU, and says which and why; a
@@ -121,11 +123,12 @@ impl ModelArgs {
         }
         if verbose {
             eprintln!(
-                "[{} ({}) loaded from {} in {:.1}s, weights {dtype}, {} on {}]",
+                "[{} ({}) loaded from {} in {:.1}s, weights {}, {} on {}]",
                 self.model,
                 lm.model.config.arch.name(),
                 path.display(),
                 t0.elapsed().as_secs_f64(),
+                lm.model.weight_types(),
                 backend.name(),
                 describe(backend),
             );
@@ -135,8 +138,8 @@ impl ModelArgs {
 }
 
 /// A `--dtype` value.
-pub fn parse_dtype(name: &str) -> Result<DType> {
-    DType::parse(name).ok_or_else(|| anyhow::anyhow!("unknown dtype {name:?} (f32, f16, bf16)"))
+pub fn parse_dtype(name: &str) -> Result<WeightDtype> {
+    WeightDtype::parse(name).ok_or_else(|| anyhow::anyhow!("unknown dtype {name:?} (auto, bf16, f16, f32)"))
 }
 
 fn describe<B: Backend>(backend: &B) -> String {

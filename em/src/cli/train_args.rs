@@ -117,6 +117,14 @@ impl TrainArgs {
         let base = catalog::resolve_model(&self.model, true)?;
         let path = if self.resume { latest.unwrap_or_else(|| base.clone()) } else { base.clone() };
         let lm = entmin::models::load(backend, &path, DType::F32)?;
+        let quantised: Vec<&str> =
+            lm.file_dtypes.split(", ").filter(|t| DType::parse(t).is_some_and(DType::is_quantised)).collect();
+        if !quantised.is_empty() {
+            eprintln!(
+                "[training keeps f32 master weights: the file's {} blocks were dequantised to f32 at load]",
+                quantised.join(", ")
+            );
+        }
         let opt = match resume_optimizer(&lm, &opts)? {
             Some(mut opt) => {
                 opt.config.total_steps = optim.total_steps;

@@ -27,6 +27,7 @@ pub fn embedding(table: &CpuTensor, ids: &[u32]) -> Result<CpuTensor> {
         CpuStorage::F32(t) => gather(t, ids, dim),
         CpuStorage::F16(t) => gather(t, ids, dim),
         CpuStorage::BF16(t) => gather(t, ids, dim),
+        CpuStorage::Blocks(bytes) => return super::quant_linear::embedding(table, bytes, ids),
     };
     Ok(output(data, &[ids.len(), dim]))
 }

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::simd::{exp_f32, vectorized, Element, LANES};
 use super::{dims2, output, CpuStorage, CpuTensor};
-use crate::Result;
+use crate::{EngineError, Result};
 
 const BLOCK: usize = 512;
 
@@ -164,6 +164,7 @@ pub fn softmax_entropy(logits: &CpuTensor, inv_temperature: f32) -> Result<(CpuT
         CpuStorage::F32(d) => run(d, cols, inv_temperature, &mut lse, &mut ent),
         CpuStorage::F16(d) => run(d, cols, inv_temperature, &mut lse, &mut ent),
         CpuStorage::BF16(d) => run(d, cols, inv_temperature, &mut lse, &mut ent),
+        CpuStorage::Blocks(_) => return Err(EngineError::DType { op: "softmax_entropy", dtype: logits.dtype() }),
     }
     Ok((output(lse, &[rows]), output(ent, &[rows])))
 }

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::simd::{exp_f32, vectorized, Element};
 use super::{dims2, output, CpuStorage, CpuTensor};
-use crate::{Backend, Result};
+use crate::{Backend, EngineError, Result};
 
 /// The log-probability term of [`grad`]: each row's target and its upstream d_logp.
 struct LogProbTerm<'a> {
@@ -56,6 +56,7 @@ pub fn token_logprobs(logits: &CpuTensor, lse: &CpuTensor, targets: &[u32], inv_
         CpuStorage::F32(z) => gather(z, cols, targets, &lse, inv_t),
         CpuStorage::F16(z) => gather(z, cols, targets, &lse, inv_t),
         CpuStorage::BF16(z) => gather(z, cols, targets, &lse, inv_t),
+        CpuStorage::Blocks(_) => return Err(EngineError::DType { op: "token_logprobs", dtype: logits.dtype() }),
     };
     Ok(output(out, &[rows]))
 }
@@ -109,6 +110,7 @@ fn grad(
         CpuStorage::F32(z) => run(z, &mut out, cols, inv_t, stats, log_prob),
         CpuStorage::F16(z) => run(z, &mut out, cols, inv_t, stats, log_prob),
         CpuStorage::BF16(z) => run(z, &mut out, cols, inv_t, stats, log_prob),
+        CpuStorage::Blocks(_) => return Err(EngineError::DType { op: "policy_grad", dtype: logits.dtype() }),
     }
     Ok(output(out, &[rows, cols]))
 }

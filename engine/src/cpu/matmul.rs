@@ -27,6 +27,7 @@ pub fn linear(x: &CpuTensor, w: &CpuTensor, bias: Option<&CpuTensor>) -> Result<
             CpuStorage::F32(ws) => matmul(xs, ws, &mut out, m, n, k),
             CpuStorage::F16(ws) => matmul(xs, ws, &mut out, m, n, k),
             CpuStorage::BF16(ws) => matmul(xs, ws, &mut out, m, n, k),
+            CpuStorage::Blocks(ws) => out = super::quant_linear::linear(xs, w, ws, m, n, k)?,
         }
     }
     if let Some(b) = bias {

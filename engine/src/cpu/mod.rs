@@ -1,5 +1,6 @@
 //! The CPU backend: multi-threaded with rayon, f32 compute, weights f32 / f16 /
-//! bf16 widened on the fly, AVX2 code paths chosen at run time.
+//! bf16 widened on the fly or kept in ggml's block formats (integer dot products on
+//! 8-bit activations: `quant_linear.rs`), AVX2 code paths chosen at run time.
 
 mod attention;
 mod elementwise;
@@ -10,6 +11,11 @@ mod entropy_grad;
 mod gemv_tile;
 mod matmul;
 mod norm;
+#[cfg(target_arch = "x86_64")]
+mod quant_avx2;
+pub mod quant_linear;
+#[cfg(test)]
+mod quant_tests;
 mod rope;
 mod sample;
 pub mod simd;
@@ -30,6 +36,8 @@ pub enum CpuStorage {
     F32(Vec<f32>),
     F16(Vec<f16>),
     BF16(Vec<bf16>),
+    /// Whole blocks of the tensor's block format, as the file stores them.
+    Blocks(Vec<u8>),
 }
 
 pub type CpuTensor = Tensor<CpuBackend>;
@@ -55,6 +63,19 @@ fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
         return Err(EngineError::shape(op, format!("{len} elements for shape {shape:?} ({n})")));
     }
     Ok(())
+}
+
+/// Blocks must fill the shape exactly, and a matrix's rows must be whole blocks.
+fn check_blocks(op: &'static str, dtype: DType, bytes: usize, shape: &[usize]) -> Result<()> {
+    let n: usize = shape.iter().product();
+    let cols = shape.last().copied().unwrap_or(1);
+    match (dtype.bytes_for(n), dtype.bytes_for(cols)) {
+        (Some(want), Some(_)) if want == bytes => Ok(()),
+        (Some(want), Some(_)) => {
+            Err(EngineError::shape(op, format!("{dtype} tensor {shape:?} takes {want} bytes, got {bytes}")))
+        }
+        _ => Err(EngineError::shape(op, format!("rows of {cols} values are not whole {dtype} blocks ({shape:?})"))),
+    }
 }
 
 /// The f32 data of an activation tensor, or a dtype error naming the op.
@@ -95,7 +116,7 @@ impl Backend for CpuBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             device: cpu_model_name(),
-            weight_dtypes: vec![DType::F32, DType::F16, DType::BF16],
+            weight_dtypes: [DType::F32, DType::F16, DType::BF16].into_iter().chain(quant_linear::CPU_FORMATS).collect(),
             simd_width: Some(if simd::has_avx2() { 8 } else { 4 }),
             max_buffer_bytes: isize::MAX as u64,
             parallelism: rayon::current_num_threads(),
@@ -108,6 +129,10 @@ impl Backend for CpuBackend {
             HostData::F32(d) => CpuStorage::F32(d.to_vec()),
             HostData::F16(d) => CpuStorage::F16(d.to_vec()),
             HostData::BF16(d) => CpuStorage::BF16(d.to_vec()),
+            HostData::Blocks { dtype, bytes, .. } => {
+                check_blocks("upload", dtype, bytes.len(), shape)?;
+                CpuStorage::Blocks(bytes.to_vec())
+            }
         };
         Ok(Tensor::from_parts(storage, shape.to_vec(), data.dtype()))
     }
@@ -118,6 +143,7 @@ impl Backend for CpuBackend {
             DType::F32 => CpuStorage::F32(data.to_vec()),
             DType::F16 => CpuStorage::F16(data.iter().map(|&v| f16::from_f32(v)).collect()),
             DType::BF16 => CpuStorage::BF16(data.iter().map(|&v| bf16::from_f32(v)).collect()),
+            other => return Err(EngineError::DType { op: "upload_as (entmin does not quantise)", dtype: other }),
         };
         Ok(Tensor::from_parts(storage, shape.to_vec(), dtype))
     }
@@ -129,6 +155,10 @@ impl Backend for CpuBackend {
             HostVec::F32(v) => CpuStorage::F32(v),
             HostVec::F16(v) => CpuStorage::F16(v),
             HostVec::BF16(v) => CpuStorage::BF16(v),
+            HostVec::Blocks { dtype, bytes, .. } => {
+                check_blocks("upload_owned", dtype, bytes.len(), shape)?;
+                CpuStorage::Blocks(bytes)
+            }
         };
         Ok(Tensor::from_parts(storage, shape.to_vec(), dtype))
     }
@@ -139,6 +169,7 @@ impl Backend for CpuBackend {
             DType::F32 => CpuStorage::F32(vec![0.0; n]),
             DType::F16 => CpuStorage::F16(vec![f16::ZERO; n]),
             DType::BF16 => CpuStorage::BF16(vec![bf16::ZERO; n]),
+            other => return Err(EngineError::DType { op: "zeros", dtype: other }),
         };
         Ok(Tensor::from_parts(storage, shape.to_vec(), dtype))
     }
@@ -148,14 +179,24 @@ impl Backend for CpuBackend {
             CpuStorage::F32(v) => v.clone(),
             CpuStorage::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
             CpuStorage::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            CpuStorage::Blocks(bytes) => {
+                let mut out = vec![0f32; t.len()];
+                crate::quant::dequantize(t.dtype(), bytes, &mut out)
+                    .map_err(|e| EngineError::invalid("to_host_f32", e.to_string()))?;
+                out
+            }
         })
     }
 
     fn take_host_f32(&self, t: CpuTensor) -> Result<Vec<f32>> {
+        if matches!(t.storage(), CpuStorage::Blocks(_)) {
+            return self.to_host_f32(&t);
+        }
         match t.into_storage() {
             CpuStorage::F32(v) => Ok(v),
             CpuStorage::F16(v) => Ok(v.iter().map(|x| x.to_f32()).collect()),
             CpuStorage::BF16(v) => Ok(v.iter().map(|x| x.to_f32()).collect()),
+            CpuStorage::Blocks(_) => unreachable!("handled above"),
         }
     }
 

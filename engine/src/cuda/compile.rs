@@ -59,6 +59,7 @@ fn dtype_define(dtype: DType) -> &'static str {
         DType::F32 => "-DENTMIN_F32",
         DType::F16 => "-DENTMIN_F16",
         DType::BF16 => "-DENTMIN_BF16",
+        other => unreachable!("CUDA holds no {other} tensors: its upload refuses block formats"),
     }
 }
 

@@ -76,6 +76,9 @@ impl CudaBackend {
 
     /// A tensor whose contents the calling op overwrites entirely.
     fn empty(&self, shape: &[usize], dtype: DType) -> Result<CudaTensor> {
+        if dtype.is_quantised() {
+            return Err(EngineError::DType { op: "empty", dtype });
+        }
         let bytes = shape.iter().product::<usize>() * dtype.size_bytes();
         Ok(self.tensor(self.dev.alloc(bytes)?, shape, dtype))
     }
@@ -153,6 +156,8 @@ impl Backend for CudaBackend {
             HostData::F32(d) => bytemuck::cast_slice(d),
             HostData::F16(d) => bytemuck::cast_slice(d),
             HostData::BF16(d) => bytemuck::cast_slice(d),
+            // Block formats reach a GPU in the follow-up to issue 17; loaders convert them first.
+            HostData::Blocks { dtype, .. } => return Err(EngineError::DType { op: "upload", dtype }),
         };
         Ok(self.tensor(self.dev.upload(bytes)?, shape, data.dtype()))
     }
@@ -166,6 +171,9 @@ impl Backend for CudaBackend {
     }
 
     fn zeros(&self, shape: &[usize], dtype: DType) -> Result<CudaTensor> {
+        if dtype.is_quantised() {
+            return Err(EngineError::DType { op: "zeros", dtype });
+        }
         let bytes = shape.iter().product::<usize>() * dtype.size_bytes();
         Ok(self.tensor(self.dev.alloc_zeros(bytes)?, shape, dtype))
     }
@@ -176,6 +184,7 @@ impl Backend for CudaBackend {
             DType::F32 => bytemuck::pod_collect_to_vec(&bytes),
             DType::F16 => bytemuck::pod_collect_to_vec::<u8, f16>(&bytes).iter().map(|x| x.to_f32()).collect(),
             DType::BF16 => bytemuck::pod_collect_to_vec::<u8, bf16>(&bytes).iter().map(|x| x.to_f32()).collect(),
+            other => return Err(EngineError::DType { op: "to_host_f32", dtype: other }),
         })
     }
 

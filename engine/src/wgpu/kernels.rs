@@ -63,6 +63,7 @@ impl Kernel {
                 DType::F32 => wgsl::LOAD_F32,
                 DType::F16 => wgsl::LOAD_F16,
                 DType::BF16 => wgsl::LOAD_BF16,
+                other => unreachable!("wgpu holds no {other} tensors: its upload refuses block formats"),
             });
         }
         if self.uses_online_entropy() {

@@ -95,6 +95,9 @@ impl WgpuBackend {
 
     /// A tensor whose contents the calling op overwrites entirely.
     fn empty(&self, shape: &[usize], dtype: DType) -> Result<WgpuTensor> {
+        if dtype.is_quantised() {
+            return Err(EngineError::DType { op: "empty", dtype });
+        }
         let bytes = shape.iter().product::<usize>() * dtype.size_bytes();
         Ok(self.tensor(self.gpu.storage_buffer(bytes as u64)?, shape, dtype))
     }
@@ -210,6 +213,8 @@ impl Backend for WgpuBackend {
             HostData::F32(d) => bytemuck::cast_slice(d),
             HostData::F16(d) => bytemuck::cast_slice(d),
             HostData::BF16(d) => bytemuck::cast_slice(d),
+            // Block formats reach a GPU in the follow-up to issue 17; loaders convert them first.
+            HostData::Blocks { dtype, .. } => return Err(EngineError::DType { op: "upload", dtype }),
         };
         Ok(self.tensor(self.gpu.storage_buffer_with(bytes)?, shape, data.dtype()))
     }
@@ -223,6 +228,9 @@ impl Backend for WgpuBackend {
     }
 
     fn zeros(&self, shape: &[usize], dtype: DType) -> Result<WgpuTensor> {
+        if dtype.is_quantised() {
+            return Err(EngineError::DType { op: "zeros", dtype });
+        }
         let bytes = shape.iter().product::<usize>() * dtype.size_bytes();
         Ok(self.tensor(self.gpu.zeroed_buffer(bytes as u64)?, shape, dtype))
     }
@@ -233,6 +241,7 @@ impl Backend for WgpuBackend {
             DType::F32 => bytemuck::pod_collect_to_vec(&bytes),
             DType::F16 => bytemuck::pod_collect_to_vec::<u8, f16>(&bytes).iter().map(|x| x.to_f32()).collect(),
             DType::BF16 => bytemuck::pod_collect_to_vec::<u8, bf16>(&bytes).iter().map(|x| x.to_f32()).collect(),
+            other => return Err(EngineError::DType { op: "to_host_f32", dtype: other }),
         })
     }
 

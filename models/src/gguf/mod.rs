@@ -3,8 +3,7 @@
 //! The file is memory-mapped; every read is bounds-checked so that a truncated
 //! or corrupt file becomes a [`ModelError`] naming the file and what is wrong.
 
-pub mod dequant;
-mod dequant_k;
+mod types;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -13,7 +12,7 @@ use std::path::{Path, PathBuf};
 use entmin_engine::{DType, HostVec};
 use memmap2::{Mmap, UncheckedAdvice};
 
-pub use dequant::GgmlType;
+pub use types::GgmlType;
 
 use crate::error::ModelError;
 
@@ -317,31 +316,53 @@ impl GgufFile {
         }
     }
 
+    /// The engine dtype of a tensor, or an error naming it when entmin cannot read its type.
+    pub fn dtype_of(&self, info: &GgufTensorInfo) -> Result<DType, ModelError> {
+        info.ggml_type.dtype().ok_or_else(|| {
+            ModelError::unsupported(
+                &self.path,
+                format!("tensor {}: quantisation type {} is not supported", info.name, info.ggml_type.name()),
+            )
+        })
+    }
+
+    /// A tensor in the type the file stores it in: blocks copied as they are, dense
+    /// types read as such. Afterwards its file pages are released from this process.
+    pub fn tensor_stored(&self, info: &GgufTensorInfo) -> Result<HostVec, ModelError> {
+        let dtype = self.dtype_of(info)?;
+        if !dtype.is_quantised() {
+            return self.tensor_as(info, dtype);
+        }
+        let data = HostVec::blocks(dtype, self.tensor_bytes(info).to_vec(), info.n_elements())
+            .map_err(|e| ModelError::corrupt(&self.path, format!("tensor {}: {e}", info.name)))?;
+        self.release(info);
+        Ok(data)
+    }
+
     /// Dequantise a tensor straight into `dtype`, a slice of blocks at a time, so the
     /// only full-size buffer is the result; afterwards the tensor's file pages are
     /// released from this process (they stay in the page cache), which keeps peak
     /// memory near the size of the loaded weights.
     pub fn tensor_as(&self, info: &GgufTensorInfo, dtype: DType) -> Result<HostVec, ModelError> {
         const CHUNK_ELEMENTS: usize = 1 << 20;
-        let ty = info.ggml_type;
-        if !ty.is_supported() {
-            return Err(ModelError::unsupported(
-                &self.path,
-                format!("tensor {}: quantisation type {} is not supported", info.name, ty.name()),
-            ));
-        }
-        let blocks_per_chunk = (CHUNK_ELEMENTS / ty.block_elements()).max(1);
-        let mut buf = vec![0f32; blocks_per_chunk * ty.block_elements()];
+        let stored = self.dtype_of(info)?;
+        let (be, bb) = (info.ggml_type.block_elements(), info.ggml_type.block_bytes());
+        let blocks_per_chunk = (CHUNK_ELEMENTS / be).max(1);
+        let mut buf = vec![0f32; blocks_per_chunk * be];
         let mut out = HostVec::with_capacity(dtype, info.n_elements());
-        for chunk in self.tensor_bytes(info).chunks(blocks_per_chunk * ty.block_bytes()) {
-            let n = chunk.len() / ty.block_bytes() * ty.block_elements();
-            dequant::dequantize(ty, chunk, &mut buf[..n])
+        for chunk in self.tensor_bytes(info).chunks(blocks_per_chunk * bb) {
+            let n = chunk.len() / bb * be;
+            entmin_engine::quant::dequantize(stored, chunk, &mut buf[..n])
                 .map_err(|e| ModelError::corrupt(&self.path, format!("tensor {}: {e}", info.name)))?;
             out.extend_from_f32(&buf[..n]);
         }
+        self.release(info);
+        Ok(out)
+    }
+
+    fn release(&self, info: &GgufTensorInfo) {
         // SAFETY: the map is read-only and file-backed, so dropping its pages only makes
         // later reads fault them back in from the file; no data can be lost.
         let _ = unsafe { self.mmap.unchecked_advise_range(UncheckedAdvice::DontNeed, info.file_offset, info.byte_len) };
-        Ok(out)
     }
 }

@@ -1,13 +1,14 @@
 //! Decoders for ggml's 256-element super-block types (k-quants, IQ4_XS),
 //! following ggml-quants.c `dequantize_row_*` operation by operation. Used
-//! only through `dequant::dequantize`.
+//! through `quant::dequantize`.
 
-use super::dequant::{f16le, KVALUES_IQ4NL, QK_K};
+use super::legacy::{f16le, KVALUES_IQ4NL};
+use super::QK_K;
 
 /// ggml's `get_scale_min_k4`: the eight 6-bit (scale, min) pairs of a Q4_K /
 /// Q5_K block, packed into 12 bytes.
 #[inline(always)]
-fn get_scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+pub(crate) fn get_scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
