@@ -15,6 +15,8 @@ PROMPT="${PROMPT:-128}"
 GEN="${GEN:-64}"
 BATCHES="${BATCHES:-1}"
 LLAMA_BENCH="${LLAMA_BENCH:-$HOME/.cache/entmin-peers/src/llama_cpp_python-0.3.36/vendor/llama.cpp/build/bin/llama-bench}"
+# Extra llama-bench flags, e.g. "--repack 0" where its AMX path cannot run (see RESULTS).
+LLAMA_ARGS="${LLAMA_ARGS:-}"
 HOME_DIR="${ENTMIN_HOME:-$HOME/.cache/entmin}"
 ENTMIN=./target/release/entmin
 [ -x "$LLAMA_BENCH" ] || { echo "llama-bench not found at $LLAMA_BENCH (set LLAMA_BENCH)" >&2; exit 1; }
@@ -27,7 +29,7 @@ for model in "${models[@]}"; do
     gguf="$HOME_DIR/models/$model/model.gguf"
     for round in $(seq "$ROUNDS"); do
         log="$(mktemp)"
-        /usr/bin/time -v "$LLAMA_BENCH" -m "$gguf" -t "$THREADS" -p "$PROMPT" -n "$GEN" -r 3 -o json 2>"$log" |
+        /usr/bin/time -v "$LLAMA_BENCH" -m "$gguf" -t "$THREADS" -p "$PROMPT" -n "$GEN" -r 3 $LLAMA_ARGS -o json 2>"$log" |
             python3 -c '
 import json, sys
 rows = json.load(sys.stdin)
@@ -38,7 +40,7 @@ print(json.dumps({"impl": "llama.cpp", "model": sys.argv[1], "round": int(sys.ar
                   "build": rows[0].get("build_commit", "?"), "cpu": rows[0].get("cpu_info", "?")}))
 ' "$model" "$round" "$(peak_rss "$log" 2>/dev/null || echo 0)" >> "$out"
         for batch in $BATCHES; do
-            "$ENTMIN" --threads "$THREADS" bench -m "$model" --dtype auto --prompt-tokens "$PROMPT" \
+            "$ENTMIN" --threads "$THREADS" bench -m "$model" --device cpu --dtype auto --prompt-tokens "$PROMPT" \
                 --new-tokens "$GEN" --batch "$batch" --json 2>/dev/null |
                 python3 -c '
 import json, sys

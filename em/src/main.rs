@@ -48,7 +48,10 @@ fn main() {
             std::process::exit(2);
         }
     }
-    let result = match cli.command {
+    // The command runs on a pool thread, so the parallel loops it starts begin on the
+    // thread that asks for them instead of waking a sleeping worker per op and parking
+    // the main thread (a decode step runs ~200 of them).
+    let result = rayon::scope(move |_| match cli.command {
         Command::Generate(a) => cli::generate::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::Logits(a) => cli::logits::run(a),
@@ -60,7 +63,7 @@ fn main() {
         Command::Rl(a) => cli::rl::run(a),
         Command::BenchTrain(a) => cli::bench_train::run(a),
         Command::Plot(a) => cli::plot::run(a),
-    };
+    });
     if let Err(e) = result {
         eprintln!("entmin: error: {e:#}");
         std::process::exit(1);

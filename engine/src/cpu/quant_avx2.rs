@@ -1,13 +1,14 @@
-//! AVX2 + FMA kernel of the block-format `linear`: the arithmetic of
-//! `quant_linear.rs` (read its header first), 32 values per instruction. A piece's codes
-//! are unpacked into one 256-bit register of bytes; signed codes go through `maddubs`
-//! as |w| · (x · sign w); `madd` with ones gives the eight exact lane sums.
+//! AVX2 + FMA kernels of the block-format `linear` (with AVX-VNNI where the CPU has it):
+//! the arithmetic of `quant_linear.rs` (read its header first), 32 values per
+//! instruction. A piece's codes are unpacked into one 256-bit register of bytes; signed
+//! codes enter the u8 × i8 dot product as |w| · (x · sign w), which gives the eight
+//! exact lane sums either way.
 
 use std::arch::x86_64::*;
 
 use super::quant_linear::XRow;
 use crate::quant::activation::BLOCK;
-use crate::quant::formats::Format;
+use crate::quant::formats::{Factors, Format, MAX_PIECES};
 use crate::DType;
 
 #[inline]
@@ -81,6 +82,23 @@ unsafe fn codes<F: Format>(b: *const u8, p: usize) -> __m256i {
     }
 }
 
+/// `F::factors`, with the f16 scale (and min) of the single-piece formats widened by
+/// F16C (exact, as the scalar conversion: same values) instead of integer code.
+#[inline]
+#[target_feature(enable = "avx2,f16c")]
+unsafe fn factors<F: Format>(bp: *const u8) -> [Factors; MAX_PIECES] {
+    if F::PIECES != 1 {
+        return F::factors(std::slice::from_raw_parts(bp, F::BYTES));
+    }
+    // Single-piece blocks start with f16 d, then f16 min where the format has one.
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128((bp as *const i32).read_unaligned()));
+    let d = _mm_cvtss_f32(v);
+    let min = if F::HAS_MIN { _mm_cvtss_f32(_mm_shuffle_ps(v, v, 1)) } else { 0.0 };
+    let mut f = [Factors::default(); MAX_PIECES];
+    f[0] = Factors { lo: d, hi: d, min };
+    f
+}
+
 /// The fixed-order horizontal sum of `quant_linear::hsum8`.
 #[inline]
 #[target_feature(enable = "avx2")]
@@ -90,42 +108,58 @@ unsafe fn hsum8(v: __m256) -> f32 {
     _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
 }
 
-/// `quant_linear::row_dots_scalar`, vectorised.
-///
-/// # Safety
-/// The CPU must have AVX2 and FMA; `w` holds whole blocks of F and every activation
-/// row covers them.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn row_dots<F: Format, const MT: usize>(w: &[u8], xs: [XRow<'_>; MT]) -> [f32; MT] {
-    let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); MT];
-    let mut macc = [0f32; MT];
-    let blocks = w.len() / F::BYTES;
-    debug_assert!(xs.iter().all(|x| x.0.len() >= blocks * F::PIECES * BLOCK));
-    for b in 0..blocks {
-        let bp = w.as_ptr().add(b * F::BYTES);
-        let factors = F::factors(std::slice::from_raw_parts(bp, F::BYTES));
-        for (p, f) in factors.iter().enumerate().take(F::PIECES) {
-            let wv = codes::<F>(bp, p);
-            let wa = if F::SIGNED { _mm256_sign_epi8(wv, wv) } else { wv };
-            let j = b * F::PIECES + p;
-            for i in 0..MT {
-                let (xc, xd, xsum) = xs[i];
-                let xv = load32(xc.as_ptr().add(j * BLOCK) as *const u8);
-                let xv = if F::SIGNED { _mm256_sign_epi8(xv, wv) } else { xv };
-                let lanes = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(wa, xv), ones));
-                let dx = *xd.get_unchecked(j);
-                let scale = if F::SPLIT {
-                    _mm256_set_m128(_mm_set1_ps(f.hi * dx), _mm_set1_ps(f.lo * dx))
-                } else {
-                    _mm256_set1_ps(f.lo * dx)
-                };
-                acc[i] = _mm256_fmadd_ps(scale, lanes, acc[i]);
-                if F::HAS_MIN {
-                    macc[i] = f.min.mul_add(*xsum.get_unchecked(j), macc[i]);
+/// `quant_linear::row_dots_scalar`, vectorised, once per instruction set: `$dot` turns
+/// |w| codes and (signed) x codes into the eight exact i32 lane sums.
+macro_rules! row_dots_kernel {
+    ($(#[$doc:meta])* $name:ident, $features:literal, |$wa:ident, $xv:ident| $dot:expr) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        /// The CPU must have the features named; `w` holds whole blocks of F and every
+        /// activation row covers them.
+        #[target_feature(enable = $features)]
+        pub unsafe fn $name<F: Format, const MT: usize>(w: &[u8], xs: [XRow<'_>; MT]) -> [f32; MT] {
+            let mut acc = [_mm256_setzero_ps(); MT];
+            let mut macc = [0f32; MT];
+            let blocks = w.len() / F::BYTES;
+            debug_assert!(xs.iter().all(|x| x.0.len() >= blocks * F::PIECES * BLOCK));
+            for b in 0..blocks {
+                let bp = w.as_ptr().add(b * F::BYTES);
+                let factors = factors::<F>(bp);
+                for (p, f) in factors.iter().enumerate().take(F::PIECES) {
+                    let wv = codes::<F>(bp, p);
+                    let $wa = if F::SIGNED { _mm256_sign_epi8(wv, wv) } else { wv };
+                    let j = b * F::PIECES + p;
+                    for i in 0..MT {
+                        let (xc, xd, xsum) = xs[i];
+                        let xv = load32(xc.as_ptr().add(j * BLOCK) as *const u8);
+                        let $xv = if F::SIGNED { _mm256_sign_epi8(xv, wv) } else { xv };
+                        let lanes = _mm256_cvtepi32_ps($dot);
+                        let dx = *xd.get_unchecked(j);
+                        let scale = if F::SPLIT {
+                            _mm256_set_m128(_mm_set1_ps(f.hi * dx), _mm_set1_ps(f.lo * dx))
+                        } else {
+                            _mm256_set1_ps(f.lo * dx)
+                        };
+                        acc[i] = _mm256_fmadd_ps(scale, lanes, acc[i]);
+                        if F::HAS_MIN {
+                            macc[i] = f.min.mul_add(*xsum.get_unchecked(j), macc[i]);
+                        }
+                    }
                 }
             }
+            std::array::from_fn(|i| hsum8(acc[i]) + macc[i])
         }
-    }
-    std::array::from_fn(|i| hsum8(acc[i]) + macc[i])
+    };
 }
+
+row_dots_kernel!(
+    /// AVX2: `maddubs` (u8 × i8 pairs into i16, which cannot saturate for these codes)
+    /// then `madd` with ones.
+    row_dots, "avx2,fma,f16c", |wa, xv| _mm256_madd_epi16(_mm256_maddubs_epi16(wa, xv), _mm256_set1_epi16(1))
+);
+
+row_dots_kernel!(
+    /// AVX-VNNI: one `vpdpbusd` gives the same lane sums.
+    row_dots_vnni, "avx2,fma,f16c,avxvnni", |wa, xv| _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), wa, xv)
+);

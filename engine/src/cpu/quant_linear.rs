@@ -71,15 +71,27 @@ pub enum Kernel {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx2Vnni,
 }
 
 impl Kernel {
-    pub fn best() -> Kernel {
+    /// Every kernel this CPU can run, fastest last.
+    pub fn available() -> Vec<Kernel> {
+        let mut out = vec![Kernel::Scalar];
         #[cfg(target_arch = "x86_64")]
         if super::simd::has_avx2() {
-            return Kernel::Avx2;
+            out.push(Kernel::Avx2);
+            if std::arch::is_x86_feature_detected!("avxvnni") {
+                out.push(Kernel::Avx2Vnni);
+            }
         }
-        Kernel::Scalar
+        out
+    }
+
+    pub fn best() -> Kernel {
+        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| *Kernel::available().last().expect("the scalar kernel is always there"))
     }
 }
 
@@ -91,6 +103,9 @@ fn row_dots<F: Format, const MT: usize>(kernel: Kernel, w: &[u8], xs: [XRow<'_>;
         // SAFETY: Kernel::Avx2 is only chosen when the CPU has AVX2 and FMA; w holds whole
         // blocks and each activation row covers them (checked by the callers).
         Kernel::Avx2 => unsafe { super::quant_avx2::row_dots::<F, MT>(w, xs) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, and Kernel::Avx2Vnni is only chosen when the CPU has AVX-VNNI.
+        Kernel::Avx2Vnni => unsafe { super::quant_avx2::row_dots_vnni::<F, MT>(w, xs) },
     }
 }
 

@@ -23,6 +23,8 @@ pub struct Factors {
 /// Pieces in the largest block (a 256-value super-block).
 pub const MAX_PIECES: usize = 8;
 
+/// A block format. Single-piece formats (the 32-value ones) start with their f16 scale,
+/// followed by their f16 min when they have one (the AVX2 kernel reads them there).
 pub trait Format: Send + Sync + 'static {
     const DTYPE: DType;
     /// Bytes per block.
