@@ -28,17 +28,18 @@ peak_rss() { grep "Maximum resident" "$1" | awk '{printf "%.0f", $NF / 1024}'; }
 for model in "${models[@]}"; do
     gguf="$HOME_DIR/models/$model/model.gguf"
     for round in $(seq "$ROUNDS"); do
-        log="$(mktemp)"
-        /usr/bin/time -v "$LLAMA_BENCH" -m "$gguf" -t "$THREADS" -p "$PROMPT" -n "$GEN" -r 3 $LLAMA_ARGS -o json 2>"$log" |
-            python3 -c '
+        log="$(mktemp)" json="$(mktemp)"
+        /usr/bin/time -v "$LLAMA_BENCH" -m "$gguf" -t "$THREADS" -p "$PROMPT" -n "$GEN" -r 3 $LLAMA_ARGS -o json \
+            >"$json" 2>"$log"
+        python3 -c '
 import json, sys
-rows = json.load(sys.stdin)
+rows = json.load(open(sys.argv[4]))
 pp = next(r["avg_ts"] for r in rows if r["n_prompt"] > 0 and r["n_gen"] == 0)
 tg = next(r["avg_ts"] for r in rows if r["n_gen"] > 0 and r["n_prompt"] == 0)
 print(json.dumps({"impl": "llama.cpp", "model": sys.argv[1], "round": int(sys.argv[2]), "batch": 1,
                   "prefill_tok_s": pp, "decode_tok_s": tg, "peak_rss_mb": float(sys.argv[3]),
                   "build": rows[0].get("build_commit", "?"), "cpu": rows[0].get("cpu_info", "?")}))
-' "$model" "$round" "$(peak_rss "$log" 2>/dev/null || echo 0)" >> "$out"
+' "$model" "$round" "$(peak_rss "$log")" "$json" >> "$out"
         for batch in $BATCHES; do
             "$ENTMIN" --threads "$THREADS" bench -m "$model" --device cpu --dtype auto --prompt-tokens "$PROMPT" \
                 --new-tokens "$GEN" --batch "$batch" --json 2>/dev/null |
@@ -48,7 +49,7 @@ r = json.loads([l for l in sys.stdin if l.startswith("{")][-1])
 r.update({"impl": "entmin", "model": sys.argv[1], "round": int(sys.argv[2]), "batch": int(sys.argv[3])})
 print(json.dumps(r))' "$model" "$round" "$batch" >> "$out"
         done
-        rm -f "$log"
+        rm -f "$log" "$json"
     done
 done
 python3 - "$out" <<'PY'

@@ -121,7 +121,11 @@ pub enum HostData<'a> {
     F16(&'a [f16]),
     BF16(&'a [bf16]),
     /// Whole blocks of a block format, holding `elements` values.
-    Blocks { dtype: DType, bytes: &'a [u8], elements: usize },
+    Blocks {
+        dtype: DType,
+        bytes: &'a [u8],
+        elements: usize,
+    },
 }
 
 impl HostData<'_> {
@@ -157,7 +161,11 @@ pub enum HostVec {
     F16(Vec<f16>),
     BF16(Vec<bf16>),
     /// Whole blocks of a block format (as a GGUF file stores them), holding `elements` values.
-    Blocks { dtype: DType, bytes: Vec<u8>, elements: usize },
+    Blocks {
+        dtype: DType,
+        bytes: Vec<u8>,
+        elements: usize,
+    },
 }
 
 impl HostVec {
@@ -254,7 +262,9 @@ impl HostVec {
             HostVec::F32(v) => HostData::F32(v),
             HostVec::F16(v) => HostData::F16(v),
             HostVec::BF16(v) => HostData::BF16(v),
-            HostVec::Blocks { dtype, bytes, elements } => HostData::Blocks { dtype: *dtype, bytes, elements: *elements },
+            HostVec::Blocks { dtype, bytes, elements } => {
+                HostData::Blocks { dtype: *dtype, bytes, elements: *elements }
+            }
         }
     }
 
@@ -273,7 +283,7 @@ impl HostVec {
             HostVec::BF16(v) => scan(v.iter().copied(), bf16::is_finite),
             HostVec::Blocks { dtype, bytes, .. } => {
                 let size = dtype.block().expect("Blocks hold a block format").bytes;
-                scan(bytes.chunks_exact(size), |b| quant::scales_finite(*dtype, b)).map(|(first, n)| (first, n))
+                scan(bytes.chunks_exact(size), |b| quant::scales_finite(*dtype, b))
             }
         }
     }

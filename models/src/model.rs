@@ -74,12 +74,7 @@ impl<B: Backend> KvCache<B> {
 }
 
 /// Read a tensor and check its shape and values.
-fn read_checked(
-    src: &dyn TensorSource,
-    name: &str,
-    expected: &[usize],
-    dtype: Option<DType>,
-) -> Result<HostTensor> {
+fn read_checked(src: &dyn TensorSource, name: &str, expected: &[usize], dtype: Option<DType>) -> Result<HostTensor> {
     let path = src.path_of(name);
     let loaded = match dtype {
         Some(d) => src.load(name, d)?,

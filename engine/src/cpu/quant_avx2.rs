@@ -41,7 +41,8 @@ unsafe fn high_bits(qh: u32) -> __m256i {
         _mm256_setr_epi64x(0, 0x0101_0101_0101_0101, 0x0202_0202_0202_0202, 0x0303_0303_0303_0303),
     );
     // Byte b of each group of eight keeps bit b: all ones exactly when it was set.
-    let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, _mm256_set1_epi64x(0x7FBF_DFEF_F7FB_FDFE)), _mm256_set1_epi8(-1));
+    let set =
+        _mm256_cmpeq_epi8(_mm256_or_si256(spread, _mm256_set1_epi64x(0x7FBF_DFEF_F7FB_FDFE)), _mm256_set1_epi8(-1));
     _mm256_and_si256(set, _mm256_set1_epi8(0x10))
 }
 
@@ -55,7 +56,9 @@ unsafe fn codes<F: Format>(b: *const u8, p: usize) -> __m256i {
         DType::Q8_0 => load32(b.add(2)),
         DType::Q4_0 => _mm256_sub_epi8(split_nibbles(b.add(2)), _mm256_set1_epi8(8)),
         DType::Q4_1 => split_nibbles(b.add(4)),
-        DType::Q5_0 => _mm256_sub_epi8(_mm256_or_si256(split_nibbles(b.add(6)), high_bits(qh32(2))), _mm256_set1_epi8(16)),
+        DType::Q5_0 => {
+            _mm256_sub_epi8(_mm256_or_si256(split_nibbles(b.add(6)), high_bits(qh32(2))), _mm256_set1_epi8(16))
+        }
         DType::Q5_1 => _mm256_or_si256(split_nibbles(b.add(8)), high_bits(qh32(4))),
         DType::Q4K | DType::Q5K => {
             let base = if F::DTYPE == DType::Q4K { 16 } else { 48 };

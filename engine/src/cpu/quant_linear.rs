@@ -45,16 +45,15 @@ fn row_dots_scalar<F: Format, const MT: usize>(w: &[u8], xs: [XRow<'_>; MT]) -> 
     let mut macc = [0f32; MT];
     for (b, block) in w.chunks_exact(F::BYTES).enumerate() {
         let factors = F::factors(block);
-        for p in 0..F::PIECES {
+        for (p, &f) in factors.iter().enumerate().take(F::PIECES) {
             let codes = F::codes(block, p);
-            let f = factors[p];
             let j = b * F::PIECES + p;
             for (i, &(xc, xd, xsum)) in xs.iter().enumerate() {
                 let xcb = &xc[j * BLOCK..(j + 1) * BLOCK];
                 let (lo, hi) = (f.lo * xd[j], f.hi * xd[j]);
-                for l in 0..8 {
+                for (l, a) in acc[i].iter_mut().enumerate() {
                     let s: i32 = (4 * l..4 * l + 4).map(|e| codes[e] as i32 * xcb[e] as i32).sum();
-                    acc[i][l] = (if l < 4 { lo } else { hi }).mul_add(s as f32, acc[i][l]);
+                    *a = (if l < 4 { lo } else { hi }).mul_add(s as f32, *a);
                 }
                 if F::HAS_MIN {
                     macc[i] = f.min.mul_add(xsum[j], macc[i]);
@@ -116,7 +115,7 @@ fn row_against_all<F: Format>(kernel: Kernel, w: &[u8], q: &Q8Rows, out: &mut [f
     let m = q.rows();
     macro_rules! group {
         ($mt:literal) => {
-            while i + $mt <= m {
+            while m - i >= $mt {
                 let xs: [XRow<'_>; $mt] = std::array::from_fn(|t| q.row(i + t));
                 out[i..i + $mt].copy_from_slice(&row_dots::<F, $mt>(kernel, w, xs));
                 i += $mt;
@@ -170,7 +169,15 @@ macro_rules! with_format {
 }
 
 /// `x [m, k] · wᵀ` for weights `w [n, k]` stored as `dtype` blocks, with `kernel`.
-pub fn linear_with(kernel: Kernel, x: &[f32], w: &[u8], dtype: DType, m: usize, n: usize, k: usize) -> Result<Vec<f32>> {
+pub fn linear_with(
+    kernel: Kernel,
+    x: &[f32],
+    w: &[u8],
+    dtype: DType,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> Result<Vec<f32>> {
     let block = dtype.block().ok_or(EngineError::DType { op: "linear", dtype })?;
     if !k.is_multiple_of(block.elements) || dtype.bytes_for(n * k) != Some(w.len()) || x.len() != m * k {
         return Err(EngineError::shape(

@@ -181,8 +181,9 @@ fn quant_linear_is_batch_invariant_and_isa_invariant() {
         let n = 70;
         let wb = random_blocks(dtype, n, k, &mut rng);
         let x = activations(&mut rng, 40 * k);
-        let alone: Vec<Vec<f32>> =
-            (0..40).map(|i| linear_with(Kernel::best(), &x[i * k..(i + 1) * k], &wb, dtype, 1, n, k).unwrap()).collect();
+        let alone: Vec<Vec<f32>> = (0..40)
+            .map(|i| linear_with(Kernel::best(), &x[i * k..(i + 1) * k], &wb, dtype, 1, n, k).unwrap())
+            .collect();
         for m in [2, 3, 5, 8, 9, 16, 17, 33, 40] {
             let batch = linear_with(Kernel::best(), &x[..m * k], &wb, dtype, m, n, k).unwrap();
             for (i, want) in alone.iter().take(m).enumerate() {

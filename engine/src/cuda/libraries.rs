@@ -47,7 +47,7 @@ pub fn loadable_by_name(lib: &str) -> bool {
 /// `nvidia/*/lib` folders of the Python environments of `$VIRTUAL_ENV` and of every
 /// `python3` on PATH, and entmin's own `$ENTMIN_HOME/cuda-tools` (scripts/cuda-tools.sh).
 pub fn search_dirs() -> Vec<PathBuf> {
-    let env_dirs = |var: &str| std::env::var_os(var).map(|v| std::env::split_paths(&v).collect()).unwrap_or(Vec::new());
+    let env_dirs = |var: &str| std::env::var_os(var).map(|v| std::env::split_paths(&v).collect()).unwrap_or_default();
     let mut dirs: Vec<PathBuf> = env_dirs(LIB_DIR_VAR);
     for var in ["CUDA_HOME", "CUDA_PATH"] {
         for root in env_dirs(var) {

@@ -31,7 +31,11 @@ impl Q8Rows {
     /// Codes, scales and scaled sums of row `i`.
     pub fn row(&self, i: usize) -> (&[i8], &[f32], &[f32]) {
         let nb = self.k / BLOCK;
-        (&self.codes[i * self.k..(i + 1) * self.k], &self.scales[i * nb..(i + 1) * nb], &self.scaled_sums[i * nb..(i + 1) * nb])
+        (
+            &self.codes[i * self.k..(i + 1) * self.k],
+            &self.scales[i * nb..(i + 1) * nb],
+            &self.scaled_sums[i * nb..(i + 1) * nb],
+        )
     }
 }
 
@@ -65,7 +69,8 @@ pub fn quantise_rows(x: &[f32], k: usize) -> Q8Rows {
     debug_assert!(k.is_multiple_of(BLOCK) && x.len().is_multiple_of(k.max(1)));
     let blocks = x.len() / BLOCK;
     let mut q = Q8Rows { k, codes: vec![0; x.len()], scales: vec![0.0; blocks], scaled_sums: vec![0.0; blocks] };
-    let work = |(xs, (codes, (d, s))): (&[f32], (&mut [i8], (&mut [f32], &mut [f32])))| {
+    type Part<'a> = (&'a [f32], (&'a mut [i8], (&'a mut [f32], &'a mut [f32])));
+    let work = |(xs, (codes, (d, s))): Part<'_>| {
         crate::cpu::simd::vectorized(|| {
             for (b, (xb, cb)) in xs.chunks_exact(BLOCK).zip(codes.chunks_exact_mut(BLOCK)).enumerate() {
                 (d[b], s[b]) = quantise_block(xb, cb);
@@ -75,7 +80,8 @@ pub fn quantise_rows(x: &[f32], k: usize) -> Q8Rows {
     let per_task = k.max(BLOCK) * 8;
     let nb = per_task / BLOCK;
     if x.len() > 4 * per_task {
-        let outs = q.codes.par_chunks_mut(per_task).zip(q.scales.par_chunks_mut(nb).zip(q.scaled_sums.par_chunks_mut(nb)));
+        let outs =
+            q.codes.par_chunks_mut(per_task).zip(q.scales.par_chunks_mut(nb).zip(q.scaled_sums.par_chunks_mut(nb)));
         x.par_chunks(per_task).zip(outs).for_each(work);
     } else {
         let outs = q.codes.chunks_mut(per_task).zip(q.scales.chunks_mut(nb).zip(q.scaled_sums.chunks_mut(nb)));

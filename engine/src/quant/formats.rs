@@ -8,8 +8,8 @@
 //! dequantisers compute them (`d · scale` rounded once to f32), so the codes and
 //! factors reproduce [`super::dequantize`]'s values.
 
-use super::legacy::f16le;
 use super::get_scale_min_k4;
+use super::legacy::f16le;
 use crate::DType;
 
 /// Factors of one 32-value piece.
@@ -186,7 +186,7 @@ fn k_factors(b: &[u8]) -> [Factors; MAX_PIECES] {
 #[inline(always)]
 fn k_nibbles(qs: &[u8], p: usize) -> [u8; 32] {
     let q = &qs[32 * (p / 2)..32 * (p / 2) + 32];
-    std::array::from_fn(|l| if p % 2 == 0 { q[l] & 0x0F } else { q[l] >> 4 })
+    std::array::from_fn(|l| if p.is_multiple_of(2) { q[l] & 0x0F } else { q[l] >> 4 })
 }
 
 pub struct Q4K;

@@ -133,4 +133,3 @@ pub(super) fn row_iq4_nl(x: &[u8], y: &mut [f32]) {
         }
     }
 }
-

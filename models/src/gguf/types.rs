@@ -47,7 +47,6 @@ pub enum GgmlType {
     MXFP4,
 }
 
-
 /// Every variant, in id order.
 const ALL: [GgmlType; 32] = {
     use GgmlType::*;
@@ -231,7 +230,6 @@ impl fmt::Display for GgmlType {
         f.write_str(self.name())
     }
 }
-
 
 #[cfg(test)]
 mod tests {
