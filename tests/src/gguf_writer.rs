@@ -108,6 +108,12 @@ impl Default for GgufBuilder {
 /// A complete tiny model as GGUF in llama.cpp's conventions (names, and for llama
 /// the permuted q/k rows), with a byte-level vocabulary of `config.vocab_size` tokens.
 pub fn tiny_model_gguf(c: &entmin_models::ModelConfig, w: &crate::tiny::MemorySource) -> GgufBuilder {
+    tiny_model_gguf_as(c, w, false)
+}
+
+/// As [`tiny_model_gguf`], with every matrix quantised to Q8_0 blocks when `q8_0`
+/// (rows must be multiples of 32).
+pub fn tiny_model_gguf_as(c: &entmin_models::ModelConfig, w: &crate::tiny::MemorySource, q8_0: bool) -> GgufBuilder {
     use entmin_models::Architecture;
     let arch = c.arch.name();
     let mut g = GgufBuilder::new();
@@ -140,9 +146,27 @@ pub fn tiny_model_gguf(c: &entmin_models::ModelConfig, w: &crate::tiny::MemorySo
             let heads = if hf.contains("q_proj") { c.n_heads } else { c.n_kv_heads };
             data = permute_rows(&data, heads, t.shape[0], t.shape[1]);
         }
-        g.tensor_f32(&name, &t.shape, &data);
+        if q8_0 && t.shape.len() == 2 {
+            g.tensor_raw(&name, &t.shape, 8, quantise_q8_0(&data));
+        } else {
+            g.tensor_f32(&name, &t.shape, &data);
+        }
     }
     g
+}
+
+/// ggml's reference Q8_0 quantiser: per 32 values, d = amax / 127 (stored as f16) and
+/// codes round(x / d).
+pub fn quantise_q8_0(data: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() / 32 * 34);
+    for block in data.chunks(32) {
+        let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let d = amax / 127.0;
+        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+        out.extend(half::f16::from_f32(d).to_le_bytes());
+        out.extend(block.iter().map(|&x| (x * inv).round() as i8 as u8));
+    }
+    out
 }
 
 /// llama.cpp's convert permutation (the inverse of the loader's un-permute):

@@ -9,8 +9,11 @@
 use entmin_engine::cpu::CpuBackend;
 use entmin_engine::{Backend, DType, Rng, SamplingParams};
 use entmin_models::generate::row_entropies;
+use entmin_models::Architecture;
 use entmin_models::{load, KvCache, LoadedModel, Logits, WeightDtype};
-use entmin_tests::{cached_model, reference_path};
+use entmin_tests::gguf_writer::tiny_model_gguf_as;
+use entmin_tests::tiny::{config, random_weights};
+use entmin_tests::{cached_model, reference_path, scratch_dir};
 use serde_json::Value;
 
 /// Per model: the largest change of a top-20 logit allowed and the largest relative
@@ -111,4 +114,36 @@ fn smollm2_on_its_blocks_agrees_with_f32() {
 #[test]
 fn qwen2_on_its_blocks_agrees_with_f32() {
     check("qwen2.5-coder-0.5b-instruct", Tolerance { logit_shift: 0.35, entropy: 0.12 });
+}
+
+/// A tiny config whose matrices' rows are whole Q8_0 blocks.
+fn q8_0_tiny_gguf(arch: Architecture, tag: &str) -> std::path::PathBuf {
+    let mut c = config(arch, false);
+    (c.hidden_size, c.intermediate_size, c.n_heads) = (64, 96, 8);
+    let path = scratch_dir(tag).join("tiny-q8_0.gguf");
+    std::fs::write(&path, tiny_model_gguf_as(&c, &random_weights(&c, 9), true).build()).unwrap();
+    path
+}
+
+/// Through the loader: `auto` keeps the file's Q8_0 blocks on the CPU (no notice), the
+/// logits follow the same weights in f32 within the 8-bit activation error, and the
+/// Llama q/k row permutation is undone on whole rows of blocks.
+#[test]
+fn tiny_q8_0_gguf_stays_in_blocks_on_the_cpu() {
+    let b = CpuBackend;
+    for arch in [Architecture::Qwen2, Architecture::Llama] {
+        let path = q8_0_tiny_gguf(arch, &format!("q8_0-{}", arch.name()));
+        let quant = load(&b, &path, WeightDtype::Auto).unwrap();
+        assert!(quant.model.matrices().iter().all(|(_, t)| t.dtype() == DType::Q8_0), "{}", quant.model.weight_types());
+        assert!(quant.notices.iter().all(|n| !n.contains("converted")), "{:?}", quant.notices);
+        assert_eq!(quant.file_types.get("model.layers.0.mlp.up_proj.weight").map(String::as_str), Some("Q8_0"));
+        let exact = load(&b, &path, DType::F32).unwrap();
+        let ids = [3, 1, 4, 1, 5, 9, 2, 6];
+        let (lq, lf) = (logits_all(&quant, &ids), logits_all(&exact, &ids));
+        let scale = lf.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let worst = lq.iter().zip(&lf).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        eprintln!("{}: worst logit change {worst} of scale {scale}", arch.name());
+        assert!(worst <= 0.05 * scale, "{}: worst logit change {worst} (scale {scale})", arch.name());
+        assert!(worst > 0.0, "8-bit activations cannot give the f32 logits exactly");
+    }
 }

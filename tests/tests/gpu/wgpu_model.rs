@@ -104,3 +104,24 @@ fn steady_decoding_reuses_buffers_and_bind_groups() {
     let expected_new = 3 * c.n_layers as u64 + 2;
     assert_eq!(g1 - g0, expected_new, "new bind groups in a step of {} dispatches", d1 - d0);
 }
+
+/// A backend without block kernels gets a GGUF's Q8_0 matrices as bf16 under `auto`,
+/// with one notice saying so, and runs the model: never an error.
+#[test]
+fn block_formats_are_converted_for_wgpu_with_a_notice() {
+    let Some((_, gpu)) = wgpu_backends().first() else { return };
+    let mut c = config(Architecture::Qwen2, false);
+    (c.hidden_size, c.intermediate_size, c.n_heads) = (64, 96, 8);
+    let path = entmin_tests::scratch_dir("wgpu-q8_0").join("tiny-q8_0.gguf");
+    std::fs::write(&path, entmin_tests::gguf_writer::tiny_model_gguf_as(&c, &random_weights(&c, 9), true).build())
+        .unwrap();
+    assert!(!gpu.capabilities().weight_dtypes.contains(&DType::Q8_0));
+    let lm = entmin_models::load(gpu, &path, entmin_models::WeightDtype::Auto).unwrap();
+    assert!(lm.model.matrices().iter().all(|(_, t)| t.dtype() == DType::BF16));
+    let notes: Vec<&String> = lm.notices.iter().filter(|n| n.contains("converted to bf16")).collect();
+    assert_eq!(notes.len(), 1, "{:?}", lm.notices);
+    assert!(notes[0].contains("16 Q8_0") && notes[0].contains("wgpu"), "{}", notes[0]);
+    let mut cache = KvCache::new(gpu, &lm.model.config, 8).unwrap();
+    let logits = gpu.to_host_f32(&lm.model.forward(gpu, &[1, 2, 3], &mut cache, Logits::Last).unwrap()).unwrap();
+    assert!(logits.iter().all(|v| v.is_finite()));
+}
