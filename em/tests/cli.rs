@@ -30,18 +30,30 @@ fn generate_streams_an_answer_and_a_summary() {
     if smollm2().is_none() {
         return;
     }
-    let out = entmin(&[
-        "generate",
-        "-m",
-        "smollm2-135m-instruct",
-        "--temperature",
-        "0",
-        "--max-new-tokens",
-        "12",
-        "What is the capital of France?",
-    ]);
+    let ask = |dtype: &str| {
+        entmin(&[
+            "generate",
+            "-m",
+            "smollm2-135m-instruct",
+            "--dtype",
+            dtype,
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "12",
+            "What is the capital of France?",
+        ])
+    };
+    // With the weights exact, the greedy answer is the model's own. On its Q4_1 blocks
+    // (the default) the 8-bit activations move SmolLM2's greedy path off "Paris" within
+    // 12 tokens (benches/RESULTS.md, 2026-12-02), so there the test asks only for an
+    // answer and the summary line.
+    let out = ask("f32");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("Paris"), "stdout: {}", text(&out.stdout));
+    let out = ask("auto");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).trim().len() > 5, "stdout: {}", text(&out.stdout));
     let err = text(&out.stderr);
     assert!(err.contains("new tokens") && err.contains("tok/s") && err.contains("mean entropy"), "{err}");
     // Same seed, same text; greedy ignores the seed anyway, so sample for real.
