@@ -80,14 +80,26 @@ pub fn dot<W: Element>(x: &[f32], w: &[W]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `v.round_ties_even()` for |v| < 2²²: adding and subtracting 1.5·2²³ leaves the
-/// nearest integer (ties to even, the default rounding mode). Plain adds vectorise on
-/// every x86-64 level, where `round_ties_even` needs SSE4.1's `roundps` and, in code
-/// compiled for the baseline, becomes a libm `rintf` call per element.
+/// 1.5 · 2²³: a float of this size has a unit last place, so adding it to |v| < 2²²
+/// rounds v to the nearest integer (ties to even, the default rounding mode) and leaves
+/// that integer in the low mantissa bits.
+const ROUND_SHIFT: f32 = 12_582_912.0;
+
+/// `v.round_ties_even()` for |v| < 2²², in plain adds: they vectorise on every x86-64
+/// level, where `round_ties_even` needs SSE4.1's `roundps` and, in code compiled for the
+/// baseline, becomes a libm `rintf` call per element.
 #[inline(always)]
 pub fn round_small(v: f32) -> f32 {
-    const SHIFT: f32 = 12_582_912.0; // 1.5 · 2²³
-    (v + SHIFT) - SHIFT
+    (v + ROUND_SHIFT) - ROUND_SHIFT
+}
+
+/// `v.round_ties_even() as i32` for |v| < 2²², read from the mantissa bits. `as i32`
+/// saturates and maps NaN to 0, which LLVM cannot vectorise: every lane would go
+/// through a scalar convert-and-compare. Outside the range (or for NaN) the result is
+/// some integer, never undefined behaviour.
+#[inline(always)]
+pub fn round_small_i32(v: f32) -> i32 {
+    ((v + ROUND_SHIFT).to_bits() as i32).wrapping_sub(ROUND_SHIFT.to_bits() as i32)
 }
 
 /// exp(x) for f32 in straight-line arithmetic (no libm call) so that loops over it
@@ -108,7 +120,8 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5e-1;
     let y = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // n is an integer in [-126, 127] here; NaN x gives NaN in y, whatever the scale.
+    let scale = f32::from_bits((round_small_i32(xc * LOG2E).wrapping_add(127) as u32) << 23);
     if x < -87.0 {
         0.0
     } else {
@@ -124,11 +137,13 @@ mod tests {
     fn round_small_is_round_ties_even() {
         let mut v = -200.0f32;
         while v < 200.0 {
-            for x in [v, v + 0.5, -v - 0.5] {
+            for x in [v, v + 0.5, -v - 0.5, v.trunc() + 0.5] {
                 assert_eq!(round_small(x).to_bits() & 0x7FFF_FFFF, x.round_ties_even().to_bits() & 0x7FFF_FFFF, "{x}");
+                assert_eq!(round_small_i32(x), x.round_ties_even() as i32, "{x}");
             }
             v += 0.173;
         }
+        assert_eq!((round_small_i32(4_000_000.25), round_small_i32(-4_000_001.0)), (4_000_000, -4_000_001));
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub fn quantise_block(x: &[f32], codes: &mut [i8]) -> (f32, f32) {
     let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
     let mut sum = 0i32;
     for (c, &v) in codes.iter_mut().zip(x) {
-        let q = crate::cpu::simd::round_small(v * inv).clamp(-127.0, 127.0) as i8;
+        let q = crate::cpu::simd::round_small_i32(v * inv).clamp(-127, 127) as i8;
         *c = q;
         sum += q as i32;
     }
