@@ -45,7 +45,30 @@ fn host_memory(c: &mut Criterion) {
     // Bytes read + written, as GPU copy bandwidth figures are quoted.
     g.throughput(Throughput::Bytes((2 * n * 4) as u64));
     g.bench_function("copy", |b| b.iter(|| dst.copy_from_slice(black_box(&src))));
+    // Bytes read only, on every thread: the ceiling of kernels that stream logits in and
+    // write a few numbers per row (softmax-entropy, the EM-INF loop's passes). 1 GiB, as
+    // this VM kind reports a 300 MiB L3.
+    drop((src, dst));
+    let big = vec![1f32; 4 * n];
+    g.throughput(Throughput::Bytes((big.len() * 4) as u64));
+    g.bench_function("read", |b| b.iter(|| read_all(black_box(&big))));
     g.finish();
+}
+
+/// Σ of every element, one chunk per rayon task, 16 independent sums per chunk.
+fn read_all(xs: &[f32]) -> f32 {
+    use rayon::prelude::*;
+    xs.par_chunks(1 << 20)
+        .map(|c| {
+            let mut acc = [0f32; 16];
+            for v in c.chunks_exact(16) {
+                for l in 0..16 {
+                    acc[l] += v[l];
+                }
+            }
+            acc.iter().sum::<f32>()
+        })
+        .sum()
 }
 
 /// Device copy bandwidth (bytes read + written): one tensor copied by concat_rows.

@@ -400,3 +400,44 @@ fn softmax64(z: &[f64]) -> Vec<f64> {
 fn t_small<B: Backend>(b: &B) -> entmin_engine::Tensor<B> {
     upload(b, &[0.0, 1.0], &[1, 2])
 }
+
+/// The EM kernels give a row the same bits whether it is alone in the call or one of
+/// many (batched evaluation, self-consistency and a server's continuous batching rely
+/// on it): softmax-entropy, the entropy gradient and the EM-INF loop, at a vocabulary
+/// long enough that the CPU cuts rows into segments on several threads.
+pub fn em_kernels_are_batch_invariant<B: Backend>(b: &B) {
+    use entmin_engine::EmInfParams;
+    let mut rng = Rng::new(11);
+    let never_stop = EmInfParams { threshold: 0.0, max_steps: 4, kl_weight: 0.05, ..EmInfParams::default() };
+    for v in [1000usize, 151_936] {
+        let mut rows = entropy_rows(&mut rng, v);
+        rows.truncate(3);
+        rows.push((0..v).map(|i| i as f32 * 0.01).collect());
+        let n = rows.len();
+        let all = upload(b, &rows.concat(), &[n, v]);
+        let (lse, ent) = b.softmax_entropy(&all, 1.0).unwrap();
+        let up = upload(b, &random_vec(&mut rng, n, 2.0), &[n]);
+        let grad = b.to_host_f32(&b.entropy_grad(&all, &lse, &ent, &up, 1.0).unwrap()).unwrap();
+        let (lse, ent) = (b.to_host_f32(&lse).unwrap(), b.to_host_f32(&ent).unwrap());
+        let (z, stats) = b.em_inf(&all, &never_stop).unwrap();
+        let z = b.to_host_f32(&z).unwrap();
+        let up = b.to_host_f32(&up).unwrap();
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for r in 0..n {
+            let one = upload(b, &rows[r], &[1, v]);
+            let (l1, e1) = b.softmax_entropy(&one, 1.0).unwrap();
+            let g1 = b.entropy_grad(&one, &l1, &e1, &upload(b, &up[r..r + 1], &[1]), 1.0).unwrap();
+            let what = format!("V={v} row {r} of {n}");
+            let (l1, e1) = (b.to_host_f32(&l1).unwrap(), b.to_host_f32(&e1).unwrap());
+            assert_eq!(
+                (l1[0].to_bits(), e1[0].to_bits()),
+                (lse[r].to_bits(), ent[r].to_bits()),
+                "softmax_entropy {what}"
+            );
+            assert_eq!(bits(&b.to_host_f32(&g1).unwrap()), bits(&grad[r * v..(r + 1) * v]), "entropy_grad {what}");
+            let (z1, s1) = b.em_inf(&one, &never_stop).unwrap();
+            assert_eq!(s1[0], stats[r], "em_inf stats {what}");
+            assert_eq!(bits(&b.to_host_f32(&z1).unwrap()), bits(&z[r * v..(r + 1) * v]), "em_inf z′ {what}");
+        }
+    }
+}

@@ -43,7 +43,7 @@ fn attention_rows(qs: &[f32], ks: &[f32], vs: &[f32], t: usize, s: AttentionShap
         let kv_off = (h / group) * head_dim;
         let qrow = &qs[i * qdim + h * head_dim..][..head_dim];
         let n_keys = start_pos + i + 1;
-        vectorized(|| {
+        vectorized!({
             let mut scores: Vec<f32> =
                 (0..n_keys).map(|j| dot(qrow, &ks[j * kvdim + kv_off..][..head_dim]) * scale).collect();
             let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -129,7 +129,7 @@ fn block_probs(
 /// softmaxed over the visible keys, zero beyond them.
 fn causal_softmax(p: &mut [f32], n: usize, before: usize, head_dim: usize) {
     let scale = 1.0 / (head_dim as f32).sqrt();
-    vectorized(|| {
+    vectorized!({
         for (r, row) in p.chunks_mut(n).enumerate() {
             let visible = before + r + 1;
             let max = row[..visible].iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x * scale));
@@ -179,7 +179,7 @@ pub fn attention_backward(
                 let do_blk = (&dos[i0 * qdim + qh..], qdim, 1);
                 // Vᵀ as a [d, n] view of the cache's [n, d] columns.
                 strided_gemm((rows, n, d), (&mut ds, n, 1), do_blk, (&vs[kg..], 1, kvdim), false, false);
-                vectorized(|| {
+                vectorized!({
                     for (p, ds) in p.chunks(n).zip(ds.chunks_mut(n)) {
                         let mean: f32 = p.iter().zip(ds.iter()).map(|(a, b)| a * b).sum();
                         ds.iter_mut().zip(p).for_each(|(g, &p)| *g = p * (*g - mean) * scale);

@@ -2,9 +2,10 @@
 //! original logits stay in buffers reused across calls for all K steps. Each step is
 //! one pass over the row — gradient and Adam update, then the online softmax-entropy
 //! of the updated segment — because the gradient needs only Σ q z′ = lse − H from the
-//! previous step's entropy. With fewer rows than threads (decoding: one row per token)
-//! each row is cut into one segment per thread and the segments' entropy states are
-//! merged, so a single row uses every core.
+//! previous step's entropy. Each row is cut into the fixed segments of softmax-entropy
+//! (`entropy::SEGMENT`), spread over the threads and merged in row order, so a single
+//! row (decoding: one row per token) uses every core and a row's result is the same
+//! bits whatever the thread count or the number of rows in the call.
 //!
 //! ∂/∂z′_i [H(q) + λ·KL(p‖q)] = −q_i (z′_i − Σ q z′) + λ (q_i − p_i),
 //! with q = softmax(z′), p = softmax(z).
@@ -13,31 +14,22 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::entropy::{row_state, Online};
+use super::entropy::{merge_in_order, row_state_parallel, segment_state, Online, SEGMENT};
 use super::simd::{exp_f32, vectorized, LANES};
 use super::{dims2, output, CpuTensor};
 use crate::Backend;
 use crate::{EmInfParams, EmInfRowStats, EngineError, Result};
-
-/// Rows at least this long are split across threads when there are fewer rows than
-/// threads; below it the fork-join costs more than it saves.
-const SPLIT_MIN_COLS: usize = 16_384;
 
 pub fn em_inf(logits: &CpuTensor, params: &EmInfParams) -> Result<(CpuTensor, Vec<EmInfRowStats>)> {
     params.validate()?;
     let (rows, cols) = dims2("em_inf", logits)?;
     // z′ is f32 whatever the logits' storage; 16-bit logits are widened once here.
     let mut z = super::CpuBackend.to_host_f32(logits)?;
-    let threads = rayon::current_num_threads();
-    let row_stats = |(r, row): (usize, &mut [f32])| {
-        let segments = if rows < threads && cols >= SPLIT_MIN_COLS { threads / rows } else { 1 };
-        em_inf_row(row, params, segments).ok_or(EngineError::NonFinite { row: r, what: "NaN or +inf" })
-    };
-    let stats: Vec<Result<EmInfRowStats>> = if rows < threads {
-        z.chunks_mut(cols.max(1)).enumerate().map(row_stats).collect()
-    } else {
-        z.par_chunks_mut(cols.max(1)).enumerate().map(row_stats).collect()
-    };
+    let stats: Vec<Result<EmInfRowStats>> = z
+        .par_chunks_mut(cols.max(1))
+        .enumerate()
+        .map(|(r, row)| em_inf_row(row, params).ok_or(EngineError::NonFinite { row: r, what: "NaN or +inf" }))
+        .collect();
     let stats = stats.into_iter().collect::<Result<Vec<_>>>()?;
     Ok((output(z, &[rows, cols]), stats))
 }
@@ -47,15 +39,12 @@ pub fn em_inf(logits: &CpuTensor, params: &EmInfParams) -> Result<(CpuTensor, Ve
 /// same time each take a buffer from the pool and give it back.
 static SCRATCH: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
-/// Optimise one row in place, cut into `segments` parts processed in parallel; None if
-/// the row holds NaN or +inf.
-pub fn em_inf_row(z: &mut [f32], prm: &EmInfParams, segments: usize) -> Option<EmInfRowStats> {
-    // Segment boundaries on whole SIMD vectors.
-    let seg = z.len().div_ceil(segments.max(1)).next_multiple_of(LANES).max(LANES);
-    let state = |z: &[f32]| -> Online {
-        z.par_chunks(seg).map(|c| vectorized(|| row_state(c, 1.0))).reduce(|| Online::EMPTY, Online::merge)
-    };
-    let (lse0, h0) = state(z).finish();
+/// Optimise one row in place, its segments processed in parallel; None if the row holds
+/// NaN or +inf.
+pub fn em_inf_row(z: &mut [f32], prm: &EmInfParams) -> Option<EmInfRowStats> {
+    const { assert!(SEGMENT.is_multiple_of(LANES)) };
+    let seg = SEGMENT;
+    let (lse0, h0) = row_state_parallel(z, 1.0).finish();
     if h0.is_nan() {
         return None;
     }
@@ -85,14 +74,14 @@ pub fn em_inf_row(z: &mut [f32], prm: &EmInfParams, segments: usize) -> Option<E
             inv_sqrt_bc2: 1.0 / (1.0 - prm.beta2.powi(t)).sqrt(),
             eps: prm.eps,
         };
-        (lse, h) = z
+        let parts: Vec<Online> = z
             .par_chunks_mut(seg)
             .zip(orig.par_chunks(seg))
             .zip(m.par_chunks_mut(seg))
             .zip(v.par_chunks_mut(seg))
-            .map(|(((zs, os), ms), vs)| vectorized(|| step_segment(&c, zs, os, ms, vs)))
-            .reduce(|| Online::EMPTY, Online::merge)
-            .finish();
+            .map(|(((zs, os), ms), vs)| vectorized!(step_segment(&c, zs, os, ms, vs)))
+            .collect();
+        (lse, h) = merge_in_order(parts.into_iter()).finish();
     }
     stats.entropy_after = h;
     SCRATCH.lock().expect("scratch pool").push(scratch);
@@ -118,7 +107,7 @@ fn step_segment(c: &StepConsts, z: &mut [f32], orig: &[f32], m: &mut [f32], v: &
     for (((zi, &oi), mi), vi) in tails {
         adam_update(c, zi, oi, mi, vi);
     }
-    row_state(z, 1.0)
+    segment_state(z, 1.0)
 }
 
 /// What one Adam step needs besides the per-element state.

@@ -5,14 +5,28 @@
 //! `BLOCK` elements: the block max is found first (the block is then in L1, so
 //! memory is still read once), the accumulators are rescaled at most once per
 //! block, and the block's exponentials run through a vectorised exp.
+//!
+//! A row is reduced as a fixed sequence of `SEGMENT`-element segments whose states are
+//! merged left to right. The segments of one row can run on different threads (a
+//! decode step has one 152k-logit row and two or more cores), and because neither the
+//! cut nor the merge order depends on the thread count or on how many rows the call
+//! holds, a row's lse and entropy are the same bits in every call.
 
 use rayon::prelude::*;
 
-use super::simd::{exp_f32, vectorized, Element, LANES};
+use super::simd::{exp_f32, prefetch_range, vectorized, Element, LANES};
 use super::{dims2, output, CpuStorage, CpuTensor};
 use crate::{EngineError, Result};
 
-const BLOCK: usize = 512;
+pub const BLOCK: usize = 512;
+
+/// How many blocks ahead [`segment_state`] prefetches: one block's exponentials take
+/// longer than a memory access, so two keeps the next loads in flight.
+pub const PREFETCH_BLOCKS: usize = 2;
+
+/// Elements per independently reduced segment: ~19 segments in a 152k row, so two to
+/// eight threads stay balanced, and ~10 µs of work each, far above a rayon task's cost.
+pub const SEGMENT: usize = 8192;
 
 /// Running state of the online algorithm; `m = −inf` means nothing seen yet, NaN in
 /// `s` that the row held NaN.
@@ -71,18 +85,40 @@ impl Online {
     }
 }
 
-/// (lse, entropy) of softmax(row · inv_temperature). NaN in the row gives NaN.
-#[inline(always)]
+/// (lse, entropy) of softmax(row · inv_temperature) on the calling thread. NaN in the
+/// row gives NaN. The same bits as [`softmax_entropy_row_parallel`].
 pub fn softmax_entropy_row<E: Element>(row: &[E], inv_temperature: f32) -> (f32, f32) {
-    row_state(row, inv_temperature).finish()
+    merge_in_order(row.chunks(SEGMENT).map(|s| vectorized!(segment_state(s, inv_temperature)))).finish()
 }
 
-/// The online state of `row · inv_temperature`, to be finished or merged with others.
+/// [`softmax_entropy_row`] with the row's segments spread over rayon's threads.
+pub fn softmax_entropy_row_parallel<E: Element>(row: &[E], inv_temperature: f32) -> (f32, f32) {
+    row_state_parallel(row, inv_temperature).finish()
+}
+
+/// The state of a whole row of `row · inv_temperature` from the states of its
+/// `SEGMENT`-element segments, computed on rayon's threads and merged in row order.
+pub fn row_state_parallel<E: Element>(row: &[E], inv_temperature: f32) -> Online {
+    if row.len() <= SEGMENT {
+        return vectorized!(segment_state(row, inv_temperature));
+    }
+    let parts: Vec<Online> = row.par_chunks(SEGMENT).map(|s| vectorized!(segment_state(s, inv_temperature))).collect();
+    merge_in_order(parts.into_iter())
+}
+
+/// Left-to-right merge: the one order every caller uses.
+pub fn merge_in_order(parts: impl Iterator<Item = Online>) -> Online {
+    parts.fold(Online::EMPTY, Online::merge)
+}
+
+/// The online state of one segment (at most `SEGMENT` elements) of `row · inv_temperature`.
 #[inline(always)]
-pub fn row_state<E: Element>(row: &[E], inv_temperature: f32) -> Online {
+pub fn segment_state<E: Element>(row: &[E], inv_temperature: f32) -> Online {
+    debug_assert!(row.len() <= SEGMENT);
     let mut st = Online::EMPTY;
     let mut buf = [0f32; BLOCK];
-    for block in row.chunks(BLOCK) {
+    for (i, block) in row.chunks(BLOCK).enumerate() {
+        prefetch_range(row, (i + PREFETCH_BLOCKS) * BLOCK, BLOCK);
         let xs = &mut buf[..block.len()];
         for (x, z) in xs.iter_mut().zip(block) {
             *x = z.to_f32() * inv_temperature;
@@ -105,14 +141,15 @@ pub fn row_state<E: Element>(row: &[E], inv_temperature: f32) -> Online {
     st
 }
 
-/// Largest element, with LANES independent maxima so the loop vectorises.
+/// Largest element, NaN ignored, with LANES independent maxima so the loop vectorises.
+/// A compare-and-select is one `maxps`; `f32::max` adds a NaN fix-up to every lane.
 #[inline(always)]
 fn lane_max(xs: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
     let mut chunks = xs.chunks_exact(LANES);
     for c in &mut chunks {
         for l in 0..LANES {
-            acc[l] = acc[l].max(c[l]);
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
         }
     }
     chunks.remainder().iter().fold(acc.iter().copied().fold(f32::NEG_INFINITY, f32::max), |m, &x| m.max(x))
@@ -151,14 +188,10 @@ pub fn softmax_entropy(logits: &CpuTensor, inv_temperature: f32) -> Result<(CpuT
     let mut lse = vec![0f32; rows];
     let mut ent = vec![0f32; rows];
     fn run<E: Element>(data: &[E], cols: usize, inv_t: f32, lse: &mut [f32], ent: &mut [f32]) {
-        let per_row = |(r, (l, h)): (usize, (&mut f32, &mut f32))| {
-            (*l, *h) = vectorized(|| softmax_entropy_row(&data[r * cols..(r + 1) * cols], inv_t));
-        };
-        if lse.len() > 1 {
-            lse.par_iter_mut().zip(ent.par_iter_mut()).enumerate().for_each(per_row);
-        } else {
-            lse.iter_mut().zip(ent.iter_mut()).enumerate().for_each(per_row);
-        }
+        // Rows in parallel and, inside each, segments: one row still uses every core.
+        lse.par_iter_mut().zip(ent.par_iter_mut()).enumerate().for_each(|(r, (l, h))| {
+            (*l, *h) = softmax_entropy_row_parallel(&data[r * cols..(r + 1) * cols], inv_t);
+        });
     }
     match logits.storage() {
         CpuStorage::F32(d) => run(d, cols, inv_temperature, &mut lse, &mut ent),

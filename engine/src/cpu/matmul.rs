@@ -82,7 +82,7 @@ fn gemv<W: Element>(x: &[f32], w: &[W], out: &mut [f32], m: usize, n: usize, k: 
                 let wf: &[f32] = match as_f32(wrows) {
                     Some(f) => f,
                     None => {
-                        vectorized(|| scratch.iter_mut().zip(wrows).for_each(|(d, s)| *d = s.to_f32()));
+                        vectorized!(scratch.iter_mut().zip(wrows).for_each(|(d, s)| *d = s.to_f32()));
                         &scratch
                     }
                 };
@@ -100,7 +100,7 @@ fn gemv<W: Element>(x: &[f32], w: &[W], out: &mut [f32], m: usize, n: usize, k: 
                 done += 4;
             }
         }
-        vectorized(|| {
+        vectorized!({
             for (r, dst) in chunk.chunks_mut(m).enumerate().skip(done) {
                 let wrow = &w[(first + r) * k..(first + r + 1) * k];
                 for (i, d) in dst.iter_mut().enumerate() {

@@ -1,9 +1,18 @@
 //! Run-time CPU feature dispatch. Hot loops are written once as plain Rust marked
-//! `#[inline(always)]`; [`vectorized`] runs them inside a function compiled for
-//! AVX2+FMA when the CPU has it, so the same source auto-vectorises to 256-bit
-//! code there and still runs on any x86-64 (or other) CPU.
+//! `#[inline(always)]`; [`vectorized!`] runs them inside a function compiled for
+//! AVX-512 or AVX2+FMA when the CPU has it, so the same source auto-vectorises to
+//! 512- or 256-bit code there and still runs on any x86-64 (or other) CPU. The loops
+//! keep `LANES` independent accumulators, and a multiply and an add are fused only
+//! where the source says `mul_add`, so every level computes the same bits; only the
+//! width changes.
 
 use half::{bf16, f16};
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")]
+unsafe fn run_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -11,16 +20,65 @@ unsafe fn run_avx2<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Runs `f` compiled for the widest vector level this CPU has. Call it through
+/// [`vectorized!`], which marks the closure `#[inline(always)]`: only code inlined into
+/// `run_avx512`/`run_avx2` is compiled for their features, and LLVM leaves a large
+/// closure out of line when nothing tells it otherwise (the profile showed the
+/// softmax-entropy loop running as baseline SSE2 code, 2× slower).
 #[inline(always)]
-pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
+pub fn run_vectorized<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
+        if has_avx512() && !avx512_disabled() {
+            // SAFETY: the CPU supports every feature run_avx512 is compiled for.
+            return unsafe { run_avx512(f) };
+        }
         if has_avx2() {
             // SAFETY: the CPU supports every feature run_avx2 is compiled for.
             return unsafe { run_avx2(f) };
         }
     }
     f()
+}
+
+/// `vectorized!(expr)`: `expr` evaluated inside [`run_vectorized`], inlined.
+macro_rules! vectorized {
+    ($($body:tt)*) => {
+        $crate::cpu::simd::run_vectorized(#[inline(always)] || { $($body)* })
+    };
+}
+pub(crate) use vectorized;
+
+/// The code [`run_vectorized`] runs on this CPU, for benchmarks and `entmin doctor`.
+pub fn vector_level() -> &'static str {
+    if has_avx512() && !avx512_disabled() {
+        "avx512"
+    } else if has_avx2() {
+        "avx2"
+    } else {
+        "baseline"
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub fn has_avx512() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512dq")
+        && has_avx2()
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+pub fn has_avx512() -> bool {
+    false
+}
+
+/// `ENTMIN_NO_AVX512=1` keeps [`run_vectorized`] at AVX2: to compare the two widths on one
+/// machine, and for CPUs that slow their clock under 512-bit code.
+fn avx512_disabled() -> bool {
+    static DISABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *DISABLED.get_or_init(|| std::env::var_os("ENTMIN_NO_AVX512").is_some_and(|v| v != "0"))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -31,6 +89,33 @@ pub fn has_avx2() -> bool {
 #[cfg(not(target_arch = "x86_64"))]
 pub fn has_avx2() -> bool {
     false
+}
+
+/// Ask for the cache lines of `data` ahead of their use (a hint; no-op off x86-64).
+/// Loops that spend long on each block (an exponential per element) otherwise leave
+/// memory idle while they compute and wait for it when they load the next block.
+#[inline(always)]
+pub fn prefetch<T>(data: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let bytes = std::mem::size_of_val(data);
+        let base = data.as_ptr() as *const i8;
+        for off in (0..bytes).step_by(64) {
+            // SAFETY: prefetching never faults; the address lies inside `data`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(base.add(off)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = data;
+}
+
+/// [`prefetch`] of `data[start..start + len]`, clipped to the slice.
+#[inline(always)]
+pub fn prefetch_range<T>(data: &[T], start: usize, len: usize) {
+    if start < data.len() {
+        prefetch(&data[start..data.len().min(start + len)]);
+    }
 }
 
 /// Widening load of one stored element.
@@ -103,23 +188,27 @@ pub fn round_small_i32(v: f32) -> i32 {
 }
 
 /// exp(x) for f32 in straight-line arithmetic (no libm call) so that loops over it
-/// vectorise. Cephes-style: x = n·ln2 + r, |r| ≤ ln2/2, degree-6 polynomial.
-/// Relative error < 2e-7 on [-87, 88]; inputs below -87 return 0.
+/// vectorise. Cephes-style: x = n·ln2 + r, |r| ≤ ln2/2, degree-6 polynomial in fused
+/// multiply-adds (one instruction each under AVX2/AVX-512; correctly rounded `fmaf`
+/// elsewhere, so every level gives the same bits). Relative error < 2e-7 on [-87, 88];
+/// inputs below -87 return 0, NaN stays NaN.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    let xc = x.clamp(-87.0, 88.0);
+    // Only the upper bound is clamped, by a compare that keeps NaN: below −87 the result
+    // is replaced by 0 at the end, whatever n and r were.
+    let xc = if x > 88.0 { 88.0 } else { x };
     let n = round_small(xc * LOG2E);
-    let r = xc - n * LN2_HI - n * LN2_LO;
+    let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, xc));
     let mut p = 1.987_569_1e-4f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 5e-1;
-    let y = p * r * r + r + 1.0;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 5e-1);
+    let y = p.mul_add(r * r, r) + 1.0;
     // n is an integer in [-126, 127] here; NaN x gives NaN in y, whatever the scale.
     let scale = f32::from_bits((round_small_i32(xc * LOG2E).wrapping_add(127) as u32) << 23);
     if x < -87.0 {
@@ -170,8 +259,8 @@ mod tests {
         let wh: Vec<f16> = w.iter().map(|&v| f16::from_f32(v)).collect();
         let want_b: f64 = x.iter().zip(&wb).map(|(a, b)| *a as f64 * b.to_f64()).sum();
         let want_h: f64 = x.iter().zip(&wh).map(|(a, b)| *a as f64 * b.to_f64()).sum();
-        assert!((vectorized(|| dot(&x, &w)) as f64 - want).abs() < 1e-5);
-        assert!((vectorized(|| dot(&x, &wb)) as f64 - want_b).abs() < 1e-5);
+        assert!((vectorized!(dot(&x, &w)) as f64 - want).abs() < 1e-5);
+        assert!((vectorized!(dot(&x, &wb)) as f64 - want_b).abs() < 1e-5);
         assert!((dot(&x, &wh) as f64 - want_h).abs() < 1e-5);
     }
 }

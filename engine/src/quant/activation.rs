@@ -71,7 +71,7 @@ pub fn quantise_rows(x: &[f32], k: usize) -> Q8Rows {
     let mut q = Q8Rows { k, codes: vec![0; x.len()], scales: vec![0.0; blocks], scaled_sums: vec![0.0; blocks] };
     type Part<'a> = (&'a [f32], (&'a mut [i8], (&'a mut [f32], &'a mut [f32])));
     let work = |(xs, (codes, (d, s))): Part<'_>| {
-        crate::cpu::simd::vectorized(|| {
+        crate::cpu::simd::vectorized!({
             for (b, (xb, cb)) in xs.chunks_exact(BLOCK).zip(codes.chunks_exact_mut(BLOCK)).enumerate() {
                 (d[b], s[b]) = quantise_block(xb, cb);
             }

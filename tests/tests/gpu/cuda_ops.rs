@@ -26,6 +26,7 @@ on_cuda!(
     concat_and_mask,
     entropy_grad,
     em_inf,
+    em_kernels_are_batch_invariant,
 );
 
 #[test]

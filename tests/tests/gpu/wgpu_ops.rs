@@ -30,6 +30,7 @@ on_wgpu!(
     concat_and_mask,
     entropy_grad,
     em_inf,
+    em_kernels_are_batch_invariant,
 );
 
 #[test]
