@@ -33,6 +33,11 @@ pub trait Format: Send + Sync + 'static {
     const PIECES: usize;
     /// Codes are signed (centred); else unsigned, 0..32, with a `min` term.
     const SIGNED: bool;
+    /// What a single-piece format's stored codes are offset by (Q4_0: 8, Q5_0: 16).
+    /// The kernels take those codes unsigned and fold the offset into the min term,
+    /// w = d·q + (−offset·d) (exact: d·q needs at most 16 bits), so their u8 × i8 dot
+    /// products need no sign trick per piece, only one more multiply-add per block.
+    const OFFSET: u8 = 0;
     /// `Factors::min` is not zero for this format.
     const HAS_MIN: bool;
     /// `lo` and `hi` differ.
@@ -85,16 +90,18 @@ impl Format for Q4_0 {
     const DTYPE: DType = DType::Q4_0;
     const BYTES: usize = 18;
     const PIECES: usize = 1;
-    const SIGNED: bool = true;
-    const HAS_MIN: bool = false;
+    const SIGNED: bool = false;
+    const OFFSET: u8 = 8;
+    const HAS_MIN: bool = true;
     const SPLIT: bool = false;
     #[inline(always)]
     fn factors(b: &[u8]) -> [Factors; MAX_PIECES] {
-        single(f16le(b, 0), 0.0)
+        let d = f16le(b, 0);
+        single(d, -(Self::OFFSET as f32) * d)
     }
     #[inline(always)]
     fn codes(b: &[u8], _: usize) -> [i8; 32] {
-        as_codes(nibbles(&b[2..18]), 8)
+        as_codes(nibbles(&b[2..18]), 0)
     }
 }
 
@@ -121,16 +128,18 @@ impl Format for Q5_0 {
     const DTYPE: DType = DType::Q5_0;
     const BYTES: usize = 22;
     const PIECES: usize = 1;
-    const SIGNED: bool = true;
-    const HAS_MIN: bool = false;
+    const SIGNED: bool = false;
+    const OFFSET: u8 = 16;
+    const HAS_MIN: bool = true;
     const SPLIT: bool = false;
     #[inline(always)]
     fn factors(b: &[u8]) -> [Factors; MAX_PIECES] {
-        single(f16le(b, 0), 0.0)
+        let d = f16le(b, 0);
+        single(d, -(Self::OFFSET as f32) * d)
     }
     #[inline(always)]
     fn codes(b: &[u8], _: usize) -> [i8; 32] {
-        as_codes(with_high_bits(nibbles(&b[6..22]), qh32(b, 2)), 16)
+        as_codes(with_high_bits(nibbles(&b[6..22]), qh32(b, 2)), 0)
     }
 }
 
