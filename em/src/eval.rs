@@ -130,7 +130,7 @@ pub fn prompt_ids<B: Backend>(lm: &LoadedModel<B>, question: &str, system: Optio
         messages.push(Message::new("system", s));
     }
     messages.push(Message::new("user", &format!("{question}\n{INSTRUCTION}")));
-    Ok(lm.tokenizer.encode(&lm.chat.render(&messages)?, true)?)
+    Ok(lm.chat.encode(&lm.tokenizer, &messages)?)
 }
 
 /// Run one method over `problems`, resuming from `OUT/METHOD.jsonl`; returns all results.

@@ -267,3 +267,24 @@ fn bench_reports_the_method_it_was_given() {
     assert_eq!(synthetic["temperature"].as_f64(), Some(0.0));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A raw prompt reads special-token text as the model's tokenizer does (one control
+/// token), unless --special-tokens-as-text asks for the characters.
+#[test]
+fn raw_prompts_parse_special_tokens_unless_told_not_to() {
+    let Some(path) = smollm2() else { return };
+    let tokens = |extra: &[&str]| {
+        let mut args = vec!["logits", "-m", path.to_str().unwrap(), "--prompt", "<|im_start|>user\nHi", "--raw"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--top", "1", "--json"]);
+        let out = entmin(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect::<Vec<_>>()
+    };
+    // llama.cpp's `llama-tokenize` on the same GGUF, with and without --no-parse-special.
+    assert_eq!(tokens(&[]), [1, 4093, 198, 26843]);
+    assert_eq!(tokens(&["--special-tokens-as-text"]), [44, 108, 306, 79, 3738, 108, 46, 4093, 198, 26843]);
+    let out = entmin(&["logits", "-m", path.to_str().unwrap(), "--prompt", "x", "--special-tokens-as-text"]);
+    assert!(!out.status.success(), "--special-tokens-as-text without --raw must be refused");
+}

@@ -2,6 +2,7 @@
 //! tokenizer, chat templates, KV-cache generation.
 
 pub mod chat;
+mod chat_encode;
 pub mod config;
 pub mod durable;
 pub mod error;

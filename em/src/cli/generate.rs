@@ -7,7 +7,7 @@ use entmin::methods::Method;
 use entmin::models::{generate, generate_batch, Generation, GenerationParams};
 
 use super::method_args::{parse_method, MethodArgs};
-use super::{encode_prompt, on_device, ModelArgs};
+use super::{encode_prompt, on_device, ModelArgs, PromptFormat};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -30,9 +30,8 @@ pub struct Args {
     /// Stop when the output ends with this text (repeatable).
     #[arg(long = "stop")]
     pub stop: Vec<String>,
-    /// Feed the prompt as is, without the chat template.
-    #[arg(long)]
-    pub raw: bool,
+    #[command(flatten)]
+    pub format: PromptFormat,
     /// Colour each token by the entropy of the distribution it was drawn from.
     #[arg(long)]
     pub show_entropy: bool,
@@ -68,7 +67,7 @@ fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
     let method = parse_method(&a.method)?;
     let config = a.method_args.config(method)?;
     let lm = a.model.load(b, true)?;
-    let ids = encode_prompt(&lm, &a.prompt, a.system.as_deref(), a.raw)?;
+    let ids = encode_prompt(&lm, &a.prompt, a.system.as_deref(), &a.format)?;
     let context = lm.model.config.context_length;
     let room = context.saturating_sub(ids.len());
     if a.max_new_tokens > room && ids.len() < context {

@@ -4,7 +4,7 @@ use entmin::models::generate::row_entropies;
 use entmin::models::{KvCache, Logits};
 use serde_json::json;
 
-use super::{encode_prompt, on_device, ModelArgs};
+use super::{encode_prompt, on_device, ModelArgs, PromptFormat};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -12,9 +12,8 @@ pub struct Args {
     pub model: ModelArgs,
     #[arg(long)]
     pub prompt: String,
-    /// Feed the prompt as is, without the chat template.
-    #[arg(long)]
-    pub raw: bool,
+    #[command(flatten)]
+    pub format: PromptFormat,
     /// How many (id, logit) pairs per position.
     #[arg(long, default_value_t = 20)]
     pub top: usize,
@@ -29,7 +28,7 @@ pub fn run(a: Args) -> Result<()> {
 
 fn run_on<B: Backend>(backend: &B, a: Args) -> Result<()> {
     let lm = a.model.load(backend, !a.json)?;
-    let ids = encode_prompt(&lm, &a.prompt, None, a.raw)?;
+    let ids = encode_prompt(&lm, &a.prompt, None, &a.format)?;
     let mut cache = KvCache::new(backend, &lm.model.config, ids.len())?;
     if ids.len() > lm.model.config.context_length {
         anyhow::bail!("prompt of {} tokens exceeds the context length {}", ids.len(), lm.model.config.context_length);

@@ -151,23 +151,35 @@ fn describe<B: Backend>(backend: &B) -> String {
     }
 }
 
-/// Prompt ids: the chat template around `prompt` (with an optional system
-/// message), or the raw text when `raw`.
+/// How a prompt becomes tokens (generate, logits).
+#[derive(clap::Args, Clone, Debug)]
+pub struct PromptFormat {
+    /// Feed the prompt as is, without the chat template. Special-token text in it (such
+    /// as "<|im_start|>") becomes those tokens, as the model's own tokenizer reads it.
+    #[arg(long)]
+    pub raw: bool,
+    /// With --raw: read special-token text as plain characters.
+    #[arg(long, requires = "raw")]
+    pub special_tokens_as_text: bool,
+}
+
+/// Prompt ids: the chat template around `prompt` (with an optional system message),
+/// the message text kept as text (typed control-token text never becomes a control
+/// token); or the raw text.
 pub fn encode_prompt<B: Backend>(
     lm: &LoadedModel<B>,
     prompt: &str,
     system: Option<&str>,
-    raw: bool,
+    format: &PromptFormat,
 ) -> Result<Vec<u32>> {
     use entmin::models::Message;
-    if raw {
-        return Ok(lm.tokenizer.encode(prompt, false)?);
+    if format.raw {
+        return Ok(lm.tokenizer.encode(prompt, !format.special_tokens_as_text)?);
     }
     let mut messages = Vec::new();
     if let Some(s) = system {
         messages.push(Message::new("system", s));
     }
     messages.push(Message::new("user", prompt));
-    let text = lm.chat.render(&messages)?;
-    Ok(lm.tokenizer.encode(&text, true)?)
+    Ok(lm.chat.encode(&lm.tokenizer, &messages)?)
 }

@@ -31,6 +31,8 @@ pub struct Tokenizer {
     inner: Inner,
     /// Clone of `inner` that reads special tokens' text literally; built on first use.
     literal: OnceLock<Inner>,
+    /// Ids of the special (control) tokens; collected on first use.
+    specials: OnceLock<std::collections::HashSet<u32>>,
     vocab_size: usize,
     unused: Vec<u32>,
     stop: Vec<u32>,
@@ -100,13 +102,27 @@ impl Tokenizer {
                 }
             }
         }
-        Tokenizer { inner, literal: OnceLock::new(), vocab_size, unused, stop, bos, add_bos }
+        Tokenizer { inner, literal: OnceLock::new(), specials: OnceLock::new(), vocab_size, unused, stop, bos, add_bos }
     }
 
     /// Token ids of `text`. With `parse_special`, special-token text such as
     /// "<|im_start|>" becomes that token (use it for chat-templated prompts); without,
     /// it is tokenised as plain text. A BOS is prepended only when the metadata asks for it.
     pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>, ModelError> {
+        let ids = self.encode_without_bos(text, parse_special)?;
+        let mut out = Vec::with_capacity(ids.len() + 1);
+        out.extend(self.bos_if_added().filter(|&b| ids.first() != Some(&b)));
+        out.extend(ids);
+        Ok(out)
+    }
+
+    /// The BOS id when the metadata asks for one at the start of every encoding.
+    pub fn bos_if_added(&self) -> Option<u32> {
+        self.bos.filter(|_| self.add_bos)
+    }
+
+    /// [`Tokenizer::encode`] without the BOS: for a piece of a longer prompt.
+    pub fn encode_without_bos(&self, text: &str, parse_special: bool) -> Result<Vec<u32>, ModelError> {
         let tok = if parse_special {
             &self.inner
         } else {
@@ -117,13 +133,17 @@ impl Tokenizer {
             })
         };
         let enc = tok.encode_fast(text, false).map_err(|e| tok_err("encode", e))?;
-        let ids = enc.get_ids();
-        let mut out = Vec::with_capacity(ids.len() + 1);
-        if let Some(bos) = self.bos.filter(|&b| self.add_bos && ids.first() != Some(&b)) {
-            out.push(bos);
-        }
-        out.extend_from_slice(ids);
-        Ok(out)
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Whether `id` is a special (control) token: matched in text only when parsing
+    /// special tokens, left out by `decode(…, skip_special = true)`.
+    pub fn is_special(&self, id: u32) -> bool {
+        self.specials
+            .get_or_init(|| {
+                self.inner.get_added_tokens_decoder().into_iter().filter(|(_, t)| t.special).map(|(id, _)| id).collect()
+            })
+            .contains(&id)
     }
 
     /// Text of `ids`. With `skip_special`, special (control) tokens are left out.
