@@ -288,3 +288,13 @@ fn raw_prompts_parse_special_tokens_unless_told_not_to() {
     let out = entmin(&["logits", "-m", path.to_str().unwrap(), "--prompt", "x", "--special-tokens-as-text"]);
     assert!(!out.status.success(), "--special-tokens-as-text without --raw must be refused");
 }
+
+/// Probing devices prints no driver noise: with Mesa installed and no desktop session,
+/// the Vulkan device-select layer made libwayland print an XDG_RUNTIME_DIR error.
+#[test]
+fn device_probes_print_no_driver_noise() {
+    let out = Command::new(env!("CARGO_BIN_EXE_entmin")).arg("doctor").env_remove("XDG_RUNTIME_DIR").output().unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
+}

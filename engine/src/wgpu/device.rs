@@ -141,15 +141,22 @@ fn unavailable(reason: impl Into<String>) -> EngineError {
     EngineError::Unavailable { backend: "wgpu", reason: reason.into() }
 }
 
+/// The instance every probe and device comes from (`WGPU_BACKEND` narrows the backends).
+pub(crate) fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
 impl Gpu {
     pub fn open(options: &WgpuOptions) -> Result<Gpu> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
-            power_preference: wgpu::PowerPreference::HighPerformance,
-            force_fallback_adapter: false,
-            compatible_surface: None,
-            apply_limit_buckets: false,
-        }))
+        let instance = instance();
+        let adapter = super::quiet::without_driver_noise(|| {
+            pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            }))
+        })
         .map_err(|e| {
             unavailable(format!(
                 "no GPU adapter found ({e}); on Linux install a Vulkan driver, e.g. mesa-vulkan-drivers"

@@ -14,6 +14,7 @@ mod device;
 mod em;
 mod forward;
 mod kernels;
+mod quiet;
 
 use half::{bf16, f16};
 
@@ -116,8 +117,9 @@ pub struct AdapterReport {
 
 /// Every adapter the instance sees (WGPU_BACKEND narrows the search).
 pub fn adapter_reports() -> Vec<AdapterReport> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let adapters = quiet::without_driver_noise(|| {
+        pollster::block_on(device::instance().enumerate_adapters(wgpu::Backends::all()))
+    });
     adapters
         .iter()
         .map(|a| {
