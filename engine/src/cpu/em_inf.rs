@@ -42,8 +42,6 @@ static SCRATCH: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 /// Optimise one row in place, its segments processed in parallel; None if the row holds
 /// NaN or +inf.
 pub fn em_inf_row(z: &mut [f32], prm: &EmInfParams) -> Option<EmInfRowStats> {
-    const { assert!(SEGMENT.is_multiple_of(LANES)) };
-    let seg = SEGMENT;
     let (lse0, h0) = row_state_parallel(z, 1.0).finish();
     if h0.is_nan() {
         return None;
@@ -75,13 +73,13 @@ pub fn em_inf_row(z: &mut [f32], prm: &EmInfParams) -> Option<EmInfRowStats> {
             eps: prm.eps,
         };
         let parts: Vec<Online> = z
-            .par_chunks_mut(seg)
-            .zip(orig.par_chunks(seg))
-            .zip(m.par_chunks_mut(seg))
-            .zip(v.par_chunks_mut(seg))
+            .par_chunks_mut(SEGMENT)
+            .zip(orig.par_chunks(SEGMENT))
+            .zip(m.par_chunks_mut(SEGMENT))
+            .zip(v.par_chunks_mut(SEGMENT))
             .map(|(((zs, os), ms), vs)| vectorized!(step_segment(&c, zs, os, ms, vs)))
             .collect();
-        (lse, h) = merge_in_order(parts.into_iter()).finish();
+        (lse, h) = merge_in_order(parts).finish();
     }
     stats.entropy_after = h;
     SCRATCH.lock().expect("scratch pool").push(scratch);

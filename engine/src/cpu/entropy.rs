@@ -85,14 +85,9 @@ impl Online {
     }
 }
 
-/// (lse, entropy) of softmax(row · inv_temperature) on the calling thread. NaN in the
-/// row gives NaN. The same bits as [`softmax_entropy_row_parallel`].
+/// (lse, entropy) of softmax(row · inv_temperature), the row's segments spread over
+/// rayon's threads. NaN in the row gives NaN.
 pub fn softmax_entropy_row<E: Element>(row: &[E], inv_temperature: f32) -> (f32, f32) {
-    merge_in_order(row.chunks(SEGMENT).map(|s| vectorized!(segment_state(s, inv_temperature)))).finish()
-}
-
-/// [`softmax_entropy_row`] with the row's segments spread over rayon's threads.
-pub fn softmax_entropy_row_parallel<E: Element>(row: &[E], inv_temperature: f32) -> (f32, f32) {
     row_state_parallel(row, inv_temperature).finish()
 }
 
@@ -103,12 +98,12 @@ pub fn row_state_parallel<E: Element>(row: &[E], inv_temperature: f32) -> Online
         return vectorized!(segment_state(row, inv_temperature));
     }
     let parts: Vec<Online> = row.par_chunks(SEGMENT).map(|s| vectorized!(segment_state(s, inv_temperature))).collect();
-    merge_in_order(parts.into_iter())
+    merge_in_order(parts)
 }
 
 /// Left-to-right merge: the one order every caller uses.
-pub fn merge_in_order(parts: impl Iterator<Item = Online>) -> Online {
-    parts.fold(Online::EMPTY, Online::merge)
+pub fn merge_in_order(parts: impl IntoIterator<Item = Online>) -> Online {
+    parts.into_iter().fold(Online::EMPTY, Online::merge)
 }
 
 /// The online state of one segment (at most `SEGMENT` elements) of `row · inv_temperature`.
@@ -190,7 +185,7 @@ pub fn softmax_entropy(logits: &CpuTensor, inv_temperature: f32) -> Result<(CpuT
     fn run<E: Element>(data: &[E], cols: usize, inv_t: f32, lse: &mut [f32], ent: &mut [f32]) {
         // Rows in parallel and, inside each, segments: one row still uses every core.
         lse.par_iter_mut().zip(ent.par_iter_mut()).enumerate().for_each(|(r, (l, h))| {
-            (*l, *h) = softmax_entropy_row_parallel(&data[r * cols..(r + 1) * cols], inv_t);
+            (*l, *h) = softmax_entropy_row(&data[r * cols..(r + 1) * cols], inv_t);
         });
     }
     match logits.storage() {

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 
-use super::entropy::softmax_entropy_row_parallel;
+use super::entropy::softmax_entropy_row;
 use super::{dims2, f32_data, CpuTensor};
 use crate::Backend;
 use crate::{EngineError, Result, Rng, SampleOutcome, SamplingParams};
@@ -54,7 +54,7 @@ fn sample_row(row: &[f32], params: &SamplingParams, rng: &mut Rng) -> Result<Sam
     }
     let temperature = if params.temperature == 0.0 { 1.0 } else { params.temperature };
     // One vectorised pass: lse of z/T; NaN or +inf anywhere makes it NaN.
-    let (lse32, h) = softmax_entropy_row_parallel(z, 1.0 / temperature);
+    let (lse32, h) = softmax_entropy_row(z, 1.0 / temperature);
     if lse32.is_nan() || h.is_nan() {
         return Err("NaN or +inf");
     }

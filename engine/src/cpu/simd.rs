@@ -49,17 +49,6 @@ macro_rules! vectorized {
 }
 pub(crate) use vectorized;
 
-/// The code [`run_vectorized`] runs on this CPU, for benchmarks and `entmin doctor`.
-pub fn vector_level() -> &'static str {
-    if has_avx512() && !avx512_disabled() {
-        "avx512"
-    } else if has_avx2() {
-        "avx2"
-    } else {
-        "baseline"
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 pub fn has_avx512() -> bool {
     is_x86_feature_detected!("avx512f")
@@ -91,31 +80,24 @@ pub fn has_avx2() -> bool {
     false
 }
 
-/// Ask for the cache lines of `data` ahead of their use (a hint; no-op off x86-64).
-/// Loops that spend long on each block (an exponential per element) otherwise leave
-/// memory idle while they compute and wait for it when they load the next block.
+/// Ask for the cache lines of `data[start..start + len]` (clipped to the slice) ahead of
+/// their use; a hint, a no-op off x86-64. Loops that spend long on each block (an
+/// exponential per element) otherwise leave memory idle while they compute and wait for
+/// it when they load the next block.
 #[inline(always)]
-pub fn prefetch<T>(data: &[T]) {
+pub fn prefetch_range<T>(data: &[T], start: usize, len: usize) {
     #[cfg(target_arch = "x86_64")]
-    {
+    if start < data.len() {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let bytes = std::mem::size_of_val(data);
-        let base = data.as_ptr() as *const i8;
-        for off in (0..bytes).step_by(64) {
+        let part = &data[start..data.len().min(start + len)];
+        let base = part.as_ptr() as *const i8;
+        for off in (0..std::mem::size_of_val(part)).step_by(64) {
             // SAFETY: prefetching never faults; the address lies inside `data`.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(base.add(off)) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = data;
-}
-
-/// [`prefetch`] of `data[start..start + len]`, clipped to the slice.
-#[inline(always)]
-pub fn prefetch_range<T>(data: &[T], start: usize, len: usize) {
-    if start < data.len() {
-        prefetch(&data[start..data.len().min(start + len)]);
-    }
+    let _ = (data, start, len);
 }
 
 /// Widening load of one stored element.
