@@ -40,6 +40,18 @@ export ENTMIN_REQUIRE_WGPU=1 WGPU_BACKEND=vulkan
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 cargo test --locked --workspace "$@"
 
+# The library's examples (built by the suite) on the smallest catalog model: a streamed
+# EM-INF chat turn, an evaluation of a two-problem JSONL file, one EM-FT step.
+if [ $# -eq 0 ]; then
+    ex=target/debug/examples
+    scratch=$(mktemp -d)
+    echo "What is 2+3?" | "$ex/chat" smollm2-135m-instruct 24 | grep -q '→'
+    printf '{"question":"What is 2+3?","answer":"5"}\n{"question":"What is 10-4?","answer":"6"}\n' >"$scratch/p.jsonl"
+    "$ex/eval_jsonl" smollm2-135m-instruct "$scratch/p.jsonl" plain,em-inf 32 "$scratch/eval" | grep -q '^em-inf'
+    "$ex/emft_step" smollm2-135m-instruct "$scratch/emft" | grep -q '^step 1:'
+    rm -rf "$scratch"
+fi
+
 # The GPU pack from the binaries just built, and the device check's dry run on it in a
 # clean environment (no cargo, no network, as on the GPU machine): every stage must
 # start, and fail only for want of a GPU.

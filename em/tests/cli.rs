@@ -298,3 +298,38 @@ fn device_probes_print_no_driver_noise() {
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
 }
+
+/// `--show-entropy` into a pipe: each token followed by [model entropy → sampled
+/// entropy], no colour codes (colours are for terminals); the summary names both.
+#[test]
+fn show_entropy_annotates_each_token_without_colour_when_piped() {
+    if smollm2().is_none() {
+        return;
+    }
+    let out = entmin(&[
+        "generate",
+        "-m",
+        "smollm2-135m-instruct",
+        "--show-entropy",
+        "--max-new-tokens",
+        "6",
+        "What is the capital of France?",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains('\x1b'), "no escape codes into a pipe: {stdout:?}");
+    let marks: Vec<(f32, f32)> = stdout
+        .split('[')
+        .skip(1)
+        .filter_map(|part| {
+            let (model, rest) = part.split_once('→')?;
+            let sampled = rest.split_once(']')?.0;
+            Some((model.parse().ok()?, sampled.parse().ok()?))
+        })
+        .collect();
+    assert!(!marks.is_empty() && marks.len() <= 6, "{stdout:?}");
+    // Under EM-INF at T = 0.1 the sampled distribution is far sharper than the model's.
+    assert!(marks.iter().all(|&(model, sampled)| sampled <= model + 0.01), "{marks:?}");
+    let err = text(&out.stderr);
+    assert!(err.contains("mean entropy: model") && err.contains("sampled") && err.contains("EM-INF:"), "{err}");
+}

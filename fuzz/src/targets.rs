@@ -186,7 +186,7 @@ fn dataset_jsonl(f: &Fixtures, data: &[u8]) -> Result<(), String> {
     let path = scratch(f, "data.jsonl", data);
     let _ = entmin::dataset::read_jsonl(&path, "question", "answer");
     let _ = entmin::dataset::read_jsonl(&path, "problem", "solution");
-    let _ = entmin::dataset::load_prompts(path.to_str().expect("UTF-8 scratch path"), None, false);
+    let _ = entmin::dataset::load_prompts(path.to_str().expect("UTF-8 scratch path"), None, &entmin::progress::Quiet);
     Ok(())
 }
 

@@ -147,7 +147,8 @@ BLOCK_REDUCE(block_sum_u32, unsigned, SumOp, 0u)
 BLOCK_REDUCE(block_min_u32, unsigned, MinOp, part[0])
 
 // ---------------------------------------------------------------------------------
-// Online softmax-entropy of one thread's share of a row (PAPER.md "Numerics"):
+// Online softmax-entropy of one thread's share of a row (docs/methods.md,
+// "Online softmax-entropy"):
 // running max m, s = Σ e^{x−m}, t = Σ e^{x−m}(x−m); lse = m + log s, H = log s − t/s.
 // Callers skip masked values, so every pushed x is finite.
 

@@ -1,4 +1,4 @@
-// The whole EM-INF loop for one row in one block (PAPER.md "EM-INF"): Adam on z′
+// The whole EM-INF loop for one row in one block (docs/methods.md, "EM-INF"): Adam on z′
 // minimising H(softmax(z′)) + λ·KL(softmax(z) ‖ softmax(z′)), at most max_steps steps,
 // stopping once H < threshold. z′ lives in z, the Adam moments in moments (m then v per
 // row), the logits (any dtype) stay untouched. Grid rows × ROW_WG.

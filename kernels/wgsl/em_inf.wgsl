@@ -1,4 +1,4 @@
-// The whole EM-INF loop for one row in one workgroup (PAPER.md "EM-INF"): Adam on z′
+// The whole EM-INF loop for one row in one workgroup (docs/methods.md, "EM-INF"): Adam on z′
 // minimising H(softmax(z′)) + λ·KL(softmax(z) ‖ softmax(z′)), at most max_steps steps,
 // stopping once H < threshold. z′ lives in the output row, the Adam moments in the
 // row's scratch (m then v), the original logits stay at binding 0. Each step is one

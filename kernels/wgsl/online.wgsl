@@ -1,4 +1,5 @@
-// Online softmax-entropy of one invocation's share of a row (PAPER.md "Numerics"):
+// Online softmax-entropy of one invocation's share of a row (docs/methods.md,
+// "Online softmax-entropy"):
 // running max m, s = Σ e^{x−m}, t = Σ e^{x−m}(x−m); lse = m + log s, H = log s − t/s.
 // Callers skip masked values, so every argument here is finite.
 

@@ -20,7 +20,10 @@ pub mod weights;
 pub use chat::{ChatTemplate, Message};
 pub use config::{Architecture, ModelConfig};
 pub use error::{ModelError, Result};
-pub use generate::{generate, generate_batch, Generation, GenerationParams, Sampler, Step, StopReason, TokenPicker};
+pub use generate::{
+    generate, generate_batch, Cancel, Decoder, Flow, Generation, GenerationParams, Pick, Sampler, Step, StopReason,
+    TokenPicker,
+};
 pub use loader::{load, Format, LoadedModel};
 pub use model::{BatchItem, KvCache, Logits, Model};
 pub use tokenizer::Tokenizer;

@@ -23,10 +23,11 @@ pub struct HostTensor {
 }
 
 /// How a model's matrices are held once loaded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WeightDtype {
     /// As the file stores them (block formats stay blocks, f16 stays f16), where the
     /// backend takes that type; converted to bf16 (or f32) where it does not.
+    #[default]
     Auto,
     /// Converted to this dense dtype at load.
     Convert(DType),

@@ -126,7 +126,7 @@ def grad_row(name, z, T):
     if fin.any():
         zf = z[fin].clone().requires_grad_()
         Ht = entropy(zf / T); Ht.backward(); g[fin] = zf.grad; H = Ht.item()
-        x = z[fin] / T; p = torch.softmax(x, -1)  # PAPER.md formula, as a cross-check
+        x = z[fin] / T; p = torch.softmax(x, -1)  # docs/methods.md, "Entropy gradient", as a cross-check
         assert torch.allclose(g[fin], -(1 / T) * p * (x - (p * x).sum()), rtol=0, atol=1e-14)
     return {"name": name, "V": z.numel(), "T": T, "logits": vec(z), "H": H, "grad": g.tolist()}
 

@@ -42,7 +42,7 @@ pub fn smollm2_matches_cpu<B: Backend>(gpu: &B, dtype: DType) {
         assert!(err < 1e-3, "prompt position {p}: logits differ by {err:.2e} (relative to the row's largest)");
     }
 
-    let params = GenerationParams { max_new_tokens: 32, stop_strings: vec![] };
+    let params = GenerationParams { max_new_tokens: 32, ..GenerationParams::default() };
     let greedy = SamplingParams { banned: cpu_lm.banned_ids.clone(), ..SamplingParams::greedy() };
     let on_cpu = generate_batch(
         &CpuBackend,
@@ -51,12 +51,11 @@ pub fn smollm2_matches_cpu<B: Backend>(gpu: &B, dtype: DType) {
         &params,
         &mut Sampler(greedy.clone()),
         &[0],
-        &mut |_| {},
+        |_| (),
     )
     .unwrap();
     let on_gpu =
-        generate_batch(gpu, &gpu_lm, std::slice::from_ref(&ids), &params, &mut Sampler(greedy), &[0], &mut |_| {})
-            .unwrap();
+        generate_batch(gpu, &gpu_lm, std::slice::from_ref(&ids), &params, &mut Sampler(greedy), &[0], |_| ()).unwrap();
     assert_eq!(on_gpu[0].tokens.len(), 32.min(on_cpu[0].tokens.len()));
     assert_eq!(on_gpu[0].tokens, on_cpu[0].tokens, "greedy tokens on {} vs cpu", gpu.name());
     for (i, (g, c)) in on_gpu[0].entropies.iter().zip(&on_cpu[0].entropies).enumerate() {
@@ -77,20 +76,13 @@ pub fn tiny_batched_generation_matches_cpu<B: Backend>(gpu: &B) {
         let gpu_lm = entmin_models::load(gpu, &path, DType::F32).unwrap();
         // Different lengths: slice_rows / concat_rows and per-sequence attention.
         let prompts = vec![vec![5u32, 17, 96], vec![42u32], vec![7u32, 7, 7, 7, 7, 1], vec![3u32, 9]];
-        let params = GenerationParams { max_new_tokens: 10, stop_strings: vec![] };
+        let params = GenerationParams { max_new_tokens: 10, ..GenerationParams::default() };
         for sampling in [SamplingParams::greedy(), SamplingParams { temperature: 0.7, ..Default::default() }] {
             let seeds = [1u64, 2, 3, 4];
-            let run_cpu = generate_batch(
-                &CpuBackend,
-                &cpu_lm,
-                &prompts,
-                &params,
-                &mut Sampler(sampling.clone()),
-                &seeds,
-                &mut |_| {},
-            );
+            let run_cpu =
+                generate_batch(&CpuBackend, &cpu_lm, &prompts, &params, &mut Sampler(sampling.clone()), &seeds, |_| ());
             let run_gpu =
-                generate_batch(gpu, &gpu_lm, &prompts, &params, &mut Sampler(sampling.clone()), &seeds, &mut |_| {});
+                generate_batch(gpu, &gpu_lm, &prompts, &params, &mut Sampler(sampling.clone()), &seeds, |_| ());
             for (i, (g, c)) in run_gpu.unwrap().iter().zip(run_cpu.unwrap()).enumerate() {
                 assert_eq!(g.tokens, c.tokens, "{arch:?} sequence {i} ({sampling:?})");
             }

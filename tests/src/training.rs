@@ -20,10 +20,10 @@ pub fn prompts(lm: &LoadedModel<CpuBackend>, questions: &[&str]) -> Vec<Vec<u32>
 
 /// Mean entropy (nats, temperature 1) of the model's greedy 24-token answers to `prompts`.
 pub fn greedy_answer_entropy(lm: &LoadedModel<CpuBackend>, prompts: &[Vec<u32>]) -> f64 {
-    let params = GenerationParams { max_new_tokens: 24, stop_strings: vec![] };
+    let params = GenerationParams { max_new_tokens: 24, ..GenerationParams::default() };
     let greedy = SamplingParams { banned: lm.banned_ids.clone(), ..SamplingParams::greedy() };
     let seeds: Vec<u64> = (0..prompts.len() as u64).collect();
-    let gens = generate_batch(&CpuBackend, lm, prompts, &params, &mut Sampler(greedy), &seeds, &mut |_| {}).unwrap();
+    let gens = generate_batch(&CpuBackend, lm, prompts, &params, &mut Sampler(greedy), &seeds, |_| ()).unwrap();
     let all: Vec<f32> = gens.iter().flat_map(|g| g.entropies.iter().copied()).collect();
     all.iter().map(|&h| h as f64).sum::<f64>() / all.len() as f64
 }

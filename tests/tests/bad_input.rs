@@ -147,11 +147,11 @@ fn max_new_tokens_beyond_the_context_stop_with_context_full() {
     let mut lm = load(&CpuBackend, &write(&dir, "tiny.gguf", &tiny_model_gguf(&c, &w).build()), DType::F32).unwrap();
     lm.stop_ids.clear(); // random weights could draw an end token first
     let prompt = vec![5u32; c.context_length - 6];
-    let params = GenerationParams { max_new_tokens: 100, stop_strings: Vec::new() };
+    let params = GenerationParams { max_new_tokens: 100, ..GenerationParams::default() };
     let mut picker = Sampler(entmin_engine::SamplingParams::greedy());
     let g = generate(&CpuBackend, &lm, &prompt, &params, &mut picker, 0, |_| {}).unwrap();
     assert_eq!((g.tokens.len(), g.stop), (6, StopReason::ContextFull));
-    let params = GenerationParams { max_new_tokens: 3, stop_strings: Vec::new() };
+    let params = GenerationParams { max_new_tokens: 3, ..GenerationParams::default() };
     let g = generate(&CpuBackend, &lm, &prompt, &params, &mut picker, 0, |_| {}).unwrap();
     assert_eq!((g.tokens.len(), g.stop), (3, StopReason::MaxTokens));
 }

@@ -97,23 +97,16 @@ fn batched_generation_equals_one_at_a_time() {
     std::fs::write(&path, tiny_model_gguf(&c, &w).build()).unwrap();
     let lm = entmin_models::load(&CpuBackend, &path, DType::F32).unwrap();
     let prompts = vec![vec![5u32, 17, 96], vec![42u32], vec![7u32, 7, 7, 7, 7, 1], vec![3u32, 9]];
-    let params = GenerationParams { max_new_tokens: 12, stop_strings: vec![] };
+    let params = GenerationParams { max_new_tokens: 12, ..GenerationParams::default() };
     let seeds = [11u64, 12, 13, 14];
     // Greedy and sampled: each sequence's tokens must not depend on its batch mates.
     for sampling in [entmin_engine::SamplingParams::greedy(), entmin_engine::SamplingParams::default()] {
         let mut picker = Sampler(sampling.clone());
-        let together = generate_batch(&CpuBackend, &lm, &prompts, &params, &mut picker, &seeds, &mut |_| {}).unwrap();
+        let together = generate_batch(&CpuBackend, &lm, &prompts, &params, &mut picker, &seeds, |_| ()).unwrap();
         for (i, p) in prompts.iter().enumerate() {
-            let alone = generate_batch(
-                &CpuBackend,
-                &lm,
-                std::slice::from_ref(p),
-                &params,
-                &mut picker,
-                &[seeds[i]],
-                &mut |_| {},
-            )
-            .unwrap();
+            let alone =
+                generate_batch(&CpuBackend, &lm, std::slice::from_ref(p), &params, &mut picker, &[seeds[i]], |_| ())
+                    .unwrap();
             assert_eq!(together[i].tokens, alone[0].tokens, "sequence {i} ({sampling:?})");
             assert_eq!(together[i].tokens.len(), 12, "no stop token in a byte vocabulary");
         }

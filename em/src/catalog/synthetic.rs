@@ -3,7 +3,7 @@
 //! (models/src/synthetic.rs). A test checks each entry against the real file where it
 //! is cached (em/tests/synthetic.rs).
 
-use anyhow::{bail, Result};
+use crate::error::{Error, Result};
 use entmin_models::gguf::GgmlType;
 use entmin_models::synthetic::SyntheticSource;
 use entmin_models::{Architecture, ModelConfig};
@@ -91,7 +91,10 @@ pub fn synthetic(name: &str, seed: u64) -> Result<SyntheticSource> {
         }
         other => {
             let names: Vec<&str> = super::MODELS.iter().map(|m| m.name).collect();
-            bail!("no synthetic layout for {other:?} (catalog models: {})", names.join(", "))
+            return Err(Error::ModelSpec {
+                spec: other.into(),
+                msg: format!("no synthetic layout (catalog models: {})", names.join(", ")),
+            });
         }
     };
     Ok(SyntheticSource { config, format_of, seed })

@@ -1,14 +1,16 @@
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use entmin::engine::{Backend, Rng};
-use entmin::methods::{EmInf, Method};
-use entmin::models::generate::row_entropies;
-use entmin::models::{BatchItem, KvCache, Logits, Model, TokenPicker};
+use entmin::methods::Method;
+use entmin::models::generate::{generate_batch, Decoder, GenerationParams};
+use entmin::models::{KvCache, LoadedModel, Logits, Model};
+use entmin::runtime::{BackendTask, Device, ModelTask};
 use serde_json::json;
 
 use super::method_args::{parse_method, MethodArgs};
-use super::{on_device, ModelArgs};
+use super::progress::Bars;
+use super::ModelArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -59,133 +61,155 @@ pub fn peak_rss_mib() -> Option<f64> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    on_device!(a.model.device(!a.json)?, run_on(a))
+    let verbose = !a.json;
+    if a.synthetic.is_some() {
+        let (device, choice) = Device::open(a.model.options()?.device)?;
+        if verbose {
+            eprintln!("[device: {choice}]");
+        }
+        return device.run(Synthetic(a));
+    }
+    let engine = a.model.engine(verbose)?;
+    let load_s = engine.info().load_secs;
+    engine.run(Loaded(a, load_s))
 }
 
-/// The model under test and what the decode loop needs of it.
-struct Subject<B: Backend> {
-    model: Model<B>,
-    banned_ids: Vec<u32>,
+/// The model under test: a loaded one, or random weights without a tokenizer.
+struct Subject<'m, B: Backend> {
+    decoder: Decoder<'m, B>,
     /// One prompt per sequence and round, in order.
     prompts: Vec<Vec<u32>>,
     label: String,
 }
 
-fn subject<B: Backend>(b: &B, a: &Args) -> Result<Subject<B>> {
-    let sequences = a.batch.max(1) * a.rounds.max(1);
-    if let Some(name) = &a.synthetic {
+fn sequences(a: &Args) -> usize {
+    a.batch.max(1) * a.rounds.max(1)
+}
+
+/// `bench --synthetic NAME`: random weights in the catalog model's shapes and formats.
+struct Synthetic(Args);
+
+impl BackendTask for Synthetic {
+    type Output = Result<()>;
+    fn run<B: Backend>(self, b: &B) -> Result<()> {
+        let a = self.0;
+        let name = a.synthetic.as_deref().expect("synthetic bench");
+        let t0 = Instant::now();
         let dtype = super::parse_dtype(&a.model.dtype)?;
         let source = entmin::catalog::synthetic(name, a.seed)?;
         let config = source.config.clone();
         let model = Model::load(b, config.clone(), &source, dtype)?;
+        let load_s = t0.elapsed().as_secs_f64();
         let mut rng = Rng::new(a.seed ^ 0x5eed);
-        let prompts = (0..sequences)
+        let prompts = (0..sequences(&a))
             .map(|_| (0..a.prompt_tokens).map(|_| (rng.next_u64() % config.vocab_size as u64) as u32).collect())
             .collect();
-        return Ok(Subject { model, banned_ids: Vec::new(), prompts, label: format!("synthetic:{name}") });
+        let decoder = Decoder { model: &model, tokenizer: None, stop_ids: &[], banned_ids: &[] };
+        measure(b, Subject { decoder, prompts, label: format!("synthetic:{name}") }, &a, load_s)
     }
-    let lm = a.model.load(b, !a.json)?;
-    let prompts = match &a.prompts {
-        Some(spec) => {
-            let questions = entmin::dataset::load_prompts(spec, a.question_field.as_deref(), !a.json)?;
-            if questions.len() < sequences {
-                bail!("{spec} has {} prompts; --batch × --rounds needs {sequences}", questions.len());
+}
+
+/// `bench -m MODEL`: a real model, with real or repeated-sentence prompts.
+struct Loaded(Args, f64);
+
+impl ModelTask for Loaded {
+    type Output = Result<()>;
+    fn run<B: Backend>(self, b: &B, lm: &LoadedModel<B>) -> Result<()> {
+        let Loaded(a, load_s) = self;
+        let sequences = sequences(&a);
+        let prompts = match &a.prompts {
+            Some(spec) => {
+                let bars = Bars::new(!a.json);
+                let questions = entmin::dataset::load_prompts(spec, a.question_field.as_deref(), &bars)?;
+                if questions.len() < sequences {
+                    bail!("{spec} has {} prompts; --batch × --rounds needs {sequences}", questions.len());
+                }
+                questions[..sequences]
+                    .iter()
+                    .map(|q| entmin::eval::prompt_ids(lm, q, None))
+                    .collect::<Result<Vec<_>, _>>()
+                    .with_context(|| format!("encoding the prompts of {spec}"))?
             }
-            questions[..sequences]
-                .iter()
-                .map(|q| entmin::eval::prompt_ids(&lm, q, None))
-                .collect::<Result<Vec<_>>>()
-                .with_context(|| format!("encoding the prompts of {spec}"))?
-        }
-        None => {
-            let sentence = lm
-                .tokenizer
-                .encode("The quick brown fox jumps over the lazy dog while the sun sets slowly. ", false)?;
-            vec![sentence.iter().copied().cycle().take(a.prompt_tokens).collect(); sequences]
-        }
-    };
-    Ok(Subject { model: lm.model, banned_ids: lm.banned_ids, prompts, label: a.model.model.clone() })
+            None => {
+                let sentence = lm
+                    .tokenizer
+                    .encode("The quick brown fox jumps over the lazy dog while the sun sets slowly. ", false)?;
+                vec![sentence.iter().copied().cycle().take(a.prompt_tokens).collect(); sequences]
+            }
+        };
+        let subject = Subject { decoder: lm.into(), prompts, label: a.model.model.clone() };
+        measure(b, subject, &a, load_s)
+    }
 }
 
 /// Times and counts of the measured rounds.
 #[derive(Default)]
 struct Totals {
-    prefill: Duration,
-    decode: Duration,
+    prefill: f64,
+    decode: f64,
     /// Time in the method's token choice (EM-INF loop, sampling), inside `decode`.
-    pick: Duration,
+    pick: f64,
     prompt_tokens: usize,
     new_tokens: usize,
     steps: usize,
     entropy_sum: f64,
+    sampled_entropy_sum: f64,
+    em_inf_rows: usize,
+    em_inf_optimised: usize,
+    em_inf_steps: u64,
     kv_bytes: usize,
 }
 
-fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
+/// Warm up, then decode `--new-tokens` per sequence in rounds of `--batch` through the
+/// generation loop every command uses (stop tokens ignored, so every round decodes the
+/// same number of tokens).
+fn measure<B: Backend>(b: &B, s: Subject<'_, B>, a: &Args, load_s: f64) -> Result<()> {
     let method = parse_method(&a.method)?;
-    let mut config = a.method_args.config(method)?;
-    let t0 = Instant::now();
-    let s = subject(b, &a)?;
-    let load_s = t0.elapsed().as_secs_f64();
-    config.sampling.banned = s.banned_ids.clone();
-    let c = &s.model.config;
+    let config = a.method_args.config(method)?;
+    if method == Method::SelfConsistency {
+        bail!("bench measures one sequence per prompt: use --method plain with --batch N for N samples");
+    }
+    let c = &s.decoder.model.config;
     let longest = s.prompts.iter().map(Vec::len).max().unwrap_or(0);
     if longest == 0 || longest + a.new_tokens > c.context_length {
         bail!("prompt {longest} + new {} tokens must fit the context {}", a.new_tokens, c.context_length);
     }
-    // EM-INF is built here rather than behind `config.picker()` so that its statistics
-    // (positions optimised, Adam steps) can be read after the run.
-    let mut em_inf = (method == Method::EmInf).then(|| EmInf::new(config.em_inf, config.sampling.clone()));
-    let mut other = config.picker::<B>();
-    let picker: &mut dyn TokenPicker<B> = match em_inf.as_mut() {
-        Some(e) => e,
-        None => other.as_mut(),
-    };
-
     // Warm up caches, thread pool, kernels and page faults.
     let mut cache = KvCache::new(b, c, 8)?;
-    s.model.forward(b, &s.prompts[0][..4.min(s.prompts[0].len())], &mut cache, Logits::Last)?;
-    s.model.forward(b, &s.prompts[0][..1], &mut cache, Logits::Last)?;
+    s.decoder.model.forward(b, &s.prompts[0][..4.min(s.prompts[0].len())], &mut cache, Logits::Last)?;
+    s.decoder.model.forward(b, &s.prompts[0][..1], &mut cache, Logits::Last)?;
     b.synchronize()?;
 
     let batch = a.batch.max(1);
+    let params = GenerationParams { max_new_tokens: a.new_tokens, ignore_stops: true, ..GenerationParams::default() };
+    let mut picker = config.picker::<B>();
     let mut totals = Totals::default();
     for (round, prompts) in s.prompts.chunks(batch).enumerate() {
-        let mut rngs: Vec<Rng> =
-            (0..prompts.len()).map(|i| Rng::new(a.seed.wrapping_add((round * batch + i) as u64))).collect();
-        let mut caches: Vec<KvCache<B>> =
-            prompts.iter().map(|p| KvCache::new(b, c, p.len() + a.new_tokens)).collect::<Result<_, _>>()?;
-        let t = Instant::now();
-        let mut items: Vec<BatchItem<'_, B>> =
-            caches.iter_mut().zip(prompts).map(|(cache, ids)| BatchItem { ids, cache }).collect();
-        let mut logits = s.model.forward_batch(b, &mut items, Logits::Last)?;
-        drop(items);
-        b.synchronize()?;
-        totals.prefill += t.elapsed();
+        let seeds: Vec<u64> = (0..prompts.len()).map(|i| a.seed.wrapping_add((round * batch + i) as u64)).collect();
+        let gens = generate_batch(b, s.decoder, prompts, &params, picker.as_mut(), &seeds, |_| ())?;
+        let first = &gens[0];
+        totals.prefill += first.prefill_secs;
+        totals.decode += first.decode_secs;
+        totals.pick += first.pick_secs;
         totals.prompt_tokens += prompts.iter().map(Vec::len).sum::<usize>();
-        let t = Instant::now();
-        for _ in 0..a.new_tokens {
-            b.mask_columns(&mut logits, &s.banned_ids)?;
-            totals.entropy_sum += row_entropies(b, &logits)?.iter().map(|&h| h as f64).sum::<f64>();
-            let p = Instant::now();
-            let toks: Vec<[u32; 1]> = picker.pick(b, &logits, &mut rngs)?.iter().map(|p| [p.token]).collect();
-            totals.pick += p.elapsed();
-            let mut items: Vec<BatchItem<'_, B>> =
-                caches.iter_mut().zip(&toks).map(|(cache, t)| BatchItem { ids: t, cache }).collect();
-            logits = s.model.forward_batch(b, &mut items, Logits::Last)?;
+        totals.steps += gens.iter().map(|g| g.tokens.len()).max().unwrap_or(0);
+        totals.kv_bytes = totals.kv_bytes.max(gens.iter().map(|g| g.kv_cache_bytes).sum());
+        for g in &gens {
+            totals.new_tokens += g.tokens.len();
+            totals.entropy_sum += g.entropies.iter().map(|&h| h as f64).sum::<f64>();
+            totals.sampled_entropy_sum += g.sampled_entropies.iter().map(|&h| h as f64).sum::<f64>();
+            totals.em_inf_rows += g.em_inf.len();
+            totals.em_inf_optimised += g.em_inf.iter().filter(|s| s.steps > 0).count();
+            totals.em_inf_steps += g.em_inf_steps();
         }
-        b.synchronize()?;
-        totals.decode += t.elapsed();
-        totals.new_tokens += prompts.len() * a.new_tokens;
-        totals.steps += a.new_tokens;
-        totals.kv_bytes = totals.kv_bytes.max(caches.iter().map(|c| c.size_bytes()).sum());
     }
     let mib = |bytes: usize| bytes as f64 / (1 << 20) as f64;
-    let per_token = |d: Duration| d.as_secs_f64() * 1e3 / totals.new_tokens.max(1) as f64;
+    let per_token = |secs: f64| secs * 1e3 / totals.new_tokens.max(1) as f64;
+    let mean = |sum: f64| sum / totals.new_tokens.max(1) as f64;
     let mut report = json!({
         "impl": "entmin",
         "model": s.label,
-        "dtype": s.model.weight_types(),
+        "dtype": s.decoder.model.weight_types(),
         "device": b.name(),
         "threads": rayon::current_num_threads(),
         "prompts": a.prompts.as_deref().unwrap_or(if a.synthetic.is_some() { "random ids" } else { "repeated sentence" }),
@@ -196,18 +220,19 @@ fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
         "batch": batch,
         "method": method.name(),
         "temperature": config.sampling.temperature,
-        "prefill_tok_s": totals.prompt_tokens as f64 / totals.prefill.as_secs_f64(),
-        "decode_tok_s": totals.new_tokens as f64 / totals.decode.as_secs_f64(),
-        "decode_ms_per_step": totals.decode.as_secs_f64() * 1e3 / totals.steps.max(1) as f64,
+        "prefill_tok_s": totals.prompt_tokens as f64 / totals.prefill,
+        "decode_tok_s": totals.new_tokens as f64 / totals.decode,
+        "decode_ms_per_step": totals.decode * 1e3 / totals.steps.max(1) as f64,
         "pick_ms_per_token": per_token(totals.pick),
-        "mean_entropy": totals.entropy_sum / totals.new_tokens.max(1) as f64,
-        "weights_mb": mib(s.model.size_bytes()),
+        "mean_entropy": mean(totals.entropy_sum),
+        "mean_sampled_entropy": mean(totals.sampled_entropy_sum),
+        "weights_mb": mib(s.decoder.model.size_bytes()),
         "kv_cache_mb": mib(totals.kv_bytes),
         "peak_rss_mb": peak_rss_mib(),
     });
-    if let Some(e) = &em_inf {
-        report["em_inf_optimised_share"] = json!(e.optimised_positions as f64 / e.positions.max(1) as f64);
-        report["em_inf_adam_steps_per_token"] = json!(e.steps as f64 / e.positions.max(1) as f64);
+    if totals.em_inf_rows > 0 {
+        report["em_inf_optimised_share"] = json!(totals.em_inf_optimised as f64 / totals.em_inf_rows as f64);
+        report["em_inf_adam_steps_per_token"] = json!(totals.em_inf_steps as f64 / totals.em_inf_rows as f64);
     }
     if a.json {
         println!("{report}");

@@ -35,7 +35,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let b = CpuBackend;
-    let mut lm = entmin::models::load(&b, &catalog::resolve_model(&a.model, false)?, DType::F32)?;
+    let mut lm = entmin::models::load(&b, &catalog::resolve_model(&a.model, &entmin::progress::Quiet)?, DType::F32)?;
     let sentence =
         lm.tokenizer.encode("The quick brown fox jumps over the lazy dog while the sun sets slowly. ", false)?;
     let ids: Vec<u32> = sentence.iter().copied().cycle().take(a.tokens).collect();

@@ -2,11 +2,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use entmin::dataset;
-use entmin::engine::Backend;
-use entmin::eval::{run_method, summarize, table, EvalOptions};
+use entmin::eval::{summarize, table, EvalOptions};
 
 use super::method_args::{parse_method, MethodArgs};
-use super::{on_device, ModelArgs};
+use super::progress::Bars;
+use super::ModelArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -45,29 +45,26 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    on_device!(a.model.device(true)?, run_on(a))
-}
-
-fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
     let methods = a.methods.split(',').map(|m| parse_method(m.trim())).collect::<Result<Vec<_>>>()?;
     let configs = methods.iter().map(|&m| a.method_args.config(m)).collect::<Result<Vec<_>>>()?;
-    let mut problems = dataset::load(&a.dataset, a.question_field.as_deref(), a.answer_field.as_deref(), true)?;
+    let bars = Bars::new(true);
+    let mut problems = dataset::load(&a.dataset, a.question_field.as_deref(), a.answer_field.as_deref(), &bars)?;
     if let Some(n) = a.limit {
         problems.truncate(n);
     }
-    let lm = a.model.load(b, true)?;
+    let engine = a.model.engine(true)?;
+    let info = engine.info();
     let opts = EvalOptions {
         max_new_tokens: a.max_new_tokens,
         seed: a.seed,
         batch: a.batch.max(1),
         out_dir: a.out.clone(),
         system: a.system.clone(),
-        progress: true,
         run_identity: serde_json::json!({
             "model": a.model.model,
-            "model_file": lm.path.display().to_string(),
-            "weights": lm.model.weight_types(),
-            "device": b.name(),
+            "model_file": info.path.display().to_string(),
+            "weights": info.weight_types,
+            "device": engine.device().kind.name(),
             "dataset": a.dataset,
             "question_field": a.question_field,
             "answer_field": a.answer_field,
@@ -76,7 +73,7 @@ fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
     eprintln!("[{} problems from {}, methods {}]", problems.len(), a.dataset, a.methods);
     let mut summaries = Vec::new();
     for c in &configs {
-        let results = run_method(b, &lm, &problems, c, &opts)?;
+        let results = engine.evaluate(&problems, c, &opts, &bars)?;
         summaries.push(summarize(c.method.name(), &results));
     }
     let summary_path = a.out.join("summary.json");
@@ -93,6 +90,10 @@ fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
         .as_bytes(),
     )?;
     print!("{}", table(&summaries));
+    eprintln!(
+        "[model H: the model's own entropy per token (T = 1); sampled H: the distribution each token was drawn \
+         from (after EM-INF, at the sampling temperature); EM steps: EM-INF's Adam steps per token]"
+    );
     eprintln!("[per-problem results in {}]", a.out.display());
     Ok(())
 }

@@ -4,10 +4,11 @@
 
 use anyhow::{bail, Result};
 use entmin::engine::Backend;
-use entmin::train::emft::{EmFt, EmFtConfig, Reduction};
+use entmin::train::emft::{EmFtConfig, Reduction};
 
-use super::train_args::{run_with_progress, TrainArgs};
-use super::{on_device, open_device};
+use super::progress::Bars;
+use super::train_args::{metrics_line, TrainArgs};
+use entmin::runtime::BackendTask;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -45,29 +46,21 @@ pub fn run(a: Args) -> Result<()> {
         head_chunk: t.head_chunk,
         recompute: t.recompute,
     };
-    on_device!(open_device(&t.device, true)?, run_on(&a, config))
+    struct Ft(Args, EmFtConfig);
+    impl BackendTask for Ft {
+        type Output = Result<()>;
+        fn run<B: Backend>(self, backend: &B) -> Result<()> {
+            run_on(backend, &self.0, self.1)
+        }
+    }
+    t.device()?.run(Ft(a, config))
 }
 
 fn run_on<B: Backend>(backend: &B, a: &Args, config: EmFtConfig) -> Result<()> {
     let t = &a.train;
-    let mut p = t.prepare(backend, serde_json::to_value(EmFtConfig { steps: 0, ..config.clone() })?, 1)?;
-    eprintln!(
-        "[EM-FT: {} prompts, {} per step × {} samples, {} steps, lr {}, {} parameters]",
-        p.prompts.len(),
-        a.batch,
-        a.samples_per_prompt,
-        t.steps,
-        t.lr,
-        p.lm.model.named_parameters().iter().map(|(_, t)| t.len()).sum::<usize>()
-    );
-    let done = p.opt.step;
-    let mut ft = EmFt::new(backend, &mut p.lm, p.opt, config)?;
-    run_with_progress(backend, &mut ft, &p.prompts, &p.opts, t.steps, done, |m| {
-        let text = format!(
-            "loss {:.3}, entropy {:.3}, {:.0} tokens/response, {:.1} tok/s",
-            m.loss, m.mean_entropy, m.mean_response_tokens, m.tokens_per_sec
-        );
-        (m.step, text)
-    })?;
+    t.refuse_existing_run_without_resume()?;
+    let bars = Bars::new(true);
+    entmin::train::em_ft(backend, &t.setup()?, config, &bars, &mut |m| bars.line(&metrics_line(m)))?;
+    t.report_done();
     Ok(())
 }

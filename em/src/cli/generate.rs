@@ -1,13 +1,11 @@
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use anyhow::Result;
-use entmin::engine::Backend;
-use entmin::methods::self_consistency::majority_vote;
 use entmin::methods::Method;
-use entmin::models::{generate, generate_batch, Generation, GenerationParams};
+use entmin::{Generation, Request};
 
 use super::method_args::{parse_method, MethodArgs};
-use super::{encode_prompt, on_device, ModelArgs, PromptFormat};
+use super::{ModelArgs, PromptFormat};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -32,7 +30,10 @@ pub struct Args {
     pub stop: Vec<String>,
     #[command(flatten)]
     pub format: PromptFormat,
-    /// Colour each token by the entropy of the distribution it was drawn from.
+    /// Colour each token by the entropy of the distribution it was drawn from (after
+    /// EM-INF, at the sampling temperature), and report the model's own entropy beside
+    /// it at the end. Colours only on a terminal and never with NO_COLOR; elsewhere each
+    /// token is followed by [model entropy → sampled entropy].
     #[arg(long)]
     pub show_entropy: bool,
 }
@@ -47,59 +48,63 @@ fn entropy_colour(h: f32) -> &'static str {
     }
 }
 
+/// Colours are for terminals, and never when NO_COLOR is set (no-color.org).
+fn use_colour() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn summary(g: &Generation) -> String {
-    format!(
-        "{} prompt + {} new tokens | prefill {:.1} tok/s | decode {:.1} tok/s | mean entropy {:.3} nats | stop: {}",
+    let mut s = format!(
+        "{} prompt + {} new tokens | prefill {:.1} tok/s | decode {:.1} tok/s | mean entropy: model {:.3}, sampled {:.3} nats",
         g.prompt_tokens,
         g.tokens.len(),
         g.prompt_tokens as f64 / g.prefill_secs.max(1e-9),
         g.decode_tokens_per_sec(),
         g.mean_entropy(),
-        g.stop.describe(),
-    )
+        g.mean_sampled_entropy(),
+    );
+    if !g.em_inf.is_empty() {
+        let optimised = g.em_inf.iter().filter(|s| s.steps > 0).count();
+        s += &format!(" | EM-INF: {} Adam steps, {optimised}/{} tokens optimised", g.em_inf_steps(), g.em_inf.len());
+    }
+    s + &format!(" | stop: {}", g.stop.describe())
 }
 
 pub fn run(a: Args) -> Result<()> {
-    on_device!(a.model.device(true)?, run_on(a))
-}
-
-fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
     let method = parse_method(&a.method)?;
     let config = a.method_args.config(method)?;
-    let lm = a.model.load(b, true)?;
-    let ids = encode_prompt(&lm, &a.prompt, a.system.as_deref(), &a.format)?;
-    let context = lm.model.config.context_length;
-    let room = context.saturating_sub(ids.len());
-    if a.max_new_tokens > room && ids.len() < context {
+    let engine = a.model.engine(true)?;
+    let prompt = a.format.prompt(&a.prompt, a.system.as_deref());
+    let prompt_tokens = engine.encode(&prompt)?.len();
+    let context = engine.info().context_length;
+    let room = context.saturating_sub(prompt_tokens);
+    if a.max_new_tokens > room && prompt_tokens < context {
         eprintln!(
-            "[--max-new-tokens {} capped to {room}: the context holds {context} tokens and the prompt takes {}]",
+            "[--max-new-tokens {} capped to {room}: the context holds {context} tokens and the prompt takes {prompt_tokens}]",
             a.max_new_tokens,
-            ids.len()
         );
     }
-    let params = GenerationParams { max_new_tokens: a.max_new_tokens, stop_strings: a.stop.clone() };
-    let mut picker = config.picker::<B>();
+    let mut request = Request::new(prompt).method_config(config).max_tokens(a.max_new_tokens).seed(a.seed);
+    request.stop = a.stop.clone();
     if method == Method::SelfConsistency {
-        let prompts = vec![ids; config.votes];
-        let seeds: Vec<u64> = (0..config.votes as u64).map(|i| a.seed.wrapping_add(i)).collect();
-        let gens = generate_batch(b, &lm, &prompts, &params, picker.as_mut(), &seeds, &mut |_| {})?;
-        let texts: Vec<String> = gens.iter().map(|g| g.text.clone()).collect();
-        let vote = majority_vote(&texts);
-        println!("{}", gens[vote.representative].text);
+        let answer = engine.generate(&request, |_| ())?;
+        println!("{}", answer.text);
+        let vote = answer.vote.as_ref().expect("self-consistency votes");
         let tally: Vec<String> = vote.tally.iter().map(|(ans, n)| format!("{ans} ×{n}")).collect();
         eprintln!(
             "[vote over {} samples: {}]",
-            gens.len(),
+            answer.samples.len(),
             if tally.is_empty() { "no answers found".into() } else { tally.join(", ") }
         );
-        for (i, g) in gens.iter().enumerate() {
+        for (i, g) in answer.samples.iter().enumerate() {
             eprintln!("[sample {i}: {}]", summary(g));
         }
         return Ok(());
     }
-    if a.show_entropy {
+    let colour = a.show_entropy && use_colour();
+    if colour {
         eprintln!(
-            "entropy: {}<0.3\x1b[0m {}<1.0\x1b[0m {}<2.0\x1b[0m {}≥2.0 nats\x1b[0m",
+            "sampled entropy: {}<0.3\x1b[0m {}<1.0\x1b[0m {}<2.0\x1b[0m {}≥2.0 nats\x1b[0m",
             entropy_colour(0.0),
             entropy_colour(0.5),
             entropy_colour(1.5),
@@ -107,10 +112,11 @@ fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
         );
     }
     let mut stdout = std::io::stdout().lock();
-    let show = a.show_entropy;
-    let g = generate(b, &lm, &ids, &params, picker.as_mut(), a.seed, |step| {
-        let _ = if show {
-            write!(stdout, "{}{}\x1b[0m", entropy_colour(step.entropy), step.text)
+    let answer = engine.generate(&request, |step| {
+        let _ = if colour {
+            write!(stdout, "{}{}\x1b[0m", entropy_colour(step.sampled_entropy), step.text)
+        } else if a.show_entropy {
+            write!(stdout, "{}[{:.2}→{:.2}]", step.text, step.entropy, step.sampled_entropy)
         } else {
             stdout.write_all(step.text.as_bytes())
         };
@@ -118,6 +124,6 @@ fn run_on<B: Backend>(b: &B, a: Args) -> Result<()> {
     })?;
     drop(stdout);
     println!();
-    eprintln!("[{} | method {}]", summary(&g), method.name());
+    eprintln!("[{} | method {}]", summary(answer.generation()), method.name());
     Ok(())
 }

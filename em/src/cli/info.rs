@@ -1,6 +1,8 @@
 use anyhow::Result;
+use entmin::engine::Backend;
+use entmin::models::LoadedModel;
 
-use super::ModelArgs;
+use super::{model_task, ModelArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -9,7 +11,12 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let lm = a.model.load(&entmin::engine::cpu::CpuBackend, false)?;
+    let engine = a.model.engine_on_cpu(false)?;
+    model_task!(Info(Args) => show);
+    engine.run(Info(a))
+}
+
+fn show<B: Backend>(_: &B, lm: &LoadedModel<B>, _: Args) -> Result<()> {
     let c = &lm.model.config;
     let gib = |b: usize| b as f64 / (1u64 << 30) as f64;
     let kv_per_token = 2 * c.n_layers * c.kv_dim() * 4;

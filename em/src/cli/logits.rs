@@ -1,10 +1,10 @@
 use anyhow::Result;
 use entmin::engine::Backend;
 use entmin::models::generate::row_entropies;
-use entmin::models::{KvCache, Logits};
+use entmin::models::{KvCache, LoadedModel, Logits};
 use serde_json::json;
 
-use super::{encode_prompt, on_device, ModelArgs, PromptFormat};
+use super::{model_task, ModelArgs, PromptFormat};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -23,12 +23,13 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    on_device!(a.model.device(!a.json)?, run_on(a))
+    let engine = a.model.engine(!a.json)?;
+    model_task!(ShowLogits(Args) => run_on);
+    engine.run(ShowLogits(a))
 }
 
-fn run_on<B: Backend>(backend: &B, a: Args) -> Result<()> {
-    let lm = a.model.load(backend, !a.json)?;
-    let ids = encode_prompt(&lm, &a.prompt, None, &a.format)?;
+fn run_on<B: Backend>(backend: &B, lm: &LoadedModel<B>, a: Args) -> Result<()> {
+    let ids = entmin::runtime::encode(lm, &a.format.prompt(&a.prompt, None))?;
     let mut cache = KvCache::new(backend, &lm.model.config, ids.len())?;
     if ids.len() > lm.model.config.context_length {
         anyhow::bail!("prompt of {} tokens exceeds the context length {}", ids.len(), lm.model.config.context_length);

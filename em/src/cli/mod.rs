@@ -1,4 +1,5 @@
-//! One file per subcommand; shared model and device options here.
+//! One file per subcommand; shared model options and the progress display here. Every
+//! command goes through the library's API ([`entmin::Engine`], [`entmin::runtime::Device`]).
 
 pub mod bench;
 pub mod bench_train;
@@ -11,17 +12,17 @@ pub mod info;
 pub mod logits;
 pub mod method_args;
 pub mod plot;
+pub mod progress;
 pub mod pull;
 pub mod rl;
 pub mod train_args;
 
-use std::time::Instant;
-
-use anyhow::{bail, Result};
+use anyhow::{anyhow, Result};
 use entmin::catalog;
-use entmin::engine::cpu::CpuBackend;
-use entmin::engine::Backend;
-use entmin::models::{load, LoadedModel, WeightDtype};
+use entmin::models::WeightDtype;
+use entmin::{DeviceKind, Engine, Options, Prompt};
+
+use progress::Bars;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
@@ -40,115 +41,46 @@ pub struct ModelArgs {
     pub device: String,
 }
 
-/// The backend a command runs on.
-pub enum Device {
-    Cpu(CpuBackend),
-    #[cfg(feature = "wgpu")]
-    Wgpu(entmin::engine::wgpu::WgpuBackend),
-    #[cfg(feature = "cuda")]
-    Cuda(entmin::engine::cuda::CudaBackend),
-}
-
-/// CUDA, else a hardware wgpu adapter, else the CPU; `say` tells the user which and why.
-fn auto_device(say: &dyn Fn(&str)) -> Device {
-    let mut passed_over = Vec::new();
-    #[cfg(feature = "cuda")]
-    match entmin::engine::cuda::CudaBackend::new(0) {
-        Ok(b) => {
-            say(&format!("cuda on {}", b.capabilities().device));
-            return Device::Cuda(b);
-        }
-        Err(e) => passed_over.push(e.to_string()),
-    }
-    #[cfg(feature = "wgpu")]
-    match entmin::engine::wgpu::WgpuBackend::new() {
-        Ok(b) if !b.is_cpu_emulation() => {
-            say(&format!("wgpu on {}", b.capabilities().device));
-            return Device::Wgpu(b);
-        }
-        Ok(b) => {
-            passed_over.push(format!("the only wgpu adapter, {}, emulates a GPU on the CPU", b.capabilities().device))
-        }
-        Err(e) => passed_over.push(e.to_string()),
-    }
-    say(&format!("cpu ({})", passed_over.join("; ")));
-    Device::Cpu(CpuBackend)
-}
-
-/// Run `$f(&backend, $args…)` on whichever backend `$device` holds.
-macro_rules! on_device {
-    ($device:expr, $f:ident ( $($arg:expr),* )) => {
-        match $device {
-            $crate::cli::Device::Cpu(b) => $f(&b, $($arg),*),
-            #[cfg(feature = "wgpu")]
-            $crate::cli::Device::Wgpu(b) => $f(&b, $($arg),*),
-            #[cfg(feature = "cuda")]
-            $crate::cli::Device::Cuda(b) => $f(&b, $($arg),*),
-        }
-    };
-}
-pub(crate) use on_device;
-
-/// The backend named by a `--device` value (see [`ModelArgs::device`]).
-pub fn open_device(name: &str, verbose: bool) -> Result<Device> {
-    let say = |what: &str| {
-        if verbose {
-            eprintln!("[device: {what}]");
-        }
-    };
-    match name {
-        "cpu" => Ok(Device::Cpu(CpuBackend)),
-        #[cfg(feature = "wgpu")]
-        "wgpu" => Ok(Device::Wgpu(entmin::engine::wgpu::WgpuBackend::new()?)),
-        #[cfg(feature = "cuda")]
-        "cuda" => Ok(Device::Cuda(entmin::engine::cuda::CudaBackend::new(0)?)),
-        "auto" => Ok(auto_device(&say)),
-        other if ["wgpu", "cuda"].contains(&other) => bail!("device {other} is not available in this build"),
-        other => bail!("unknown device {other:?} (cpu, wgpu, cuda, auto)"),
-    }
-}
-
 impl ModelArgs {
-    pub fn device(&self, verbose: bool) -> Result<Device> {
-        open_device(&self.device, verbose)
+    /// The library's load options for these flags.
+    pub fn options(&self) -> Result<Options> {
+        Ok(Options { device: self.device.parse()?, dtype: parse_dtype(&self.dtype)?, threads: None })
     }
 
-    pub fn load<B: Backend>(&self, backend: &B, verbose: bool) -> Result<LoadedModel<B>> {
-        let dtype = parse_dtype(&self.dtype)?;
-        let path = catalog::resolve_model(&self.model, verbose)?;
-        let t0 = Instant::now();
-        let lm = load(backend, &path, dtype)?;
-        for note in &lm.notices {
+    /// Load the model; when `verbose`, say which device and why, and how the load went.
+    pub fn engine(&self, verbose: bool) -> Result<Engine> {
+        self.engine_with(self.options()?, verbose)
+    }
+
+    /// [`ModelArgs::engine`] on the CPU whatever `--device` says.
+    pub fn engine_on_cpu(&self, verbose: bool) -> Result<Engine> {
+        self.engine_with(Options { device: DeviceKind::Cpu, ..self.options()? }, verbose)
+    }
+
+    fn engine_with(&self, options: Options, verbose: bool) -> Result<Engine> {
+        let engine = Engine::load_with_progress(&self.model, options, &Bars::new(verbose))?;
+        for note in engine.notices() {
             eprintln!("[note: {note}]");
         }
         if verbose {
+            let info = engine.info();
+            eprintln!("[device: {}]", engine.device());
             eprintln!(
-                "[{} ({}) loaded from {} in {:.1}s, weights {}, {} on {}]",
+                "[{} ({}) loaded from {} in {:.1}s, weights {}]",
                 self.model,
-                lm.model.config.arch.name(),
-                path.display(),
-                t0.elapsed().as_secs_f64(),
-                lm.model.weight_types(),
-                backend.name(),
-                describe(backend),
+                info.architecture,
+                info.path.display(),
+                info.load_secs,
+                info.weight_types,
             );
         }
-        Ok(lm)
+        Ok(engine)
     }
 }
 
 /// A `--dtype` value.
 pub fn parse_dtype(name: &str) -> Result<WeightDtype> {
-    WeightDtype::parse(name).ok_or_else(|| anyhow::anyhow!("unknown dtype {name:?} (auto, bf16, f16, f32)"))
-}
-
-fn describe<B: Backend>(backend: &B) -> String {
-    let caps = backend.capabilities();
-    if backend.name() == "cpu" {
-        format!("{} ×{}", caps.device, rayon::current_num_threads())
-    } else {
-        caps.device
-    }
+    WeightDtype::parse(name).ok_or_else(|| anyhow!("unknown dtype {name:?} (auto, bf16, f16, f32)"))
 }
 
 /// How a prompt becomes tokens (generate, logits).
@@ -163,23 +95,34 @@ pub struct PromptFormat {
     pub special_tokens_as_text: bool,
 }
 
-/// Prompt ids: the chat template around `prompt` (with an optional system message),
-/// the message text kept as text (typed control-token text never becomes a control
-/// token); or the raw text.
-pub fn encode_prompt<B: Backend>(
-    lm: &LoadedModel<B>,
-    prompt: &str,
-    system: Option<&str>,
-    format: &PromptFormat,
-) -> Result<Vec<u32>> {
-    use entmin::models::Message;
-    if format.raw {
-        return Ok(lm.tokenizer.encode(prompt, !format.special_tokens_as_text)?);
+impl PromptFormat {
+    /// The library's prompt: the chat template around `text` (with an optional system
+    /// message), the message kept as text; or the raw text.
+    pub fn prompt(&self, text: &str, system: Option<&str>) -> Prompt {
+        use entmin::models::Message;
+        if self.raw {
+            return Prompt::Raw { text: text.into(), parse_special_tokens: !self.special_tokens_as_text };
+        }
+        let mut messages = Vec::new();
+        if let Some(s) = system {
+            messages.push(Message::new("system", s));
+        }
+        messages.push(Message::new("user", text));
+        Prompt::Chat(messages)
     }
-    let mut messages = Vec::new();
-    if let Some(s) = system {
-        messages.push(Message::new("system", s));
-    }
-    messages.push(Message::new("user", prompt));
-    Ok(lm.chat.encode(&lm.tokenizer, &messages)?)
 }
+
+/// A subcommand body generic over the backend, as an [`entmin::runtime::ModelTask`]:
+/// `model_task!(Name(Args) => body_fn)` makes `Name(args)` run `body_fn(backend, model, args)`.
+macro_rules! model_task {
+    ($name:ident($args:ty) => $body:ident) => {
+        struct $name($args);
+        impl entmin::runtime::ModelTask for $name {
+            type Output = anyhow::Result<()>;
+            fn run<B: entmin::engine::Backend>(self, b: &B, lm: &entmin::models::LoadedModel<B>) -> Self::Output {
+                $body(b, lm, self.0)
+            }
+        }
+    };
+}
+pub(crate) use model_task;

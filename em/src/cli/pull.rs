@@ -20,7 +20,7 @@ pub fn run(args: Args) -> Result<()> {
         let names: Vec<&str> = catalog::MODELS.iter().map(|m| m.name).collect();
         bail!("unknown catalog model {name:?}; known: {}", names.join(", "))
     };
-    let path = catalog::pull(entry, true)?;
+    let path = catalog::pull(entry, &super::progress::Bars::new(true))?;
     println!("{}", path.display());
     Ok(())
 }

@@ -5,12 +5,12 @@
 
 use anyhow::Result;
 use entmin::engine::Backend;
-use entmin::engine::DType;
-use entmin::train::emrl::{EmRl, EmRlConfig};
+use entmin::train::emrl::EmRlConfig;
 use entmin::train::rl_objective::{KlEstimator, RewardKind, RewardReduction};
 
-use super::train_args::{run_with_progress, TrainArgs};
-use super::{on_device, open_device};
+use super::progress::Bars;
+use super::train_args::{metrics_line, TrainArgs};
+use entmin::runtime::BackendTask;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -73,37 +73,21 @@ pub fn run(a: Args) -> Result<()> {
         head_chunk: t.head_chunk,
         recompute: t.recompute,
     };
-    config.validate()?;
-    on_device!(open_device(&t.device, true)?, run_on(&a, config))
+    struct Rl(Args, EmRlConfig);
+    impl BackendTask for Rl {
+        type Output = Result<()>;
+        fn run<B: Backend>(self, backend: &B) -> Result<()> {
+            run_on(backend, &self.0, self.1)
+        }
+    }
+    t.device()?.run(Rl(a, config))
 }
 
 fn run_on<B: Backend>(backend: &B, a: &Args, config: EmRlConfig) -> Result<()> {
     let t = &a.train;
-    let method = serde_json::to_value(EmRlConfig { steps: 0, ..config.clone() })?;
-    let mut p = t.prepare(backend, method, config.updates_per_step())?;
-    let reference = match config.kl_coef > 0.0 {
-        true => Some(entmin::models::load(backend, &p.base, DType::F32)?),
-        false => None,
-    };
-    eprintln!(
-        "[EM-RL ({} reward): {} prompts, {} per step × {} rollouts, {} steps of {} updates, lr {}, reference {}]",
-        a.reward,
-        p.prompts.len(),
-        a.batch,
-        a.rollouts_per_prompt,
-        t.steps,
-        config.updates_per_step(),
-        t.lr,
-        if reference.is_some() { p.base.display().to_string() } else { "none (KL coefficient 0)".into() }
-    );
-    let done = p.opt.step / config.updates_per_step();
-    let mut rl = EmRl::new(backend, &mut p.lm, reference.as_ref(), p.opt, config)?;
-    run_with_progress(backend, &mut rl, &p.prompts, &p.opts, t.steps, done, |m| {
-        let text = format!(
-            "reward {:.3}, entropy {:.3}, kl {:.2e}, {:.0} tokens/response",
-            m.mean_reward, m.mean_entropy, m.kl, m.mean_response_tokens
-        );
-        (m.step, text)
-    })?;
+    t.refuse_existing_run_without_resume()?;
+    let bars = Bars::new(true);
+    entmin::train::em_rl(backend, &t.setup()?, config, &bars, &mut |m| bars.line(&metrics_line(m)))?;
+    t.report_done();
     Ok(())
 }

@@ -6,13 +6,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use entmin::catalog;
-use entmin::dataset;
-use entmin::engine::{Backend, DType};
-use entmin::eval::prompt_ids;
-use entmin::models::LoadedModel;
-use entmin::train::optim::{AdamW, AdamWConfig, Schedule};
-use entmin::train::{self, latest_model, new_optimizer, resume_optimizer, Method, RunOptions};
-use serde_json::json;
+use entmin::runtime::Device;
+use entmin::train::optim::Schedule;
+use entmin::train::{latest_model, TrainSetup};
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -72,109 +68,57 @@ pub struct TrainArgs {
     pub device: String,
 }
 
-/// A run ready to start or continue.
-pub struct Prepared<B: Backend> {
-    pub lm: LoadedModel<B>,
-    /// The model the run started from (the reference policy of EM-RL).
-    pub base: PathBuf,
-    pub opt: AdamW,
-    pub prompts: Vec<Vec<u32>>,
-    pub opts: RunOptions,
-}
-
 impl TrainArgs {
-    /// Load the model (the latest checkpoint with `--resume`), the optimiser and the
-    /// prompts. `method` holds the method's settings (everything but the step count);
-    /// one step is `updates_per_step` optimiser updates.
-    pub fn prepare<B: Backend>(
-        &self,
-        backend: &B,
-        method: serde_json::Value,
-        updates_per_step: u64,
-    ) -> Result<Prepared<B>> {
-        let optim = AdamWConfig {
+    /// The library's description of the run.
+    pub fn setup(&self) -> Result<TrainSetup> {
+        Ok(TrainSetup {
+            model: self.model.clone(),
+            prompts: self.prompts.clone(),
+            prompt_field: self.prompt_field.clone(),
+            limit: self.limit,
+            steps: self.steps,
             lr: self.lr,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
             weight_decay: self.weight_decay,
             grad_clip: self.grad_clip,
             schedule: Schedule::parse(&self.schedule)?,
             warmup_steps: self.warmup_steps,
-            total_steps: self.steps * updates_per_step,
-        };
-        let settings = json!({
-            "model": self.model, "prompts": self.prompts, "prompt_field": self.prompt_field, "limit": self.limit,
-            // Only --steps may change on resume: it is kept out of the nested settings.
-            "method": method, "optim": AdamWConfig { total_steps: 0, ..optim }, "head_chunk": self.head_chunk,
-            "freeze": self.freeze, "recompute": self.recompute, "seed": self.seed, "steps": self.steps,
-        });
-        let opts = RunOptions { out: self.out.clone(), checkpoint_every: self.checkpoint_every, settings };
-        let latest = latest_model(&self.out)?;
-        if !self.resume && latest.is_some() {
+            head_chunk: self.head_chunk,
+            freeze: self.freeze.clone(),
+            recompute: self.recompute,
+            seed: self.seed,
+            checkpoint_every: self.checkpoint_every,
+            out: self.out.clone(),
+            resume: self.resume,
+        })
+    }
+
+    /// A folder that holds a run is only continued with `--resume`.
+    pub fn refuse_existing_run_without_resume(&self) -> Result<()> {
+        if !self.resume && latest_model(&self.out)?.is_some() {
             bail!("{} already holds a run: pass --resume to continue it, or choose another --out", self.out.display());
         }
-        let base = catalog::resolve_model(&self.model, true)?;
-        let path = if self.resume { latest.unwrap_or_else(|| base.clone()) } else { base.clone() };
-        let lm = entmin::models::load(backend, &path, DType::F32)?;
-        let quantised: Vec<&str> =
-            lm.file_dtypes.split(", ").filter(|t| DType::parse(t).is_some_and(DType::is_quantised)).collect();
-        if !quantised.is_empty() {
-            eprintln!(
-                "[training keeps f32 master weights: the file's {} blocks were dequantised to f32 at load]",
-                quantised.join(", ")
-            );
-        }
-        let opt = match resume_optimizer(&lm, &opts)? {
-            Some(mut opt) => {
-                opt.config.total_steps = optim.total_steps;
-                eprintln!("[resuming after {} updates from {}]", opt.step, path.display());
-                opt
-            }
-            None => new_optimizer(&lm, optim, &self.freeze)?,
-        };
-        let mut texts = dataset::load_prompts(&self.prompts, self.prompt_field.as_deref(), true)?;
-        if let Some(n) = self.limit {
-            texts.truncate(n);
-        }
-        let prompts = texts.iter().map(|t| prompt_ids(&lm, t, None)).collect::<Result<Vec<_>>>()?;
-        Ok(Prepared { lm, base, opt, prompts, opts })
+        Ok(())
+    }
+
+    /// Where the run's files are, and the peak memory it took.
+    pub fn report_done(&self) {
+        eprintln!(
+            "[done: {} (Hugging Face folders), metrics in {}, peak RSS {:.0} MB]",
+            self.out.display(),
+            self.out.join("metrics.jsonl").display(),
+            super::bench::peak_rss_mib().unwrap_or(f64::NAN)
+        );
+    }
+
+    /// The device of `--device`, said on stderr.
+    pub fn device(&self) -> Result<Device> {
+        let (device, choice) = Device::open(self.device.parse()?)?;
+        eprintln!("[device: {choice}]");
+        Ok(device)
     }
 }
 
-/// Run `method` until `steps` steps are done (`done` already are) with a progress bar
-/// whose message `status` gives (step, text); each step's metrics go out as one JSON
-/// line above the bar, or plainly on stderr when the bar is hidden (not a terminal), so
-/// that logs keep them.
-pub fn run_with_progress<B: Backend, M: Method<B>>(
-    backend: &B,
-    method: &mut M,
-    prompts: &[Vec<u32>],
-    opts: &RunOptions,
-    steps: u64,
-    done: u64,
-    status: impl Fn(&M::Metrics) -> (u64, String),
-) -> Result<()> {
-    let bar = indicatif::ProgressBar::new(steps);
-    bar.set_position(done);
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps, ETA {eta} {msg}")?);
-    train::run(backend, method, prompts, steps, opts, &mut |m| {
-        let (step, text) = status(m);
-        bar.set_position(step);
-        bar.set_message(text);
-        let line = serde_json::to_string(m).unwrap_or_default();
-        if bar.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            bar.println(line);
-        }
-    })?;
-    bar.finish();
-    eprintln!(
-        "[done: {} (Hugging Face folders), metrics in {}, peak RSS {:.0} MB]",
-        opts.out.display(),
-        opts.out.join("metrics.jsonl").display(),
-        super::bench::peak_rss_mib().unwrap_or(f64::NAN)
-    );
-    Ok(())
+/// A step's metrics as the JSON line the command prints (the same as metrics.jsonl's).
+pub fn metrics_line(m: &impl serde::Serialize) -> String {
+    serde_json::to_string(m).unwrap_or_default()
 }

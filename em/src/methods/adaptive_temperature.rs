@@ -1,19 +1,25 @@
-//! The adaptive-temperature baseline (PAPER.md, Algorithm 1): per token, find by
+//! The adaptive-temperature baseline (docs/methods.md, "Adaptive temperature"): per token, find by
 //! bisection the temperature τ ∈ [τ_min, τ_max] whose distribution has entropy
 //! max(δ, α·H(z)) (within `tolerance`), then sample from z/τ.
 
-use entmin_engine::{Backend, Rng, SampleOutcome, SamplingParams, Tensor};
-use entmin_models::{Result, TokenPicker};
+use entmin_engine::{Backend, Rng, SamplingParams, Tensor};
+use entmin_models::generate::sample_with_entropy;
+use entmin_models::{Pick, Result, TokenPicker};
 
+/// Settings of the adaptive-temperature baseline (docs/methods.md, "Adaptive temperature").
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdaptiveTemperatureParams {
     /// α: target entropy as a fraction of the model's (paper: 0.4–0.6 work best).
     pub ratio: f32,
     /// δ: the target never goes below this.
     pub threshold: f32,
+    /// τ_min: the lowest temperature the bisection tries (> 0).
     pub tau_min: f32,
+    /// τ_max: the highest temperature the bisection tries (above `tau_min`).
     pub tau_max: f32,
+    /// The bisection stops once the entropy is within this much of the target (nats).
     pub tolerance: f32,
+    /// At most this many bisection rounds; the last τ is used.
     pub max_iterations: u32,
 }
 
@@ -30,18 +36,18 @@ impl Default for AdaptiveTemperatureParams {
     }
 }
 
+/// The adaptive-temperature [`TokenPicker`]: per row, finds τ and samples from z/τ.
 pub struct AdaptiveTemperature {
+    /// How the temperature is searched for.
     pub params: AdaptiveTemperatureParams,
     /// top-k / top-p / min-p still apply; the temperature is replaced by τ.
     pub sampling: SamplingParams,
-    /// Sum of chosen τ and positions, for reporting the mean temperature.
-    pub tau_sum: f64,
-    pub positions: u64,
 }
 
 impl AdaptiveTemperature {
+    /// A picker with these settings; `sampling`'s temperature is ignored.
     pub fn new(params: AdaptiveTemperatureParams, sampling: SamplingParams) -> Self {
-        AdaptiveTemperature { params, sampling, tau_sum: 0.0, positions: 0 }
+        AdaptiveTemperature { params, sampling }
     }
 
     /// τ for one row, by bisection on H(softmax(z/τ)), which grows with τ.
@@ -71,15 +77,13 @@ impl AdaptiveTemperature {
 }
 
 impl<B: Backend> TokenPicker<B> for AdaptiveTemperature {
-    fn pick(&mut self, backend: &B, logits: &Tensor<B>, rngs: &mut [Rng]) -> Result<Vec<SampleOutcome>> {
+    fn pick(&mut self, backend: &B, logits: &Tensor<B>, rngs: &mut [Rng]) -> Result<Vec<Pick>> {
         let mut out = Vec::with_capacity(rngs.len());
         for (r, rng) in rngs.iter_mut().enumerate() {
             let row = backend.slice_rows(logits, r, r + 1)?;
             let tau = self.temperature(backend, &row)?;
-            self.tau_sum += tau as f64;
-            self.positions += 1;
             let sampling = SamplingParams { temperature: tau, ..self.sampling.clone() };
-            out.push(backend.sample(&row, &sampling, std::slice::from_mut(rng))?[0]);
+            out.push(sample_with_entropy(backend, &row, &sampling, std::slice::from_mut(rng), None)?[0]);
         }
         Ok(out)
     }

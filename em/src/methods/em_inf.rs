@@ -1,33 +1,30 @@
 //! EM-INF: before each token, a few Adam steps on the logits lower the entropy of
 //! the next-token distribution (the fused `Backend::em_inf` op), then the usual
-//! temperature / top-k / top-p sampling draws from the optimised logits.
+//! temperature / top-k / top-p sampling draws from the optimised logits. What the loop
+//! did to each row travels with the pick ([`Pick::em_inf`]).
 
-use entmin_engine::{Backend, EmInfParams, Rng, SampleOutcome, SamplingParams, Tensor};
-use entmin_models::{Result, TokenPicker};
+use entmin_engine::{Backend, EmInfParams, Rng, SamplingParams, Tensor};
+use entmin_models::generate::sample_with_entropy;
+use entmin_models::{Pick, Result, TokenPicker};
 
+/// The EM-INF token picker.
 pub struct EmInf {
+    /// The optimisation (threshold, learning rate, steps, KL weight, Adam constants).
     pub params: EmInfParams,
+    /// How the token is drawn from the optimised logits.
     pub sampling: SamplingParams,
-    /// Positions seen, Adam steps taken, and positions that needed at least one step.
-    pub positions: u64,
-    pub steps: u64,
-    pub optimised_positions: u64,
 }
 
 impl EmInf {
+    /// EM-INF with `params`, drawing with `sampling`.
     pub fn new(params: EmInfParams, sampling: SamplingParams) -> Self {
-        EmInf { params, sampling, positions: 0, steps: 0, optimised_positions: 0 }
+        EmInf { params, sampling }
     }
 }
 
 impl<B: Backend> TokenPicker<B> for EmInf {
-    fn pick(&mut self, backend: &B, logits: &Tensor<B>, rngs: &mut [Rng]) -> Result<Vec<SampleOutcome>> {
+    fn pick(&mut self, backend: &B, logits: &Tensor<B>, rngs: &mut [Rng]) -> Result<Vec<Pick>> {
         let (optimised, stats) = backend.em_inf(logits, &self.params)?;
-        for s in &stats {
-            self.positions += 1;
-            self.steps += s.steps as u64;
-            self.optimised_positions += (s.steps > 0) as u64;
-        }
-        Ok(backend.sample(&optimised, &self.sampling, rngs)?)
+        sample_with_entropy(backend, &optimised, &self.sampling, rngs, Some(&stats))
     }
 }

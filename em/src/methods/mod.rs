@@ -13,17 +13,24 @@ use entmin_models::{Sampler, TokenPicker};
 pub use adaptive_temperature::{AdaptiveTemperature, AdaptiveTemperatureParams};
 pub use em_inf::EmInf;
 
+/// A decoding method (docs/methods.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Method {
+    /// Plain sampling from the model's distribution.
     Plain,
+    /// EM-INF: before each token is drawn, a few gradient steps on the logits lower their entropy.
     EmInf,
+    /// The adaptive-temperature baseline: a temperature per token, found by bisection.
     AdaptiveTemp,
+    /// The self-consistency baseline: N samples per question, majority vote on the answers.
     SelfConsistency,
 }
 
 impl Method {
+    /// Every method, in the order they are listed to the user.
     pub const ALL: [Method; 4] = [Method::Plain, Method::EmInf, Method::AdaptiveTemp, Method::SelfConsistency];
 
+    /// The method's name on the command line and in results ("plain", "em-inf", …).
     pub fn name(self) -> &'static str {
         match self {
             Method::Plain => "plain",
@@ -33,6 +40,7 @@ impl Method {
         }
     }
 
+    /// The method called `s` (see [`Method::name`]), if any.
     pub fn parse(s: &str) -> Option<Method> {
         Method::ALL.into_iter().find(|m| m.name() == s)
     }
@@ -51,16 +59,21 @@ impl Method {
 /// Everything a method needs besides the model.
 #[derive(Clone, Debug)]
 pub struct MethodConfig {
+    /// Which decoding method to use.
     pub method: Method,
     /// Temperature, top-k, top-p, min-p applied when the token is drawn.
     pub sampling: SamplingParams,
+    /// EM-INF's settings; used only by [`Method::EmInf`].
     pub em_inf: EmInfParams,
+    /// Adaptive temperature's settings; used only by [`Method::AdaptiveTemp`].
     pub adaptive: AdaptiveTemperatureParams,
     /// Samples per question for self-consistency.
     pub votes: usize,
 }
 
 impl MethodConfig {
+    /// Defaults for `method`: its default temperature, the official EM-INF and adaptive-temperature
+    /// settings, and 4 votes.
     pub fn new(method: Method) -> Self {
         MethodConfig {
             method,

@@ -4,6 +4,7 @@
 
 use crate::answer::{extract_answer, is_equivalent};
 
+/// The outcome of a self-consistency vote.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Vote {
     /// The winning answer, if any sample had one.
@@ -14,6 +15,8 @@ pub struct Vote {
     pub tally: Vec<(String, usize)>,
 }
 
+/// Extract each sample's final answer and take a majority vote: equivalent answers vote
+/// together, samples with no answer do not vote, and a tie goes to the answer seen first.
 pub fn majority_vote(samples: &[String]) -> Vote {
     let mut tally: Vec<(String, usize, usize)> = Vec::new();
     for (i, s) in samples.iter().enumerate() {

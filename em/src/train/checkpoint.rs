@@ -10,14 +10,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::engine::{Backend, DType};
+use crate::error::{Error, Result};
 use crate::models::export::save_hf_folder;
 use crate::models::LoadedModel;
-use anyhow::{bail, Context, Result};
 use safetensors::tensor::TensorView;
 use serde::{Deserialize, Serialize};
 
 use super::optim::{AdamW, AdamWConfig};
 
+/// The contents of `OUT/latest.json`: which checkpoint is the latest, and the run's settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Latest {
     /// Steps completed.
@@ -28,8 +29,10 @@ pub struct Latest {
     pub settings: serde_json::Value,
 }
 
+/// Replace `path` with `bytes` so that a kill leaves either the old or the new contents
+/// (temp file, fsync, rename, fsync of the folder).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::models::durable::replace_with_bytes(path, bytes).with_context(|| format!("writing {}", path.display()))
+    crate::models::durable::replace_with_bytes(path, bytes).map_err(|e| Error::io("writing", path, e))
 }
 
 fn folder_name(step: u64) -> String {
@@ -57,21 +60,25 @@ pub fn save<B: Backend>(
         .zip(opt.m.iter().zip(&opt.v))
         .flat_map(|(n, (m, v))| [(format!("m.{n}"), m), (format!("v.{n}"), v)])
         .map(|(name, x)| Ok((name, TensorView::new(safetensors::Dtype::F32, vec![x.len()], bytemuck::cast_slice(x))?)))
-        .collect::<Result<_, safetensors::SafeTensorError>>()?;
+        .collect::<Result<_, safetensors::SafeTensorError>>()
+        .map_err(|e| Error::training(format!("packing the optimizer state: {e}")))?;
     let meta = HashMap::from([
         ("step".to_string(), step.to_string()),
         ("updates".to_string(), opt.step.to_string()),
-        ("config".to_string(), serde_json::to_string(&opt.config)?),
+        ("config".to_string(), serde_json::to_string(&opt.config).expect("the optimizer config serialises")),
     ]);
     let optim_path = out.join(format!("{folder}.optim.safetensors"));
     // Streamed to the file: a serialised copy in memory would be the moments' size again.
     crate::models::durable::replace_via_path(&optim_path, |tmp| {
         safetensors::serialize_to_file(views, Some(meta), tmp).map_err(std::io::Error::other)
     })
-    .with_context(|| format!("writing {}", optim_path.display()))?;
+    .map_err(|e| Error::io("writing", &optim_path, e))?;
     let latest = Latest { step, folder: folder.clone(), settings: settings.clone() };
-    write_atomically(&out.join("latest.json"), serde_json::to_string_pretty(&latest)?.as_bytes())?;
-    for entry in std::fs::read_dir(out)?.flatten() {
+    write_atomically(
+        &out.join("latest.json"),
+        serde_json::to_string_pretty(&latest).expect("JSON serialises").as_bytes(),
+    )?;
+    for entry in std::fs::read_dir(out).map_err(|e| Error::io("reading", out, e))?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with("step-") && !name.starts_with(&folder) {
             let p = entry.path();
@@ -85,35 +92,49 @@ pub fn save<B: Backend>(
 pub fn latest(out: &Path) -> Result<Option<Latest>> {
     let path = out.join("latest.json");
     match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("{}: corrupt", path.display()))?)),
+        Ok(text) => Ok(Some(
+            serde_json::from_str(&text).map_err(|e| Error::corrupt(&path, format!("not a checkpoint record: {e}")))?,
+        )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        Err(e) => Err(Error::io("reading", &path, e)),
     }
 }
 
 /// The optimiser state saved with `latest`, checked against the model's parameters.
 pub fn load_optimizer(out: &Path, latest: &Latest, sizes: &[(String, usize)]) -> Result<AdamW> {
     let path = out.join(format!("{}.optim.safetensors", latest.folder));
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).with_context(|| format!("{}: corrupt", path.display()))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)?;
+    let bytes = std::fs::read(&path).map_err(|e| Error::io("reading", &path, e))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::corrupt(&path, e.to_string()))?;
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| Error::corrupt(&path, e.to_string()))?;
     let info = meta.metadata().clone().unwrap_or_default();
-    let step: u64 = info.get("step").and_then(|s| s.parse().ok()).context("optimizer state without a step")?;
+    let step: u64 = info
+        .get("step")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::corrupt(&path, "optimizer state without a step"))?;
     if step != latest.step {
-        bail!("{}: optimizer state is for step {step}, latest.json says {}", path.display(), latest.step);
+        return Err(Error::corrupt(
+            &path,
+            format!("optimizer state is for step {step}, latest.json says {}", latest.step),
+        ));
     }
-    let config: AdamWConfig = serde_json::from_str(info.get("config").context("optimizer state without its config")?)?;
+    let config = info.get("config").ok_or_else(|| Error::corrupt(&path, "optimizer state without its config"))?;
+    let config: AdamWConfig =
+        serde_json::from_str(config).map_err(|e| Error::corrupt(&path, format!("optimizer config: {e}")))?;
     let read = |name: &str, n: usize| -> Result<Vec<f32>> {
-        let t = st.tensor(name).with_context(|| format!("{}: missing {name}", path.display()))?;
+        let t = st.tensor(name).map_err(|_| Error::corrupt(&path, format!("missing {name}")))?;
         // [0]: a frozen parameter (no moments).
         if t.dtype() != safetensors::Dtype::F32 || (t.shape() != [n] && t.shape() != [0]) {
-            bail!("{}: {name} has shape {:?}, the model needs [{n}] (or [0] if frozen)", path.display(), t.shape());
+            return Err(Error::corrupt(
+                &path,
+                format!("{name} has shape {:?}, the model needs [{n}] (or [0] if frozen)", t.shape()),
+            ));
         }
         Ok(bytemuck::pod_collect_to_vec(t.data()))
     };
     let mut opt = AdamW::new(config, &sizes.iter().map(|(_, n)| *n).collect::<Vec<_>>());
     opt.step = match info.get("updates") {
-        Some(u) => u.parse().with_context(|| format!("{}: bad update count {u:?}", path.display()))?,
+        Some(u) => u.parse().map_err(|_| Error::corrupt(&path, format!("bad update count {u:?}")))?,
         None => step,
     };
     for (i, (name, n)) in sizes.iter().enumerate() {

@@ -1,4 +1,4 @@
-//! EM-FT (PAPER.md): fine-tune a model on its own samples to lower its entropy. Each
+//! EM-FT (docs/methods.md, "EM-FT"): fine-tune a model on its own samples to lower its entropy. Each
 //! step samples N responses for each of B prompts with the current weights (batched
 //! generation), then minimises the token entropy of the model's next-token distributions
 //! over the response positions only, with the hand-written backward pass and AdamW.
@@ -15,29 +15,40 @@
 use std::time::Instant;
 
 use crate::engine::{Backend, Rng, SamplingParams};
+use crate::error::Result;
 use crate::models::generate::{generate_batch, GenerationParams, Sampler};
 use crate::models::LoadedModel;
-use anyhow::Result;
 use serde::{Deserialize, Serialize};
 
 use super::optim::AdamW;
 use super::trainable::Trainable;
 
+/// How the token entropies of one response make its loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reduction {
+    /// Σ_t H_t over the response's positions (the paper's token-level objective).
     Sum,
+    /// (1/R)·Σ_t H_t, for a response of R tokens.
     Mean,
 }
 
+/// Settings of an EM-FT run (docs/training.md, "EM-FT objective").
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EmFtConfig {
+    /// Responses sampled per prompt (N).
     pub samples_per_prompt: usize,
+    /// At most this many tokens per response.
     pub max_new_tokens: usize,
+    /// Temperature at which responses are sampled; the entropy is taken at temperature 1
+    /// whatever this is.
     pub rollout_temperature: f32,
     /// Prompts per step.
     pub batch: usize,
+    /// Steps to reach, one optimiser update each (a resumed run may raise it).
     pub steps: u64,
+    /// Seed of the prompt order and of the rollouts' samples.
     pub seed: u64,
+    /// How each response's token entropies make its loss.
     pub reduction: Reduction,
     /// Positions per chunk of the LM head (memory for the head grows with this).
     pub head_chunk: usize,
@@ -48,17 +59,25 @@ pub struct EmFtConfig {
 /// One step's figures, as written to the metrics JSONL.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepMetrics {
+    /// The step's number, from 1.
     pub step: u64,
+    /// The loss before the update: the mean over the step's B·N responses of each one's
+    /// (summed or averaged) token entropy, in nats.
     pub loss: f64,
     /// Mean entropy (nats) of the next-token distributions at response positions,
     /// under the weights before the step.
     pub mean_entropy: f64,
+    /// Mean tokens per sampled response.
     pub mean_response_tokens: f64,
+    /// Learning rate of the step's update, after warm-up and schedule.
     pub lr: f32,
+    /// Global gradient norm before clipping.
     pub grad_norm: f64,
     /// Sampled plus trained tokens per second of the step.
     pub tokens_per_sec: f64,
+    /// Seconds spent sampling the responses.
     pub rollout_secs: f64,
+    /// Seconds spent on the update: forward, entropy head, backward and AdamW.
     pub update_secs: f64,
 }
 
@@ -84,11 +103,14 @@ pub fn response_weights(p: usize, r: usize, reduction: Reduction, scale: f32) ->
 
 /// The EM-FT trainer.
 pub struct EmFt<'a, B: Backend> {
+    /// The model being trained and its optimiser.
     pub t: Trainable<'a, B>,
+    /// The run's settings.
     pub config: EmFtConfig,
 }
 
 impl<'a, B: Backend> EmFt<'a, B> {
+    /// A trainer for `lm` that continues from `opt` (fresh, or loaded by `--resume`).
     pub fn new(backend: &B, lm: &'a mut LoadedModel<B>, opt: AdamW, config: EmFtConfig) -> Result<Self> {
         Ok(EmFt { t: Trainable::new(backend, lm, opt)?, config })
     }
@@ -109,8 +131,8 @@ impl<'a, B: Backend> EmFt<'a, B> {
             banned: self.t.lm.banned_ids.clone(),
             ..Default::default()
         };
-        let gen_params = GenerationParams { max_new_tokens: c.max_new_tokens, stop_strings: vec![] };
-        let gens = generate_batch(backend, self.t.lm, &seqs, &gen_params, &mut Sampler(sampling), &seeds, &mut |_| {})?;
+        let gen_params = GenerationParams { max_new_tokens: c.max_new_tokens, ..GenerationParams::default() };
+        let gens = generate_batch(backend, &*self.t.lm, &seqs, &gen_params, &mut Sampler(sampling), &seeds, |_| ())?;
         let rollout_secs = t0.elapsed().as_secs_f64();
 
         let t1 = Instant::now();
@@ -144,9 +166,11 @@ impl<'a, B: Backend> EmFt<'a, B> {
 
 /// What one optimiser update did.
 pub struct Update {
+    /// The batch's loss: Σ over its sequences' positions of loss weight × entropy, in nats.
     pub loss: f64,
     /// Mean entropy over the positions with a non-zero loss weight.
     pub mean_entropy: f64,
+    /// The update's learning rate and gradient norm.
     pub report: super::optim::StepReport,
     /// Where the update's time went.
     pub phases: Phases,
@@ -155,6 +179,7 @@ pub struct Update {
 /// Seconds spent in each part of an update, summed over its sequences.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Phases {
+    /// The decoder's forward passes.
     pub forward: f64,
     /// The chunked LM head with the objective and its backward.
     pub head: f64,

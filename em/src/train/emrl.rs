@@ -1,4 +1,4 @@
-//! EM-RL (PAPER.md): reinforcement learning with the model's own negative entropy as
+//! EM-RL (docs/methods.md, "EM-RL"): reinforcement learning with the model's own negative entropy as
 //! the only reward. Each step:
 //! 1. rollout: N responses for each of B prompts with the current weights at the rollout
 //!    temperature (batched generation, top-p 1, no top-k);
@@ -17,10 +17,10 @@
 use std::time::Instant;
 
 use crate::engine::{Backend, SamplingParams};
+use crate::error::{Error, Result};
 use crate::models::generate::{generate_batch, GenerationParams, Sampler};
 use crate::models::train_head::HeadSpec;
 use crate::models::LoadedModel;
-use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 use super::emft::prompt_order;
@@ -31,27 +31,42 @@ use super::rl_objective::{
 };
 use super::trainable::Trainable;
 
+/// Settings of an EM-RL run (docs/methods.md, "EM-RL"; docs/training.md, "EM-RL").
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EmRlConfig {
+    /// What a response is rewarded for.
     pub reward: RewardKind,
+    /// Mean or sum over the response tokens, for the token and sequence rewards.
     pub reward_reduction: RewardReduction,
+    /// Responses sampled per prompt (N), one RLOO group; at least 2 for the
+    /// self-consistency reward.
     pub rollouts_per_prompt: usize,
+    /// Temperature of the rollouts, and of the log-probabilities and entropies of the
+    /// rewards and the loss (> 0).
     pub rollout_temperature: f32,
+    /// At most this many tokens per response.
     pub max_new_tokens: usize,
     /// PPO's ε.
     pub clip: f32,
+    /// β: weight of the KL penalty to the reference (≥ 0; at 0 no reference is loaded).
     pub kl_coef: f32,
+    /// How the per-token KL to the reference is estimated.
     pub kl_estimator: KlEstimator,
     /// Coefficient of −H in the loss (the official config's 0.001 works against EM).
     pub entropy_bonus: f32,
+    /// Passes over the step's responses, each in mini-batches.
     pub ppo_epochs: usize,
     /// Responses per optimiser update; 0 = all of the step's responses.
     pub mini_batch: usize,
     /// Prompts per step.
     pub batch: usize,
+    /// RL steps to reach (a resumed run may raise it).
     pub steps: u64,
+    /// Seed of the prompt order and of the rollouts' samples.
     pub seed: u64,
+    /// Positions per chunk of the LM head (memory for the head grows with this).
     pub head_chunk: usize,
+    /// Activation checkpointing: recompute each layer in the updates' backward pass.
     pub recompute: bool,
 }
 
@@ -73,16 +88,23 @@ impl EmRlConfig {
         (self.ppo_epochs * self.responses().div_ceil(self.mini_batch_size().max(1))) as u64
     }
 
+    /// Refuse settings that cannot run: a count of 0, a temperature or clip that is not
+    /// positive, a negative KL coefficient, or fewer than 2 rollouts per prompt for the
+    /// self-consistency reward.
     pub fn validate(&self) -> Result<()> {
         if self.batch == 0 || self.rollouts_per_prompt == 0 || self.ppo_epochs == 0 || self.head_chunk == 0 {
-            bail!("--batch, --rollouts-per-prompt, --ppo-epochs and --head-chunk must be at least 1");
+            return Err(Error::invalid(
+                "--batch, --rollouts-per-prompt, --ppo-epochs and --head-chunk must be at least 1",
+            ));
         }
         if self.reward == RewardKind::SelfConsistency && self.rollouts_per_prompt < 2 {
-            bail!("the self-consistency reward needs at least 2 rollouts per prompt");
+            return Err(Error::invalid("the self-consistency reward needs at least 2 rollouts per prompt"));
         }
         let positive = |x: f32| x > 0.0;
         if !positive(self.rollout_temperature) || !positive(self.clip) || self.kl_coef < 0.0 {
-            bail!("the rollout temperature and --clip must be positive and --kl-coef not negative");
+            return Err(Error::invalid(
+                "the rollout temperature and --clip must be positive and --kl-coef not negative",
+            ));
         }
         Ok(())
     }
@@ -91,27 +113,38 @@ impl EmRlConfig {
 /// One RL step's figures, as written to the metrics JSONL.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RlStepMetrics {
+    /// The RL step's number, from 1.
     pub step: u64,
     /// Mean reward of the step's responses (under the rollout weights).
     pub mean_reward: f64,
     /// Mean entropy (nats, rollout temperature) of the response tokens' distributions.
     pub mean_entropy: f64,
+    /// Mean tokens per response.
     pub mean_response_tokens: f64,
     /// Token-mean PPO surrogate and KL of the last epoch.
     pub pg_loss: f64,
+    /// Token-mean KL estimate to the reference in the last epoch (0 without a reference).
     pub kl: f64,
     /// Fraction of response tokens where a clip was active (last epoch).
     pub clip_fraction: f64,
+    /// Global gradient norm before clipping, of the step's last update.
     pub grad_norm: f64,
+    /// Learning rate of the step's last update.
     pub lr: f32,
     /// Largest |log p| difference between the sampler's log-probabilities and the
     /// teacher-forced old pass: a check that the rollout and the loss see one policy.
     pub rollout_logprob_gap: f64,
+    /// Seconds spent sampling the responses.
     pub rollout_secs: f64,
+    /// Response tokens sampled per second.
     pub rollout_tokens_per_sec: f64,
+    /// Seconds of the old-policy and reference passes, the rewards and the advantages.
     pub old_ref_secs: f64,
+    /// Prompt and response tokens per second through those passes, counted once per model.
     pub old_ref_tokens_per_sec: f64,
+    /// Seconds of the updates, all PPO epochs together.
     pub update_secs: f64,
+    /// Prompt and response tokens per second through the updates, counted once per epoch.
     pub update_tokens_per_sec: f64,
 }
 
@@ -120,11 +153,14 @@ pub struct RlStepMetrics {
 pub struct Rollout {
     /// Prompt and response.
     pub ids: Vec<u32>,
+    /// Tokens of the prompt, at the start of `ids`.
     pub prompt_len: usize,
     /// Per position (0 outside the response): log p of the next token under the rollout
     /// policy, and under the reference (empty without a reference).
     pub old_logp: Vec<f32>,
+    /// Per position, log p of the next token under the reference; empty without one.
     pub ref_logp: Vec<f32>,
+    /// The response's RLOO advantage, given to each of its tokens.
     pub advantage: f64,
 }
 
@@ -134,6 +170,7 @@ impl Rollout {
         (0..self.ids.len()).map(|i| i + 1 >= self.prompt_len && i + 1 < self.ids.len()).collect()
     }
 
+    /// Tokens in the response.
     pub fn response_tokens(&self) -> usize {
         self.ids.len() - self.prompt_len
     }
@@ -141,7 +178,9 @@ impl Rollout {
 
 /// A step's rollouts with their rewards, and what the metrics need.
 pub struct Collected {
+    /// The step's responses: N for each of the B prompts, grouped by prompt.
     pub rollouts: Vec<Rollout>,
+    /// Each response's reward, in the order of `rollouts`.
     pub rewards: Vec<f64>,
     entropy_sum: f64,
     /// Largest |sampler log p − teacher-forced log p| over the response tokens.
@@ -152,23 +191,33 @@ pub struct Collected {
     old_ref_secs: f64,
 }
 
+/// The EM-RL trainer.
 pub struct EmRl<'a, B: Backend> {
+    /// The policy being trained and its optimiser.
     pub t: Trainable<'a, B>,
     /// The frozen reference policy; None when the KL coefficient is 0.
     reference: Option<&'a LoadedModel<B>>,
+    /// The run's settings.
     pub config: EmRlConfig,
 }
 
 /// Sums over one epoch's response tokens, for the metrics.
 #[derive(Default, Debug)]
 pub struct EpochTotals {
+    /// Σ of the PPO surrogate losses.
     pub pg_loss: f64,
+    /// Σ of the KL estimates (0 without a reference).
     pub kl: f64,
+    /// Tokens where a clip was active.
     pub clipped: usize,
+    /// Response tokens seen.
     pub tokens: usize,
 }
 
 impl<'a, B: Backend> EmRl<'a, B> {
+    /// A trainer for `lm` that continues from `opt` (fresh, or loaded by `--resume`).
+    /// `reference` is the frozen reference policy, needed when the KL coefficient is above 0
+    /// and unused otherwise. Refuses invalid settings and an optimiser between RL steps.
     pub fn new(
         backend: &B,
         lm: &'a mut LoadedModel<B>,
@@ -178,11 +227,14 @@ impl<'a, B: Backend> EmRl<'a, B> {
     ) -> Result<Self> {
         config.validate()?;
         if config.kl_coef > 0.0 && reference.is_none() {
-            bail!("a KL coefficient of {} needs the reference model", config.kl_coef);
+            return Err(Error::invalid(format!("a KL coefficient of {} needs the reference model", config.kl_coef)));
         }
         let updates = config.updates_per_step();
         if !opt.step.is_multiple_of(updates) {
-            bail!("optimizer state after {} updates is not at an RL step boundary ({updates} per step)", opt.step);
+            return Err(Error::training(format!(
+                "optimizer state after {} updates is not at an RL step boundary ({updates} per step)",
+                opt.step
+            )));
         }
         Ok(EmRl { t: Trainable::new(backend, lm, opt)?, reference: reference.filter(|_| config.kl_coef > 0.0), config })
     }
@@ -256,8 +308,8 @@ impl<'a, B: Backend> EmRl<'a, B> {
         let lm = &*self.t.lm;
         let sampling =
             SamplingParams { temperature: c.rollout_temperature, banned: lm.banned_ids.clone(), ..Default::default() };
-        let gen_params = GenerationParams { max_new_tokens: c.max_new_tokens, stop_strings: vec![] };
-        let gens = generate_batch(backend, lm, &seqs, &gen_params, &mut Sampler(sampling), &seeds, &mut |_| {})?;
+        let gen_params = GenerationParams { max_new_tokens: c.max_new_tokens, ..GenerationParams::default() };
+        let gens = generate_batch(backend, lm, &seqs, &gen_params, &mut Sampler(sampling), &seeds, |_| ())?;
         let rollout_secs = t0.elapsed().as_secs_f64();
         let response_tokens: usize = gens.iter().map(|g| g.tokens.len()).sum();
 
@@ -278,7 +330,10 @@ impl<'a, B: Backend> EmRl<'a, B> {
             }
             let (logp, entropy) = (&old.logp[span.clone()], &old.entropy[span.clone()]);
             if let Some(bad) = logp.iter().position(|l| !l.is_finite()) {
-                bail!("response token {bad} has log-probability {} under the rollout policy", logp[bad]);
+                return Err(Error::training(format!(
+                    "response token {bad} has log-probability {} under the rollout policy",
+                    logp[bad]
+                )));
             }
             gap = logp.iter().zip(&g.logprobs).fold(gap, |m, (a, b)| m.max((a - b).abs() as f64));
             entropy_sum += entropy.iter().map(|&h| h as f64).sum::<f64>();

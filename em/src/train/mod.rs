@@ -7,23 +7,29 @@ pub mod emft;
 pub mod emrl;
 pub mod optim;
 pub mod rl_objective;
+pub mod setup;
 pub mod trainable;
+
+pub use setup::{Prepared, TrainSetup};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::engine::Backend;
+use crate::error::{Error, Result};
 use crate::models::LoadedModel;
-use anyhow::{bail, Context, Result};
+use crate::progress::Progress;
 
 use optim::{AdamW, AdamWConfig};
 use serde::Serialize;
 
 /// A training method that [`run`] drives one step at a time.
 pub trait Method<B: Backend> {
+    /// One step's figures, written as a line of the metrics JSONL.
     type Metrics: Serialize;
     /// Steps completed.
     fn steps_done(&self) -> u64;
+    /// Run the next step on `prompts` (token ids, chat template applied) and return its figures.
     fn step(&mut self, backend: &B, prompts: &[Vec<u32>]) -> Result<Self::Metrics>;
     /// The model and the optimiser, for checkpoints.
     fn state(&self) -> (&LoadedModel<B>, &AdamW);
@@ -55,7 +61,9 @@ impl<B: Backend> Method<B> for emrl::EmRl<'_, B> {
     }
 }
 
+/// Where and how [`run`] writes a run's output.
 pub struct RunOptions {
+    /// Output folder: checkpoints (step-NNNNNN/), metrics.jsonl and latest.json.
     pub out: PathBuf,
     /// Write a checkpoint every this many steps (and always after the last).
     pub checkpoint_every: u64,
@@ -75,11 +83,11 @@ pub fn resume_optimizer<B: Backend>(lm: &LoadedModel<B>, opts: &RunOptions) -> R
         v
     };
     if strip(&latest.settings) != strip(&opts.settings) {
-        bail!(
+        return Err(Error::training(format!(
             "{}: the checkpoint was made with other settings ({}); use another --out or the same settings",
             opts.out.join("latest.json").display(),
             latest.settings
-        );
+        )));
     }
     let sizes: Vec<(String, usize)> = lm.model.named_parameters().into_iter().map(|(n, t)| (n, t.len())).collect();
     Ok(Some(checkpoint::load_optimizer(&opts.out, &latest, &sizes)?))
@@ -115,16 +123,17 @@ pub fn run<B: Backend, M: Method<B>>(
     on_step: &mut dyn FnMut(&M::Metrics),
 ) -> Result<()> {
     if prompts.is_empty() {
-        bail!("no prompts to train on");
+        return Err(Error::invalid("no prompts to train on"));
     }
-    std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io("creating", &opts.out, e))?;
     let metrics_path = opts.out.join("metrics.jsonl");
     trim_metrics(&metrics_path, method.steps_done())?;
     while method.steps_done() < steps {
         let m = method.step(backend, prompts)?;
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path)?;
-        writeln!(f, "{}", serde_json::to_string(&m)?)?;
-        crate::models::durable::sync_file(&f, &metrics_path)?;
+        let io = |e| Error::io("writing", &metrics_path, e);
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(io)?;
+        writeln!(f, "{}", serde_json::to_string(&m).expect("metrics serialise")).map_err(io)?;
+        crate::models::durable::sync_file(&f, &metrics_path).map_err(io)?;
         on_step(&m);
         let done = method.steps_done();
         if done % opts.checkpoint_every.max(1) == 0 || done == steps {
@@ -132,6 +141,89 @@ pub fn run<B: Backend, M: Method<B>>(
             checkpoint::save(backend, lm, opt, done, &opts.out, &opts.settings)?;
         }
     }
+    Ok(())
+}
+
+/// EM-FT from `setup` until its step count: the model, optimiser and prompts prepared
+/// (resuming from the output folder when `setup.resume`), then training with a metrics
+/// line per step and checkpoints, `on_step` seeing each step's metrics.
+pub fn em_ft<B: Backend>(
+    backend: &B,
+    setup: &TrainSetup,
+    config: emft::EmFtConfig,
+    progress: &dyn Progress,
+    on_step: &mut dyn FnMut(&emft::StepMetrics),
+) -> Result<()> {
+    let settings = serde_json::to_value(emft::EmFtConfig { steps: 0, ..config.clone() }).expect("config serialises");
+    let mut p = setup.prepare(backend, settings, 1, progress)?;
+    progress.note(&format!(
+        "EM-FT: {} prompts, {} per step × {} samples, {} steps, lr {}, {} parameters",
+        p.prompts.len(),
+        config.batch,
+        config.samples_per_prompt,
+        setup.steps,
+        setup.lr,
+        p.lm.model.named_parameters().iter().map(|(_, t)| t.len()).sum::<usize>()
+    ));
+    let done = p.opt.step;
+    let mut ft = emft::EmFt::new(backend, &mut p.lm, p.opt, config)?;
+    progress.begin("EM-FT steps", setup.steps, done);
+    run(backend, &mut ft, &p.prompts, setup.steps, &p.opts, &mut |m| {
+        progress.advance(
+            1,
+            &format!(
+                "loss {:.3}, entropy {:.3}, {:.0} tokens/response, {:.1} tok/s",
+                m.loss, m.mean_entropy, m.mean_response_tokens, m.tokens_per_sec
+            ),
+        );
+        on_step(m);
+    })?;
+    progress.finish();
+    Ok(())
+}
+
+/// EM-RL from `setup` until its step count, as [`em_ft`] does for EM-FT; the reference
+/// policy of the KL term is the model the run started from (loaded only when the KL
+/// coefficient is positive).
+pub fn em_rl<B: Backend>(
+    backend: &B,
+    setup: &TrainSetup,
+    config: emrl::EmRlConfig,
+    progress: &dyn Progress,
+    on_step: &mut dyn FnMut(&emrl::RlStepMetrics),
+) -> Result<()> {
+    config.validate()?;
+    let settings = serde_json::to_value(emrl::EmRlConfig { steps: 0, ..config.clone() }).expect("config serialises");
+    let updates = config.updates_per_step();
+    let mut p = setup.prepare(backend, settings, updates, progress)?;
+    let reference = match config.kl_coef > 0.0 {
+        true => Some(crate::models::load(backend, &p.base, crate::engine::DType::F32)?),
+        false => None,
+    };
+    progress.note(&format!(
+        "EM-RL ({:?} reward): {} prompts, {} per step × {} rollouts, {} steps of {updates} updates, lr {}, reference {}",
+        config.reward,
+        p.prompts.len(),
+        config.batch,
+        config.rollouts_per_prompt,
+        setup.steps,
+        setup.lr,
+        if reference.is_some() { p.base.display().to_string() } else { "none (KL coefficient 0)".into() }
+    ));
+    let done = p.opt.step / updates;
+    let mut rl = emrl::EmRl::new(backend, &mut p.lm, reference.as_ref(), p.opt, config)?;
+    progress.begin("EM-RL steps", setup.steps, done);
+    run(backend, &mut rl, &p.prompts, setup.steps, &p.opts, &mut |m| {
+        progress.advance(
+            1,
+            &format!(
+                "reward {:.3}, entropy {:.3}, kl {:.2e}, {:.0} tokens/response",
+                m.mean_reward, m.mean_entropy, m.kl, m.mean_response_tokens
+            ),
+        );
+        on_step(m);
+    })?;
+    progress.finish();
     Ok(())
 }
 
@@ -147,11 +239,11 @@ pub fn new_optimizer<B: Backend>(lm: &LoadedModel<B>, config: AdamWConfig, freez
 pub fn moment_sizes(params: &[(String, usize)], freeze: &[String]) -> Result<Vec<usize>> {
     if let Some(p) = freeze.iter().find(|p| !params.iter().any(|(n, _)| n.contains(p.as_str()))) {
         let example = params.first().map_or("", |(n, _)| n.as_str());
-        bail!("--freeze {p:?} matches no parameter (names look like {example:?})");
+        return Err(Error::invalid(format!("--freeze {p:?} matches no parameter (names look like {example:?})")));
     }
     let frozen = |name: &str| freeze.iter().any(|p| name.contains(p.as_str()));
     if params.iter().all(|(n, _)| frozen(n)) {
-        bail!("--freeze {freeze:?} freezes every parameter: nothing left to train");
+        return Err(Error::invalid(format!("--freeze {freeze:?} freezes every parameter: nothing left to train")));
     }
     Ok(params.iter().map(|(n, size)| if frozen(n) { 0 } else { *size }).collect())
 }

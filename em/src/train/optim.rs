@@ -2,7 +2,7 @@
 //! schedules. State lives on the host in f32 (master weights are f32 too): one moment
 //! pair per parameter, in `Model::named_parameters` order.
 
-use anyhow::{bail, Result};
+use crate::error::{Error, Result};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -10,17 +10,23 @@ use serde::{Deserialize, Serialize};
 /// millions (embeddings), so work is split inside each parameter.
 const CHUNK: usize = 1 << 16;
 
+/// AdamW's hyperparameters and learning-rate schedule.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdamWConfig {
+    /// Peak learning rate, reached at the end of the warm-up.
     pub lr: f32,
+    /// β₁: decay rate of the first moment (the mean of the gradients).
     pub beta1: f32,
+    /// β₂: decay rate of the second moment (the mean of the squared gradients).
     pub beta2: f32,
+    /// ε added to the square root of the second moment, for numerical stability.
     pub eps: f32,
     /// Decoupled: w ← w − lr·wd·w, applied to matrices only (norm weights and biases
     /// are not decayed, as is usual for transformers).
     pub weight_decay: f32,
     /// Clip the global gradient norm to this (0 disables).
     pub grad_clip: f32,
+    /// How the learning rate changes after the warm-up.
     pub schedule: Schedule,
     /// Linear warm-up steps (0 for none), then the schedule.
     pub warmup_steps: u64,
@@ -28,8 +34,10 @@ pub struct AdamWConfig {
     pub total_steps: u64,
 }
 
+/// A learning-rate schedule after the warm-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Schedule {
+    /// lr at every step after the warm-up.
     Constant,
     /// From lr down to 0 at `total_steps`.
     Linear,
@@ -38,12 +46,13 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// The schedule called `s`: "constant", "linear" or "cosine".
     pub fn parse(s: &str) -> Result<Schedule> {
         Ok(match s {
             "constant" => Schedule::Constant,
             "linear" => Schedule::Linear,
             "cosine" => Schedule::Cosine,
-            other => bail!("unknown schedule {other:?} (constant, linear, cosine)"),
+            other => return Err(Error::invalid(format!("unknown schedule {other:?} (constant, linear, cosine)"))),
         })
     }
 }
@@ -68,21 +77,27 @@ impl AdamWConfig {
 /// Moments and step count: everything `--resume` needs besides the weights.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AdamW {
+    /// The hyperparameters.
     pub config: AdamWConfig,
+    /// Updates done so far; the next update is step `step + 1` of the schedule.
     pub step: u64,
+    /// First moments, one vector per parameter (empty for a frozen one).
     pub m: Vec<Vec<f32>>,
+    /// Second moments, one vector per parameter (empty for a frozen one).
     pub v: Vec<Vec<f32>>,
 }
 
 /// What one optimiser step did.
 #[derive(Clone, Copy, Debug)]
 pub struct StepReport {
+    /// The learning rate the update used.
     pub lr: f32,
     /// Global gradient norm before clipping.
     pub grad_norm: f64,
 }
 
 impl AdamW {
+    /// A fresh optimiser with zero moments of `sizes[i]` values for parameter i (0: frozen).
     pub fn new(config: AdamWConfig, sizes: &[usize]) -> Self {
         AdamW {
             config,
@@ -103,23 +118,23 @@ impl AdamW {
     /// leaves everything untouched.
     pub fn step(&mut self, params: &mut [&mut [f32]], grads: &[&[f32]], decay: &[bool]) -> Result<StepReport> {
         if params.len() != self.m.len() || grads.len() != params.len() || decay.len() != params.len() {
-            bail!(
+            return Err(Error::training(format!(
                 "optimiser holds {} parameters, got {} / {} / {}",
                 self.m.len(),
                 params.len(),
                 grads.len(),
                 decay.len()
-            );
+            )));
         }
         let mismatch = (0..params.len())
             .find(|&i| params[i].len() != grads[i].len() || !(self.frozen(i) || self.m[i].len() == params[i].len()));
         if let Some(i) = mismatch {
-            bail!(
+            return Err(Error::training(format!(
                 "parameter {i}: {} values, gradient {}, moments {}",
                 params[i].len(),
                 grads[i].len(),
                 self.m[i].len()
-            );
+            )));
         }
         // Chunk sums are collected in order and added in order, so the norm (and with it a
         // resumed run) does not depend on how rayon split the work.
@@ -133,7 +148,9 @@ impl AdamW {
             .collect();
         let norm = chunk_sums.iter().sum::<f64>().sqrt();
         if !norm.is_finite() {
-            bail!("gradient norm is {norm}: refusing to update (NaN or infinite loss?)");
+            return Err(Error::training(format!(
+                "gradient norm is {norm}: refusing to update (NaN or infinite loss?)"
+            )));
         }
         let c = self.config;
         let clip =

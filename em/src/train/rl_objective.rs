@@ -1,4 +1,4 @@
-//! EM-RL's rewards, advantages and per-token loss (PAPER.md "EM-RL"; the official code
+//! EM-RL's rewards, advantages and per-token loss (docs/methods.md, "EM-RL"; the official code
 //! builds on verl, whose definitions these follow):
 //! - rewards from the rollout policy: token = −(mean or sum) of the response tokens'
 //!   entropies, sequence = (mean or sum) of their log-probabilities, self-consistency =
@@ -8,28 +8,36 @@
 //!   penalty to the frozen reference (k1, k2 or k3 = "low_var_kl") and an optional
 //!   entropy bonus; each term returns its value and its derivative in log p.
 
+use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::methods::self_consistency::majority_vote;
 
+/// What EM-RL rewards a response for (docs/methods.md, "Rewards").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RewardKind {
+    /// −(mean or sum) of the response tokens' entropies.
     Token,
+    /// (mean or sum) of the response tokens' log-probabilities.
     Sequence,
+    /// The fraction of the group agreeing with the majority answer, for the responses that
+    /// give it; 0 for the others.
     SelfConsistency,
 }
 
 impl RewardKind {
-    pub fn parse(s: &str) -> anyhow::Result<Self> {
+    /// The reward called `s`: "token", "sequence" or "self-consistency".
+    pub fn parse(s: &str) -> Result<Self> {
         match s {
             "token" => Ok(RewardKind::Token),
             "sequence" => Ok(RewardKind::Sequence),
             "self-consistency" => Ok(RewardKind::SelfConsistency),
-            other => anyhow::bail!("unknown reward {other:?} (token, sequence, self-consistency)"),
+            other => Err(Error::invalid(format!("unknown reward {other:?} (token, sequence, self-consistency)"))),
         }
     }
 }
 
+/// How the token and sequence rewards combine the response tokens' values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RewardReduction {
     /// The official code's choice.
@@ -38,6 +46,7 @@ pub enum RewardReduction {
     Sum,
 }
 
+/// How the per-token KL penalty to the reference is estimated from the two log-probabilities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KlEstimator {
     /// k3: e^{ref−logp} − (ref−logp) − 1, clamped to ±10 (verl's default for EM-RL).
@@ -49,12 +58,13 @@ pub enum KlEstimator {
 }
 
 impl KlEstimator {
-    pub fn parse(s: &str) -> anyhow::Result<Self> {
+    /// The estimator called `s`: "low_var_kl" (or "k3"), "k1" (or "kl"), "k2" (or "mse").
+    pub fn parse(s: &str) -> Result<Self> {
         match s {
             "low_var_kl" | "k3" => Ok(KlEstimator::LowVarKl),
             "k1" | "kl" => Ok(KlEstimator::K1),
             "k2" | "mse" => Ok(KlEstimator::K2),
-            other => anyhow::bail!("unknown KL estimator {other:?} (low_var_kl, k1, k2)"),
+            other => Err(Error::invalid(format!("unknown KL estimator {other:?} (low_var_kl, k1, k2)"))),
         }
     }
 
@@ -172,7 +182,7 @@ mod tests {
         for (got, want) in a.iter().zip([1.0 - 11.0 / 3.0, 2.0 - 10.0 / 3.0, 0.0, 4.0]) {
             assert!(close(*got, want), "{a:?}");
         }
-        // The identity in PAPER.md: A_i = N/(N−1)·(r_i − mean).
+        // The identity in docs/methods.md, "RLOO advantage": A_i = N/(N−1)·(r_i − mean).
         assert!(close(a[3], 4.0 / 3.0 * (6.0 - 3.0)));
         assert_eq!(rloo_advantages(&[5.0]), vec![0.0]);
         assert!(rloo_advantages(&[2.0, 2.0, 2.0]).iter().all(|&x| x == 0.0));

@@ -5,15 +5,18 @@
 //! each update uploads the new weights (docs/training.md).
 
 use crate::engine::{Backend, DType, HostData};
+use crate::error::{Error, Result};
 use crate::models::train::Gradients;
 use crate::models::LoadedModel;
-use anyhow::{bail, Result};
 use rayon::prelude::*;
 
 use super::optim::{AdamW, StepReport};
 
+/// A model with its optimiser: gradients for an update and AdamW applied to its weights.
 pub struct Trainable<'a, B: Backend> {
+    /// The model being trained (f32 weights).
     pub lm: &'a mut LoadedModel<B>,
+    /// The optimiser: moments per parameter (none for frozen ones) and the update count.
     pub opt: AdamW,
     /// Weight decay applies to matrices only, not to norms and biases.
     decay: Vec<bool>,
@@ -26,17 +29,25 @@ pub struct Trainable<'a, B: Backend> {
 }
 
 impl<'a, B: Backend> Trainable<'a, B> {
+    /// Prepare `lm` for training with `opt`, copying device-resident weights to host f32 masters.
+    /// Refuses an optimiser that does not match the model's parameters, and weights that are not f32.
     pub fn new(backend: &B, lm: &'a mut LoadedModel<B>, opt: AdamW) -> Result<Self> {
         let params = lm.model.named_parameters();
         // Empty moments mark a frozen parameter.
         if params.len() != opt.m.len()
             || params.iter().zip(&opt.m).any(|((_, t), m)| !m.is_empty() && t.len() != m.len())
         {
-            bail!("optimizer state does not match the model's {} parameters", params.len());
+            return Err(Error::training(format!(
+                "optimizer state does not match the model's {} parameters",
+                params.len()
+            )));
         }
         let decay = params.iter().map(|(_, t)| t.shape().len() == 2).collect();
         if let Some((name, t)) = params.iter().find(|(_, t)| t.dtype() != DType::F32) {
-            bail!("training needs f32 weights (load the model in f32); {name} is {}", t.dtype());
+            return Err(Error::training(format!(
+                "training needs f32 weights (load the model in f32); {name} is {}",
+                t.dtype()
+            )));
         }
         drop(params);
         let masters = if lm.model.parameters_mut().into_iter().all(|t| backend.host_f32_mut(t).is_some()) {

@@ -1,4 +1,4 @@
-//! The fused EM-INF loop (PAPER.md "EM-INF"): z′, the Adam moments and the row's
+//! The fused EM-INF loop (docs/methods.md, "EM-INF"): z′, the Adam moments and the row's
 //! original logits stay in buffers reused across calls for all K steps. Each step is
 //! one pass over the row — gradient and Adam update, then the online softmax-entropy
 //! of the updated segment — because the gradient needs only Σ q z′ = lse − H from the

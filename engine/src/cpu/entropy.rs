@@ -1,4 +1,4 @@
-//! Fused single-pass softmax-entropy (PAPER.md "Numerics").
+//! Fused single-pass softmax-entropy (docs/methods.md, "Online softmax-entropy").
 //!
 //! Per row we keep the running max m, s = Σ e^{x−m} and t′ = Σ e^{x−m}(x−m) and
 //! finish with lse = m + log s, H = log s − t′/s. The row is walked in blocks of

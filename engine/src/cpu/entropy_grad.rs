@@ -1,6 +1,6 @@
 //! ∂H/∂z for H = entropy of softmax(z/T): −(1/T)·p_i·(x_i − Σ p x), with the row mean
 //! Σ p x = lse − H taken from the forward pass — never from log p_i, which
-//! underflows for tiny probabilities (PAPER.md "Numerics"). The policy gradient adds
+//! underflows for tiny probabilities (docs/methods.md, "Entropy gradient"). The policy gradient adds
 //! the log-probability term of a target token, (1/T)·d_logp·(1[i = target] − p_i), in the
 //! same pass; `token_logprobs` is its forward.
 

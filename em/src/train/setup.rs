@@ -1,0 +1,134 @@
+//! Turning a run's description into a model, an optimiser (fresh, or resumed from the
+//! output folder's latest checkpoint) and tokenised prompts: the resume policy every
+//! training client shares.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use super::optim::{AdamW, AdamWConfig, Schedule};
+use super::{latest_model, new_optimizer, resume_optimizer, RunOptions};
+use crate::engine::{Backend, DType};
+use crate::error::{Error, Result};
+use crate::eval::prompt_ids;
+use crate::models::LoadedModel;
+use crate::progress::Progress;
+
+/// What an EM-FT or EM-RL run trains, on what, and where it writes.
+#[derive(Clone, Debug)]
+pub struct TrainSetup {
+    /// Catalog name, `.gguf` file or Hugging Face folder (trained in f32).
+    pub model: String,
+    /// A dataset name or JSONL file; only the prompts are read (no labels).
+    pub prompts: String,
+    /// Prompt field of a JSONL file (default "question").
+    pub prompt_field: Option<String>,
+    /// Use only the first N prompts.
+    pub limit: Option<usize>,
+    /// Steps to reach (a resumed run may raise it).
+    pub steps: u64,
+    /// AdamW learning rate.
+    pub lr: f32,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f32,
+    /// Global gradient-norm clip (0: none).
+    pub grad_clip: f32,
+    /// Learning-rate schedule over optimiser updates.
+    pub schedule: Schedule,
+    /// Linear warm-up, in optimiser updates.
+    pub warmup_steps: u64,
+    /// Positions per chunk of the LM head (memory against GEMM size).
+    pub head_chunk: usize,
+    /// Parameters kept fixed, by parts of their Hugging Face names.
+    pub freeze: Vec<String>,
+    /// Recompute activations in the backward pass.
+    pub recompute: bool,
+    /// Run seed.
+    pub seed: u64,
+    /// Checkpoint every this many steps (and after the last).
+    pub checkpoint_every: u64,
+    /// Output folder: step-N/ (Hugging Face folders), metrics.jsonl, latest.json.
+    pub out: PathBuf,
+    /// Continue from `out`'s latest checkpoint; without it an `out` that holds a run is
+    /// refused.
+    pub resume: bool,
+}
+
+/// A run ready to start or continue.
+pub struct Prepared<B: Backend> {
+    /// The model to train (the latest checkpoint when resuming).
+    pub lm: LoadedModel<B>,
+    /// The model the run started from (the reference policy of EM-RL).
+    pub base: PathBuf,
+    /// The optimiser, fresh or resumed.
+    pub opt: AdamW,
+    /// The prompts, in the evaluation's prompt format, as token ids.
+    pub prompts: Vec<Vec<u32>>,
+    /// Output, checkpoint cadence and the settings a resume must match.
+    pub opts: RunOptions,
+}
+
+impl TrainSetup {
+    /// Load the model (the latest checkpoint when resuming), the optimiser and the
+    /// prompts. `method` holds the method's settings (everything but the step count),
+    /// recorded so that a resume with other settings is refused; one step is
+    /// `updates_per_step` optimiser updates.
+    pub fn prepare<B: Backend>(
+        &self,
+        backend: &B,
+        method: serde_json::Value,
+        updates_per_step: u64,
+        progress: &dyn Progress,
+    ) -> Result<Prepared<B>> {
+        let optim = AdamWConfig {
+            lr: self.lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: self.weight_decay,
+            grad_clip: self.grad_clip,
+            schedule: self.schedule,
+            warmup_steps: self.warmup_steps,
+            total_steps: self.steps * updates_per_step,
+        };
+        let settings = json!({
+            "model": self.model, "prompts": self.prompts, "prompt_field": self.prompt_field, "limit": self.limit,
+            // Only the step count may change on resume: it is kept out of the nested settings.
+            "method": method, "optim": AdamWConfig { total_steps: 0, ..optim }, "head_chunk": self.head_chunk,
+            "freeze": self.freeze, "recompute": self.recompute, "seed": self.seed, "steps": self.steps,
+        });
+        let opts = RunOptions { out: self.out.clone(), checkpoint_every: self.checkpoint_every, settings };
+        let latest = latest_model(&self.out)?;
+        if !self.resume && latest.is_some() {
+            return Err(Error::training(format!(
+                "{} already holds a run: resume it, or choose another output folder",
+                self.out.display()
+            )));
+        }
+        let base = crate::catalog::resolve_model(&self.model, progress)?;
+        let path = if self.resume { latest.unwrap_or_else(|| base.clone()) } else { base.clone() };
+        let lm = crate::models::load(backend, &path, DType::F32)?;
+        let quantised: Vec<&str> =
+            lm.file_dtypes.split(", ").filter(|t| DType::parse(t).is_some_and(DType::is_quantised)).collect();
+        if !quantised.is_empty() {
+            progress.note(&format!(
+                "training keeps f32 master weights: the file's {} blocks were dequantised to f32 at load",
+                quantised.join(", ")
+            ));
+        }
+        let opt = match resume_optimizer(&lm, &opts)? {
+            Some(mut opt) => {
+                opt.config.total_steps = optim.total_steps;
+                progress.note(&format!("resuming after {} updates from {}", opt.step, path.display()));
+                opt
+            }
+            None => new_optimizer(&lm, optim, &self.freeze)?,
+        };
+        let mut texts = crate::dataset::load_prompts(&self.prompts, self.prompt_field.as_deref(), progress)?;
+        if let Some(n) = self.limit {
+            texts.truncate(n);
+        }
+        let prompts = texts.iter().map(|t| prompt_ids(&lm, t, None)).collect::<Result<Vec<_>>>()?;
+        Ok(Prepared { lm, base, opt, prompts, opts })
+    }
+}
