@@ -54,6 +54,7 @@ pub fn rope(rows: usize, cols: usize, head_dim: usize, positions: usize, theta: 
 /// The (cos, sin) pairs the GPU rope kernels read, `[positions, head_dim / 2]`, computed
 /// in f64 (f32 sin/cos of angles in the thousands of radians lose digits); with `inverse`
 /// the rotation by −angle, rope's backward.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub fn rope_table(positions: &[u32], inv_freq: &[f64], inverse: bool) -> Vec<f32> {
     let sign = if inverse { -1.0 } else { 1.0 };
     positions

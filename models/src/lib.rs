@@ -8,6 +8,7 @@ pub mod durable;
 pub mod error;
 pub mod export;
 pub mod generate;
+pub mod layer;
 pub mod gguf;
 pub mod loader;
 pub mod model;

@@ -5,24 +5,9 @@ use entmin_engine::{AttentionShape, Backend, DType, Tensor};
 
 use crate::config::ModelConfig;
 use crate::error::{ModelError, Result};
+use crate::layer;
+pub use crate::layer::{Layer, Linear};
 use crate::weights::{HostTensor, TensorSource, WeightDtype};
-
-pub struct Linear<B: Backend> {
-    pub weight: Tensor<B>,
-    pub bias: Option<Tensor<B>>,
-}
-
-pub struct Layer<B: Backend> {
-    pub attn_norm: Tensor<B>,
-    pub q: Linear<B>,
-    pub k: Linear<B>,
-    pub v: Linear<B>,
-    pub o: Linear<B>,
-    pub ffn_norm: Tensor<B>,
-    pub gate: Linear<B>,
-    pub up: Linear<B>,
-    pub down: Linear<B>,
-}
 
 pub struct Model<B: Backend> {
     pub config: ModelConfig,
@@ -260,47 +245,40 @@ impl<B: Backend> Model<B> {
         let ids: Vec<u32> = items.iter().flat_map(|it| it.ids.iter().copied()).collect();
         let positions: Vec<u32> =
             items.iter().flat_map(|it| (it.cache.len..it.cache.len + it.ids.len()).map(|p| p as u32)).collect();
-        let lin = |x: &Tensor<B>, l: &Linear<B>| backend.linear(x, &l.weight, l.bias.as_ref());
+        let single = items.len() == 1;
         let mut x = backend.embedding(&self.embed, &ids)?;
         for (l, layer) in self.layers.iter().enumerate() {
-            let h = backend.rms_norm(&x, &layer.attn_norm, c.rms_eps)?;
-            let mut q = lin(&h, &layer.q)?;
-            let mut k = lin(&h, &layer.k)?;
-            let v = lin(&h, &layer.v)?;
-            backend.rope(&mut q, c.head_dim, &positions, c.rope_theta)?;
-            backend.rope(&mut k, c.head_dim, &positions, c.rope_theta)?;
-            let mut outs = Vec::with_capacity(items.len());
-            let single = items.len() == 1;
-            for (it, span) in items.iter_mut().zip(&spans) {
-                let start = it.cache.len;
-                // A lone sequence uses the whole batch; otherwise cut out its rows.
-                let parts;
-                let (qi, ki, vi) = if single {
-                    (&q, &k, &v)
+            // Each sequence writes its keys and values into its own cache and attends
+            // over it; a lone sequence uses the whole batch, otherwise its rows are cut out.
+            let attend = |q: &Tensor<B>, k: &Tensor<B>, v: &Tensor<B>| -> Result<Tensor<B>> {
+                let mut outs = Vec::with_capacity(items.len());
+                for (it, span) in items.iter_mut().zip(&spans) {
+                    let start = it.cache.len;
+                    let parts;
+                    let (qi, ki, vi) = if single {
+                        (q, k, v)
+                    } else {
+                        let cut = |t: &Tensor<B>| backend.slice_rows(t, span.start, span.end);
+                        parts = (cut(q)?, cut(k)?, cut(v)?);
+                        (&parts.0, &parts.1, &parts.2)
+                    };
+                    backend.write_kv(&mut it.cache.k[l], ki, start)?;
+                    backend.write_kv(&mut it.cache.v[l], vi, start)?;
+                    let shape = AttentionShape {
+                        n_heads: c.n_heads,
+                        n_kv_heads: c.n_kv_heads,
+                        head_dim: c.head_dim,
+                        start_pos: start,
+                    };
+                    outs.push(backend.attention(qi, &it.cache.k[l], &it.cache.v[l], shape)?);
+                }
+                Ok(if outs.len() == 1 {
+                    outs.pop().expect("one output")
                 } else {
-                    let cut = |t: &Tensor<B>| backend.slice_rows(t, span.start, span.end);
-                    parts = (cut(&q)?, cut(&k)?, cut(&v)?);
-                    (&parts.0, &parts.1, &parts.2)
-                };
-                backend.write_kv(&mut it.cache.k[l], ki, start)?;
-                backend.write_kv(&mut it.cache.v[l], vi, start)?;
-                let shape = AttentionShape {
-                    n_heads: c.n_heads,
-                    n_kv_heads: c.n_kv_heads,
-                    head_dim: c.head_dim,
-                    start_pos: start,
-                };
-                outs.push(backend.attention(qi, &it.cache.k[l], &it.cache.v[l], shape)?);
-            }
-            let a = if outs.len() == 1 {
-                outs.pop().expect("one output")
-            } else {
-                backend.concat_rows(&outs.iter().collect::<Vec<_>>())?
+                    backend.concat_rows(&outs.iter().collect::<Vec<_>>())?
+                })
             };
-            backend.add_assign(&mut x, &lin(&a, &layer.o)?)?;
-            let h = backend.rms_norm(&x, &layer.ffn_norm, c.rms_eps)?;
-            let m = backend.silu_mul(&lin(&h, &layer.gate)?, &lin(&h, &layer.up)?)?;
-            backend.add_assign(&mut x, &lin(&m, &layer.down)?)?;
+            layer::forward(backend, c, layer, &mut x, &positions, attend, false)?;
         }
         for it in items.iter_mut() {
             it.cache.len += it.ids.len();

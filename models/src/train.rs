@@ -10,39 +10,8 @@
 use entmin_engine::{AttentionShape, Backend, DType, Tensor};
 
 use crate::error::{ModelError, Result};
-use crate::model::{Layer, Linear, Model};
-
-/// Projection names in a layer, in [`Model::named_parameters`] order.
-pub const LINEAR_NAMES: [&str; 7] = [
-    "self_attn.q_proj",
-    "self_attn.k_proj",
-    "self_attn.v_proj",
-    "self_attn.o_proj",
-    "mlp.gate_proj",
-    "mlp.up_proj",
-    "mlp.down_proj",
-];
-
-impl<B: Backend> Layer<B> {
-    /// The projections in [`LINEAR_NAMES`] order.
-    pub fn linears(&self) -> [&Linear<B>; 7] {
-        [&self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down]
-    }
-}
-
-/// What one layer's forward produced, as its backward needs it (q and k after RoPE).
-pub struct LayerActivations<B: Backend> {
-    h_attn: Tensor<B>,
-    q: Tensor<B>,
-    k: Tensor<B>,
-    v: Tensor<B>,
-    attn: Tensor<B>,
-    x_mid: Tensor<B>,
-    h_ffn: Tensor<B>,
-    gate: Tensor<B>,
-    up: Tensor<B>,
-    mlp: Tensor<B>,
-}
+use crate::layer::{self, copy, Layer, LayerActivations, Linear, LINEAR_NAMES};
+use crate::model::Model;
 
 /// One sequence's forward pass, kept for [`Model::backward`].
 pub struct Activations<B: Backend> {
@@ -78,10 +47,6 @@ struct GradientParts<'g, B: Backend> {
     embed: &'g mut Tensor<B>,
     layers: Vec<LayerGradients<'g, B>>,
     norm: &'g mut Tensor<B>,
-}
-
-fn copy<B: Backend>(b: &B, x: &Tensor<B>) -> Result<Tensor<B>> {
-    Ok(b.concat_rows(&[x])?)
 }
 
 fn sum<B: Backend>(b: &B, mut a: Tensor<B>, c: &Tensor<B>) -> Result<Tensor<B>> {
@@ -177,30 +142,19 @@ impl<B: Backend> Model<B> {
         AttentionShape { n_heads: c.n_heads, n_kv_heads: c.n_kv_heads, head_dim: c.head_dim, start_pos: 0 }
     }
 
+    /// One layer forward over a whole sequence (its own cache: keys and values of every
+    /// position, start 0), keeping what the backward pass needs when `keep`.
     fn layer_forward(
         &self,
         b: &B,
         layer: &Layer<B>,
-        x_in: &Tensor<B>,
+        x: &mut Tensor<B>,
         positions: &[u32],
-    ) -> Result<(Tensor<B>, LayerActivations<B>)> {
-        let c = &self.config;
-        let lin = |x: &Tensor<B>, l: &Linear<B>| b.linear(x, &l.weight, l.bias.as_ref());
-        let h_attn = b.rms_norm(x_in, &layer.attn_norm, c.rms_eps)?;
-        let mut q = lin(&h_attn, &layer.q)?;
-        let mut k = lin(&h_attn, &layer.k)?;
-        let v = lin(&h_attn, &layer.v)?;
-        b.rope(&mut q, c.head_dim, positions, c.rope_theta)?;
-        b.rope(&mut k, c.head_dim, positions, c.rope_theta)?;
-        // The sequence is its own cache: keys and values of every position, start 0.
-        let attn = b.attention(&q, &k, &v, self.attention_shape())?;
-        let x_mid = sum(b, copy(b, x_in)?, &lin(&attn, &layer.o)?)?;
-        let h_ffn = b.rms_norm(&x_mid, &layer.ffn_norm, c.rms_eps)?;
-        let gate = lin(&h_ffn, &layer.gate)?;
-        let up = lin(&h_ffn, &layer.up)?;
-        let mlp = b.silu_mul(&gate, &up)?;
-        let x_out = sum(b, copy(b, &x_mid)?, &lin(&mlp, &layer.down)?)?;
-        Ok((x_out, LayerActivations { h_attn, q, k, v, attn, x_mid, h_ffn, gate, up, mlp }))
+        keep: bool,
+    ) -> Result<Option<LayerActivations<B>>> {
+        let shape = self.attention_shape();
+        let attend = |q: &Tensor<B>, k: &Tensor<B>, v: &Tensor<B>| Ok(b.attention(q, k, v, shape)?);
+        layer::forward(b, &self.config, layer, x, positions, attend, keep)
     }
 
     /// The forward pass over `ids` (positions 0..), keeping activations for
@@ -217,10 +171,8 @@ impl<B: Backend> Model<B> {
         let mut x = b.embedding(&self.embed, ids)?;
         let (mut inputs, mut layers) = (Vec::new(), Vec::new());
         for layer in &self.layers {
-            let (x_out, acts) = self.layer_forward(b, layer, &x, &positions)?;
-            inputs.push(x);
-            layers.push(if recompute { None } else { Some(acts) });
-            x = x_out;
+            inputs.push(copy(b, &x)?);
+            layers.push(self.layer_forward(b, layer, &mut x, &positions, !recompute)?);
         }
         let hidden = b.rms_norm(&x, &self.norm, c.rms_eps)?;
         Ok(Activations { ids: ids.to_vec(), positions, inputs, layers, x_final: x, hidden })
@@ -238,8 +190,9 @@ impl<B: Backend> Model<B> {
             let a = match &acts.layers[l] {
                 Some(a) => a,
                 None => {
-                    recomputed = self.layer_forward(b, layer, &acts.inputs[l], &acts.positions)?.1;
-                    &recomputed
+                    let mut x = copy(b, &acts.inputs[l])?;
+                    recomputed = self.layer_forward(b, layer, &mut x, &acts.positions, true)?;
+                    recomputed.as_ref().expect("kept when asked")
                 }
             };
             dx = self.layer_backward(b, layer, &acts.inputs[l], a, &acts.positions, &dx, g)?;
