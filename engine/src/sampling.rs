@@ -40,12 +40,16 @@ impl SamplingParams {
     }
 }
 
-/// The drawn token and its log-probability under softmax(logits / T) before the
-/// top-k / top-p / min-p filters (T = 1 for greedy).
+/// The drawn token, its log-probability and the entropy of the distribution it was drawn
+/// from: softmax(logits / T) over the tokens not banned, before the top-k / top-p / min-p
+/// filters (T = 1 for greedy). The entropy comes with the log-sum-exp the draw needs, so
+/// reporting it costs no extra pass over the row.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SampleOutcome {
     pub token: u32,
     pub logprob: f32,
+    /// Entropy in nats.
+    pub entropy: f32,
 }
 
 /// xoshiro256** seeded through splitmix64: small, fast, and identical on every
@@ -131,15 +135,19 @@ pub(crate) fn banned_bits(banned: &[u32], cols: usize) -> Vec<u32> {
     bits
 }
 
-/// Per-row results as GPU samplers write them: (status, token, log-prob bits), status
-/// 0 ok, 1 NaN or +inf in the row, 2 nothing left to sample.
+/// u32 words per row of the GPU sample kernels' output.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub(crate) const OUTCOME_WORDS: usize = 4;
+
+/// Per-row results as GPU samplers write them: (status, token, log-prob bits, entropy
+/// bits), status 0 ok, 1 NaN or +inf in the row, 2 nothing left to sample.
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 pub(crate) fn outcomes_from_device(raw: &[u32]) -> crate::Result<Vec<SampleOutcome>> {
     use crate::EngineError::NonFinite;
-    raw.chunks_exact(3)
+    raw.chunks_exact(OUTCOME_WORDS)
         .enumerate()
         .map(|(row, o)| match o[0] {
-            0 => Ok(SampleOutcome { token: o[1], logprob: f32::from_bits(o[2]) }),
+            0 => Ok(SampleOutcome { token: o[1], logprob: f32::from_bits(o[2]), entropy: f32::from_bits(o[3]) }),
             1 => Err(NonFinite { row, what: "NaN or +inf" }),
             _ => Err(NonFinite { row, what: "every token masked or −inf" }),
         })

@@ -5,8 +5,9 @@
 //
 // No sort: top-k and top-p become thresholds on the logit, found by bisection on the
 // order-preserving integer key of the float (32 counting passes each, exact).
-// out[row] = (status: 0 ok / 1 NaN or +inf / 2 nothing to sample, token, log-prob bits),
-// the log-prob under softmax(z/T) before the filters.
+// out[row] = (status: 0 ok / 1 NaN or +inf / 2 nothing to sample, token, log-prob bits,
+// entropy bits): log-prob and entropy of softmax(z/T) over the unbanned tokens, before the
+// other filters (T = 1 when greedy); the entropy comes free with the log-sum-exp.
 
 // Order-preserving map of finite floats to u32.
 __device__ __forceinline__ unsigned key(float x) {
@@ -24,7 +25,7 @@ extern "C" __global__ void __launch_bounds__(ROW_WG, 1)
     const unsigned r = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
     if (r >= rows) return;
     const src_t* row = logits + (size_t)r * cols;
-    unsigned* o = out + 3 * (size_t)r;
+    unsigned* o = out + 4 * (size_t)r;
 
     // The scaled logit of column c, or LOWEST when it is masked, NaN/+inf or banned.
     auto scaled = [&](unsigned c, float z) {
@@ -48,7 +49,8 @@ extern "C" __global__ void __launch_bounds__(ROW_WG, 1)
         }
     });
     const float any_bad = block_max(bad);
-    const float lse = online_finish(st).x;
+    const float2 lse_h = online_finish(st);
+    const float lse = lse_h.x;
     const float m = block_max(best_x);
     // Lowest column holding the maximum: the argmax, first on ties.
     const unsigned argmax = block_min_u32(best_x == m ? best_c : cols);
@@ -58,6 +60,7 @@ extern "C" __global__ void __launch_bounds__(ROW_WG, 1)
             o[0] = status;
             o[1] = status == 0 ? argmax : 0u;
             o[2] = status == 0 ? __float_as_uint(m - lse) : 0u;
+            o[3] = status == 0 ? __float_as_uint(lse_h.y) : 0u;
         }
         return;
     }
@@ -155,5 +158,6 @@ extern "C" __global__ void __launch_bounds__(ROW_WG, 1)
         o[0] = 0u;
         o[1] = token;
         o[2] = __float_as_uint(scaled(token, load_src(row, token)) - lse);
+        o[3] = __float_as_uint(lse_h.y);
     }
 }

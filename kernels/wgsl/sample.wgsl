@@ -6,7 +6,8 @@
 // No sort: top-k and top-p become thresholds on the logit, found by bisection on the
 // order-preserving integer key of the float (32 counting passes each, exact).
 // Output per row: status (0 ok, 1 NaN/+inf, 2 nothing left to sample), token, log-prob
-// under softmax(z/T) before the filters (T = 1 when greedy).
+// and entropy of softmax(z/T) over the unbanned tokens, before the other filters (T = 1
+// when greedy); the entropy comes free with the log-sum-exp.
 
 struct Params {
     rows: u32,
@@ -64,11 +65,12 @@ fn above(base: u32, k: u32, m: f32, inv: Invocation) -> vec2<f32> {
     return vec2<f32>(wg_sum(n, inv), wg_sum(mass, inv));
 }
 
-fn finish(row: u32, status: u32, token: u32, logprob: f32, inv: Invocation) {
+fn finish(row: u32, status: u32, token: u32, logprob: f32, entropy: f32, inv: Invocation) {
     if inv.lid == 0u {
-        out[3u * row] = status;
-        out[3u * row + 1u] = token;
-        out[3u * row + 2u] = bitcast<u32>(logprob);
+        out[4u * row] = status;
+        out[4u * row + 1u] = token;
+        out[4u * row + 2u] = bitcast<u32>(logprob);
+        out[4u * row + 3u] = bitcast<u32>(entropy);
     }
 }
 
@@ -97,21 +99,22 @@ fn main(inv: Invocation) {
         }
     }
     let any_bad = wg_max(bad, inv);
-    let lse = online_finish(st, inv).x;
+    let lse_h = online_finish(st, inv);
+    let lse = lse_h.x;
     let m = wg_max(best_x, inv);
     // Lowest column holding the maximum: the argmax, first on ties.
     let first = -wg_max(select(-f32(p.cols), -f32(best_c), best_x == m && best_c < p.cols), inv);
     let argmax = u32(first);
     if any_bad > 0.0 {
-        finish(r, 1u, 0u, 0.0, inv);
+        finish(r, 1u, 0u, 0.0, 0.0, inv);
         return;
     }
     if is_neg_inf(lse) {
-        finish(r, 2u, 0u, 0.0, inv);
+        finish(r, 2u, 0u, 0.0, 0.0, inv);
         return;
     }
     if p.greedy != 0u {
-        finish(r, 0u, argmax, m - lse, inv);
+        finish(r, 0u, argmax, m - lse, lse_h.y, inv);
         return;
     }
     // Threshold key: every kept token has key(x) ≥ floor_key.
@@ -206,8 +209,9 @@ fn main(inv: Invocation) {
                 }
             }
         }
-        out[3u * r] = 0u;
-        out[3u * r + 1u] = token;
-        out[3u * r + 2u] = bitcast<u32>(scaled(base, token) - lse);
+        out[4u * r] = 0u;
+        out[4u * r + 1u] = token;
+        out[4u * r + 2u] = bitcast<u32>(scaled(base, token) - lse);
+        out[4u * r + 3u] = bitcast<u32>(lse_h.y);
     }
 }

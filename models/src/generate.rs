@@ -45,7 +45,8 @@ impl<B: Backend> TokenPicker<B> for Sampler {
 }
 
 /// Draw a token per row of `logits` and report the entropy of the distribution each was
-/// drawn from (`em_inf[r]`, when given, is attached to row r's pick).
+/// drawn from (the sampler computes it with the draw; 0 for greedy decoding, a point
+/// mass). `em_inf[r]`, when given, is attached to row r's pick.
 pub fn sample_with_entropy<B: Backend>(
     backend: &B,
     logits: &Tensor<B>,
@@ -53,20 +54,15 @@ pub fn sample_with_entropy<B: Backend>(
     rngs: &mut [Rng],
     em_inf: Option<&[EmInfRowStats]>,
 ) -> Result<Vec<Pick>> {
-    let outcomes = backend.sample(logits, sampling, rngs)?;
-    let entropies = if sampling.temperature > 0.0 {
-        row_entropies_at(backend, logits, sampling.temperature)?
-    } else {
-        vec![0.0; outcomes.len()]
-    };
-    Ok(outcomes
+    let greedy = sampling.temperature == 0.0;
+    Ok(backend
+        .sample(logits, sampling, rngs)?
         .iter()
-        .zip(entropies)
         .enumerate()
-        .map(|(r, (o, h))| Pick {
+        .map(|(r, o)| Pick {
             token: o.token,
             logprob: o.logprob,
-            sampled_entropy: h,
+            sampled_entropy: if greedy { 0.0 } else { o.entropy },
             em_inf: em_inf.map(|s| s[r]),
         })
         .collect())
@@ -219,12 +215,7 @@ impl Generation {
 
 /// Entropy (nats, T = 1) of each row of `logits`; errors on NaN.
 pub fn row_entropies<B: Backend>(backend: &B, logits: &Tensor<B>) -> Result<Vec<f32>> {
-    row_entropies_at(backend, logits, 1.0)
-}
-
-/// Entropy (nats) of softmax(logits / temperature) per row; errors on NaN.
-pub fn row_entropies_at<B: Backend>(backend: &B, logits: &Tensor<B>, temperature: f32) -> Result<Vec<f32>> {
-    let (_, ent) = backend.softmax_entropy(logits, 1.0 / temperature)?;
+    let (_, ent) = backend.softmax_entropy(logits, 1.0)?;
     let ent = backend.to_host_f32(&ent)?;
     if let Some(row) = ent.iter().position(|h| h.is_nan()) {
         return Err(ModelError::Invalid(format!("the model produced NaN logits (row {row})")));

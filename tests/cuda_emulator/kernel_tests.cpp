@@ -396,7 +396,7 @@ struct SampleParams {
 // 1 NaN or +inf, 2 nothing to sample. token −1 when u or top_p sits too close to a boundary
 // for f32 rounding to decide.
 static void ref_sample(const src_t* zr, unsigned cols, const unsigned* banned_bits, SampleParams p, float u,
-                       int& status, long& token, double& logprob) {
+                       int& status, long& token, double& logprob, double& entropy) {
     const float inv_t = p.greedy ? 1.0f : p.inv_t;
     std::vector<float> x(cols);
     bool bad = false;
@@ -406,7 +406,7 @@ static void ref_sample(const src_t* zr, unsigned cols, const unsigned* banned_bi
         const bool ban = p.banned && ((banned_bits[c >> 5] >> (c & 31)) & 1);
         x[c] = (std::isnan(z) || std::isinf(z) || ban) ? -INFINITY : z * inv_t;
     }
-    status = 0, token = 0, logprob = 0;
+    status = 0, token = 0, logprob = 0, entropy = 0;
     if (bad) {
         status = 1;
         return;
@@ -422,6 +422,10 @@ static void ref_sample(const src_t* zr, unsigned cols, const unsigned* banned_bi
     for (float v : x)
         if (v != -INFINITY) s += std::exp(v - mx);
     const double lse = mx + std::log(s);
+    double weighted = 0;
+    for (float v : x)
+        if (v != -INFINITY) weighted += std::exp(v - mx) * (v - mx);
+    entropy = std::log(s) - weighted / s;
     if (p.greedy) {
         token = argmax;
         logprob = mx - lse;
@@ -497,7 +501,7 @@ static void test_sample() {
             const float u0 = std::array{0.05f, 0.5f, 0.93f}[launches++ % 3];
             Buf<float> uniforms(rows);
             for (unsigned r = 0; r < rows; r++) uniforms[r] = std::fmod(u0 + 0.11f * r, 1.0f);
-            Buf<unsigned> out(3 * rows, 0, 0xdeadbeef);
+            Buf<unsigned> out(4 * rows, 0, 0xdeadbeef);
             const float inv_t = p.greedy ? 1.0f : p.inv_t;
             emu::launch({rows}, {ROW_WG}, [&] {
                 sample(z.p, banned.p, uniforms.p, out.p, rows, cols, inv_t, p.greedy, p.top_k, p.top_p, p.min_p,
@@ -506,23 +510,27 @@ static void test_sample() {
             for (unsigned r = 0; r < rows; r++) {
                 int status;
                 long token;
-                double logprob;
-                ref_sample(z.p + r * cols, cols, banned.p, p, uniforms[r], status, token, logprob);
-                CHECK(out[3 * r] == (unsigned)status, "sample status cols%u row%u k%u p%g: %u vs %d", cols, r, p.top_k,
-                      p.top_p, out[3 * r], status);
+                double logprob, entropy;
+                ref_sample(z.p + r * cols, cols, banned.p, p, uniforms[r], status, token, logprob, entropy);
+                CHECK(out[4 * r] == (unsigned)status, "sample status cols%u row%u k%u p%g: %u vs %d", cols, r, p.top_k,
+                      p.top_p, out[4 * r], status);
                 if (status != 0) {
-                    CHECK(out[3 * r + 1] == 0 && out[3 * r + 2] == 0, "sample zero outputs cols%u row%u", cols, r);
+                    CHECK(out[4 * r + 1] == 0 && out[4 * r + 2] == 0 && out[4 * r + 3] == 0,
+                          "sample zero outputs cols%u row%u", cols, r);
                     continue;
                 }
+                const float got_entropy = __uint_as_float(out[4 * r + 3]);
+                CHECK(near(got_entropy, entropy, 1e-5, 2e-5), "sample entropy cols%u row%u: %g vs %g", cols, r,
+                      got_entropy, entropy);
                 if (token < 0) {
                     skipped++;
                     continue;
                 }
                 compared++;
-                CHECK(out[3 * r + 1] == (unsigned)token,
+                CHECK(out[4 * r + 1] == (unsigned)token,
                       "sample token cols%u row%u greedy%u k%u p%g min_p%g u%g: %u vs %ld", cols, r, p.greedy, p.top_k,
-                      p.top_p, p.min_p, uniforms[r], out[3 * r + 1], token);
-                const float got_logprob = __uint_as_float(out[3 * r + 2]);
+                      p.top_p, p.min_p, uniforms[r], out[4 * r + 1], token);
+                const float got_logprob = __uint_as_float(out[4 * r + 2]);
                 CHECK(near(got_logprob, logprob, 1e-5, 1e-4), "sample logprob cols%u row%u: %g vs %g", cols, r,
                       got_logprob, logprob);
             }

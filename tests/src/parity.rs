@@ -226,11 +226,20 @@ pub fn sample<B: Backend>(b: &B) {
     let mut rngs = vec![Rng::new(1), Rng::new(2)];
     let greedy = b.sample(&t, &SamplingParams::greedy(), &mut rngs).unwrap();
     assert_eq!([greedy[0].token, greedy[1].token], [argmax(0), argmax(1)]);
-    let (lse0, _) = reference::softmax_entropy(&logits[..v], 1.0);
+    let (lse0, h0) = reference::softmax_entropy(&logits[..v], 1.0);
     assert!((greedy[0].logprob as f64 - (logits[argmax(0) as usize] as f64 - lse0)).abs() < 1e-5);
-    // Banning the argmax moves greedy to the runner-up; top_k = 1 is greedy.
+    let entropy_close = |got: f32, want: f64, what: &str| {
+        assert!((got as f64 - want).abs() <= 2e-5 * want.max(0.05), "{what}: entropy {got} vs f64 {want}")
+    };
+    entropy_close(greedy[0].entropy, h0, "greedy (T = 1)");
+    // Banning the argmax moves greedy to the runner-up; top_k = 1 is greedy. The entropy
+    // is over the tokens left.
     let banned = SamplingParams { temperature: 0.0, banned: vec![argmax(0)], ..Default::default() };
-    assert_ne!(b.sample(&t, &banned, &mut rngs).unwrap()[0].token, argmax(0));
+    let banned_pick = b.sample(&t, &banned, &mut rngs).unwrap()[0];
+    assert_ne!(banned_pick.token, argmax(0));
+    let mut without_best = logits[..v].to_vec();
+    without_best[argmax(0) as usize] = f32::NEG_INFINITY;
+    entropy_close(banned_pick.entropy, reference::softmax_entropy(&without_best, 1.0).1, "argmax banned");
     let top1 = SamplingParams { temperature: 1.0, top_k: 1, ..Default::default() };
     assert_eq!(b.sample(&t, &top1, &mut rngs).unwrap()[1].token, argmax(1));
     // Seeds reproduce; frequencies follow softmax(z / T) restricted by top-p.
@@ -255,6 +264,11 @@ pub fn sample<B: Backend>(b: &B) {
     }
     // Plain sampling (no filter) follows softmax(z / T) over every finite token.
     let plain = SamplingParams { temperature: 0.8, ..Default::default() };
+    let (_, h_small) = reference::softmax_entropy(&small, 1.0 / 0.8);
+    // The entropy is of softmax(z / T) before the filters, whichever filter is set.
+    for filtered in [&plain, &params] {
+        entropy_close(b.sample(&ts, filtered, &mut [Rng::new(3)]).unwrap()[0].entropy, h_small, "T = 0.8");
+    }
     let mut r = vec![Rng::new(10)];
     let draws: Vec<u32> = (0..4000).map(|_| b.sample(&ts, &plain, &mut r).unwrap()[0].token).collect();
     for tok in 0..5u32 {

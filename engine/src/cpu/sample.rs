@@ -64,9 +64,10 @@ fn sample_row(row: &[f32], params: &SamplingParams, rng: &mut Rng) -> Result<Sam
     let inv_t = 1.0 / temperature as f64;
     let lse = lse32 as f64;
     let logprob = |i: usize| (z[i] as f64 * inv_t - lse) as f32;
+    let outcome = |i: usize| SampleOutcome { token: i as u32, logprob: logprob(i), entropy: h };
     if params.temperature == 0.0 {
         let best = argmax(z);
-        return Ok(SampleOutcome { token: best as u32, logprob: logprob(best) });
+        return Ok(outcome(best));
     }
     if params.top_k == 0 && params.top_p >= 1.0 && params.min_p == 0.0 {
         // Inverse CDF over the whole row in id order, stopping at the drawn token.
@@ -80,11 +81,11 @@ fn sample_row(row: &[f32], params: &SamplingParams, rng: &mut Rng) -> Result<Sam
             acc += (x as f64 * inv_t - lse).exp();
             last = i;
             if u < acc {
-                return Ok(SampleOutcome { token: i as u32, logprob: logprob(i) });
+                return Ok(outcome(i));
             }
         }
         // Rounding left u just above the total: the last finite token.
-        return Ok(SampleOutcome { token: last as u32, logprob: logprob(last) });
+        return Ok(outcome(last));
     }
     let max = z[argmax(z)] as f64;
     let weight = |i: u32| ((z[i as usize] as f64 - max) * inv_t).exp();
@@ -128,12 +129,12 @@ fn sample_row(row: &[f32], params: &SamplingParams, rng: &mut Rng) -> Result<Sam
     let mut u = rng.next_f64() * mass;
     for &(i, w) in &kept {
         if u < w {
-            return Ok(SampleOutcome { token: i, logprob: logprob(i as usize) });
+            return Ok(outcome(i as usize));
         }
         u -= w;
     }
     let (last, _) = *kept.last().expect("kept holds at least the best token");
-    Ok(SampleOutcome { token: last, logprob: logprob(last as usize) })
+    Ok(outcome(last as usize))
 }
 
 /// The `k` largest entries of `ids` by `cmp`, sorted; selection first so only k are sorted.

@@ -5,6 +5,7 @@
 use super::device::launch;
 use super::{buf, dims2, require_f32, u32_of, CudaBackend, CudaTensor};
 use crate::kernel::Kernel;
+use crate::sampling::OUTCOME_WORDS;
 use crate::{DType, EmInfParams, EmInfRowStats, EngineError, Result, Rng, SampleOutcome, SamplingParams};
 
 const WG: u32 = 256;
@@ -194,7 +195,7 @@ pub fn sample(
     }
     let uniform_buf = b.dev.upload(bytemuck::cast_slice(&draw.uniforms))?;
     let banned_buf = b.dev.upload(bytemuck::cast_slice(&crate::sampling::banned_bits(&params.banned, cols)))?;
-    let out = b.dev.alloc(rows * 12)?;
+    let out = b.dev.alloc(rows * OUTCOME_WORDS * 4)?;
     let (r, c) = (u32_of("sample", rows)?, u32_of("sample", cols)?);
     let (greedy, has_banned) = (draw.greedy as u32, !params.banned.is_empty() as u32);
     launch!(
@@ -218,6 +219,6 @@ pub fn sample(
             &has_banned
         ]
     )?;
-    let raw: Vec<u32> = bytemuck::pod_collect_to_vec(&b.dev.read(&out, rows * 12)?);
+    let raw: Vec<u32> = bytemuck::pod_collect_to_vec(&b.dev.read(&out, rows * OUTCOME_WORDS * 4)?);
     crate::sampling::outcomes_from_device(&raw)
 }

@@ -5,6 +5,7 @@
 use super::device::Binding;
 use super::kernels::Kernel;
 use super::{buf, dims2, require_f32, rows_of, whole, WgpuBackend, WgpuTensor};
+use crate::sampling::OUTCOME_WORDS;
 use crate::{DType, EmInfParams, EmInfRowStats, EngineError, Result, Rng, SampleOutcome, SamplingParams};
 
 const WG: usize = 256;
@@ -191,7 +192,7 @@ pub fn em_inf(b: &WgpuBackend, logits: &WgpuTensor, p: &EmInfParams) -> Result<(
 
 /// One uniform number per row from the row's generator (none for greedy decoding,
 /// like the CPU backend), the filters as kernel parameters, and only (status, token,
-/// log-prob) per row read back.
+/// log-prob, entropy) per row read back.
 pub fn sample(
     b: &WgpuBackend,
     logits: &WgpuTensor,
@@ -209,8 +210,9 @@ pub fn sample(
     } else {
         Some(b.gpu.storage_buffer_with(bytemuck::cast_slice(&crate::sampling::banned_bits(&params.banned, cols)))?)
     };
-    let out = b.empty(&[rows, 3], DType::F32)?;
-    for w in b.gpu.row_windows("sample", rows, &[(cols * logits.dtype().size_bytes()) as u64, 4, 12])? {
+    let out = b.empty(&[rows, OUTCOME_WORDS], DType::F32)?;
+    let outcome_bytes = (OUTCOME_WORDS * 4) as u64;
+    for w in b.gpu.row_windows("sample", rows, &[(cols * logits.dtype().size_bytes()) as u64, 4, outcome_bytes])? {
         let n = w.end - w.start;
         let kernel_params = [
             n as u32,
@@ -230,12 +232,12 @@ pub fn sample(
                 rows_of(logits, cols, &w),
                 Binding::whole(banned_buf.as_ref().unwrap_or(&b.gpu.dummy)),
                 Binding::range(&uniform_buf, w.start as u64 * 4, n as u64 * 4),
-                rows_of(&out, 3, &w),
+                rows_of(&out, OUTCOME_WORDS, &w),
             ],
             &kernel_params,
             n,
         )?;
     }
-    let raw: Vec<u32> = bytemuck::pod_collect_to_vec(&b.gpu.read(buf(&out), 0, (rows * 12) as u64)?);
+    let raw: Vec<u32> = bytemuck::pod_collect_to_vec(&b.gpu.read(buf(&out), 0, rows as u64 * outcome_bytes)?);
     crate::sampling::outcomes_from_device(&raw)
 }
