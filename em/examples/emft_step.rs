@@ -14,7 +14,6 @@ use entmin::engine::Backend;
 use entmin::progress::Quiet;
 use entmin::runtime::{BackendTask, Device, DeviceKind};
 use entmin::train::emft::{EmFtConfig, Reduction};
-use entmin::train::optim::Schedule;
 use entmin::train::TrainSetup;
 use entmin::Error;
 
@@ -43,24 +42,13 @@ fn main() -> Result<(), Error> {
     std::fs::write(&prompts, "{\"question\": \"What is 6 times 7?\"}\n")
         .map_err(|e| Error::io("writing", &prompts, e))?;
     let setup = TrainSetup {
-        model,
-        prompts: prompts.display().to_string(),
-        prompt_field: None,
-        limit: None,
         steps,
-        lr: 1e-6,
-        weight_decay: 0.0,
-        grad_clip: 1.0,
-        schedule: Schedule::Constant,
-        warmup_steps: 0,
         head_chunk: 64,
         // The tied embedding stays fixed: no optimiser moments for its 28 M values.
         freeze: vec!["embed_tokens".into()],
-        recompute: false,
-        seed: 0,
         checkpoint_every: 1,
-        out: out.join("run"),
         resume: true,
+        ..TrainSetup::new(model, prompts.display().to_string(), out.join("run"))
     };
     let config = EmFtConfig {
         samples_per_prompt: 2,

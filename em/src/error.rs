@@ -63,6 +63,12 @@ pub enum Error {
     /// Training refused to go on (a non-finite gradient, a checkpoint of another run).
     #[error("training: {0}")]
     Training(String),
+    /// A training run's output folder already holds a run, and resuming was not asked for.
+    #[error("{} already holds a run: resume it, or choose another output folder", out.display())]
+    RunExists {
+        /// The output folder.
+        out: PathBuf,
+    },
     /// A helper program (python3, pip) failed.
     #[error("{program}: {msg}")]
     Subprocess {

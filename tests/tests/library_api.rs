@@ -7,7 +7,10 @@ use std::sync::mpsc;
 
 use entmin::engine::{reference, Backend, DType, EmInfParams};
 use entmin::models::{Architecture, KvCache, LoadedModel, Logits, ModelError, WeightDtype};
+use entmin::engine::cpu::CpuBackend;
+use entmin::progress::Quiet;
 use entmin::runtime::{ModelTask, ModelTaskMut};
+use entmin::train::TrainSetup;
 use entmin::{Cancel, DeviceKind, Engine, Error, Flow, Method, MethodConfig, Options, Request, StopReason};
 use entmin_tests::gguf_writer::tiny_model_gguf;
 use entmin_tests::scratch_dir;
@@ -242,4 +245,20 @@ fn errors_are_typed_and_name_their_cause() {
     assert!(matches!(e, Error::Invalid(_)) && e.to_string().contains(&vocab.to_string()), "{e}");
     let e = engine.generate(&Request::raw(""), |_| ()).unwrap_err();
     assert!(matches!(e, Error::Invalid(_)), "{e}");
+
+    // A training run into a folder that holds one is refused before anything loads,
+    // unless it is to be resumed.
+    let out = dir.join("run");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("latest.json"), r#"{"step": 1, "folder": "step-000001", "settings": {}}"#).unwrap();
+    let setup = TrainSetup::new("no-such-model", "no-such-prompts.jsonl", &out);
+    match setup.prepare(&CpuBackend, serde_json::json!({}), 1, &Quiet) {
+        Err(Error::RunExists { out: folder }) => assert_eq!(folder, out),
+        other => panic!("expected a run-exists error, got {:?}", other.err()),
+    }
+    let resumed = TrainSetup { resume: true, ..setup };
+    assert!(
+        matches!(resumed.prepare(&CpuBackend, serde_json::json!({}), 1, &Quiet), Err(Error::ModelSpec { .. })),
+        "with resume the setup goes on to resolve the model"
+    );
 }

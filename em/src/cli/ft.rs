@@ -6,9 +6,10 @@ use anyhow::{bail, Result};
 use entmin::engine::Backend;
 use entmin::train::emft::{EmFtConfig, Reduction};
 
-use super::progress::Bars;
-use super::train_args::{metrics_line, TrainArgs};
-use entmin::runtime::BackendTask;
+use entmin::progress::Progress;
+use entmin::train::TrainSetup;
+
+use super::train_args::{metrics_line, TrainArgs, TrainJob};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -46,21 +47,17 @@ pub fn run(a: Args) -> Result<()> {
         head_chunk: t.head_chunk,
         recompute: t.recompute,
     };
-    struct Ft(Args, EmFtConfig);
-    impl BackendTask for Ft {
-        type Output = Result<()>;
-        fn run<B: Backend>(self, backend: &B) -> Result<()> {
-            run_on(backend, &self.0, self.1)
+    struct Ft(EmFtConfig);
+    impl TrainJob for Ft {
+        fn train<B: Backend>(
+            self,
+            backend: &B,
+            setup: &TrainSetup,
+            progress: &dyn Progress,
+            line: &mut dyn FnMut(String),
+        ) -> entmin::Result<()> {
+            entmin::train::em_ft(backend, setup, self.0, progress, &mut |m| line(metrics_line(m)))
         }
     }
-    t.device()?.run(Ft(a, config))
-}
-
-fn run_on<B: Backend>(backend: &B, a: &Args, config: EmFtConfig) -> Result<()> {
-    let t = &a.train;
-    t.refuse_existing_run_without_resume()?;
-    let bars = Bars::new(true);
-    entmin::train::em_ft(backend, &t.setup()?, config, &bars, &mut |m| bars.line(&metrics_line(m)))?;
-    t.report_done();
-    Ok(())
+    t.launch(Ft(config))
 }

@@ -8,9 +8,10 @@ use entmin::engine::Backend;
 use entmin::train::emrl::EmRlConfig;
 use entmin::train::rl_objective::{KlEstimator, RewardKind, RewardReduction};
 
-use super::progress::Bars;
-use super::train_args::{metrics_line, TrainArgs};
-use entmin::runtime::BackendTask;
+use entmin::progress::Progress;
+use entmin::train::TrainSetup;
+
+use super::train_args::{metrics_line, TrainArgs, TrainJob};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -73,21 +74,17 @@ pub fn run(a: Args) -> Result<()> {
         head_chunk: t.head_chunk,
         recompute: t.recompute,
     };
-    struct Rl(Args, EmRlConfig);
-    impl BackendTask for Rl {
-        type Output = Result<()>;
-        fn run<B: Backend>(self, backend: &B) -> Result<()> {
-            run_on(backend, &self.0, self.1)
+    struct Rl(EmRlConfig);
+    impl TrainJob for Rl {
+        fn train<B: Backend>(
+            self,
+            backend: &B,
+            setup: &TrainSetup,
+            progress: &dyn Progress,
+            line: &mut dyn FnMut(String),
+        ) -> entmin::Result<()> {
+            entmin::train::em_rl(backend, setup, self.0, progress, &mut |m| line(metrics_line(m)))
         }
     }
-    t.device()?.run(Rl(a, config))
-}
-
-fn run_on<B: Backend>(backend: &B, a: &Args, config: EmRlConfig) -> Result<()> {
-    let t = &a.train;
-    t.refuse_existing_run_without_resume()?;
-    let bars = Bars::new(true);
-    entmin::train::em_rl(backend, &t.setup()?, config, &bars, &mut |m| bars.line(&metrics_line(m)))?;
-    t.report_done();
-    Ok(())
+    t.launch(Rl(config))
 }

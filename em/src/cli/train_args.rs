@@ -6,9 +6,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use entmin::catalog;
-use entmin::runtime::Device;
+use entmin::engine::Backend;
+use entmin::progress::Progress;
+use entmin::runtime::{BackendTask, Device};
 use entmin::train::optim::Schedule;
-use entmin::train::{latest_model, TrainSetup};
+use entmin::train::TrainSetup;
+
+use super::progress::Bars;
 
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
@@ -92,16 +96,8 @@ impl TrainArgs {
         })
     }
 
-    /// A folder that holds a run is only continued with `--resume`.
-    pub fn refuse_existing_run_without_resume(&self) -> Result<()> {
-        if !self.resume && latest_model(&self.out)?.is_some() {
-            bail!("{} already holds a run: pass --resume to continue it, or choose another --out", self.out.display());
-        }
-        Ok(())
-    }
-
     /// Where the run's files are, and the peak memory it took.
-    pub fn report_done(&self) {
+    fn report_done(&self) {
         eprintln!(
             "[done: {} (Hugging Face folders), metrics in {}, peak RSS {:.0} MB]",
             self.out.display(),
@@ -111,11 +107,46 @@ impl TrainArgs {
     }
 
     /// The device of `--device`, said on stderr.
-    pub fn device(&self) -> Result<Device> {
+    fn device(&self) -> Result<Device> {
         let (device, choice) = Device::open(self.device.parse()?)?;
         eprintln!("[device: {choice}]");
         Ok(device)
     }
+
+    /// Runs `job` on `--device` with progress bars, each step's metrics printed as a JSON
+    /// line, and where the files went said at the end.
+    pub fn launch<J: TrainJob>(&self, job: J) -> Result<()> {
+        struct Launch<J>(TrainSetup, J);
+        impl<J: TrainJob> BackendTask for Launch<J> {
+            type Output = entmin::Result<()>;
+            fn run<B: Backend>(self, backend: &B) -> entmin::Result<()> {
+                let bars = Bars::new(true);
+                self.1.train(backend, &self.0, &bars, &mut |line| bars.line(&line))
+            }
+        }
+        let setup = self.setup()?;
+        match self.device()?.run(Launch(setup, job)) {
+            Err(entmin::Error::RunExists { out }) => {
+                bail!("{} already holds a run: pass --resume to continue it, or choose another --out", out.display())
+            }
+            done => done?,
+        }
+        self.report_done();
+        Ok(())
+    }
+}
+
+/// A training method as the CLI runs it: the library call, with each step's metrics
+/// handed to `line` as the JSON line the command prints.
+pub trait TrainJob {
+    /// Train on `backend` as `setup` says.
+    fn train<B: Backend>(
+        self,
+        backend: &B,
+        setup: &TrainSetup,
+        progress: &dyn Progress,
+        line: &mut dyn FnMut(String),
+    ) -> entmin::Result<()>;
 }
 
 /// A step's metrics as the JSON line the command prints (the same as metrics.jsonl's).

@@ -27,6 +27,10 @@ use serde::Serialize;
 pub trait Method<B: Backend> {
     /// One step's figures, written as a line of the metrics JSONL.
     type Metrics: Serialize;
+    /// What a progress display calls the steps ("EM-FT steps").
+    const STEPS_LABEL: &'static str;
+    /// A step's figures in a few words, for a progress display.
+    fn summary(m: &Self::Metrics) -> String;
     /// Steps completed.
     fn steps_done(&self) -> u64;
     /// Run the next step on `prompts` (token ids, chat template applied) and return its figures.
@@ -37,6 +41,13 @@ pub trait Method<B: Backend> {
 
 impl<B: Backend> Method<B> for emft::EmFt<'_, B> {
     type Metrics = emft::StepMetrics;
+    const STEPS_LABEL: &'static str = "EM-FT steps";
+    fn summary(m: &Self::Metrics) -> String {
+        format!(
+            "loss {:.3}, entropy {:.3}, {:.0} tokens/response, {:.1} tok/s",
+            m.loss, m.mean_entropy, m.mean_response_tokens, m.tokens_per_sec
+        )
+    }
     fn steps_done(&self) -> u64 {
         self.t.opt.step
     }
@@ -50,6 +61,13 @@ impl<B: Backend> Method<B> for emft::EmFt<'_, B> {
 
 impl<B: Backend> Method<B> for emrl::EmRl<'_, B> {
     type Metrics = emrl::RlStepMetrics;
+    const STEPS_LABEL: &'static str = "EM-RL steps";
+    fn summary(m: &Self::Metrics) -> String {
+        format!(
+            "reward {:.3}, entropy {:.3}, kl {:.2e}, {:.0} tokens/response",
+            m.mean_reward, m.mean_entropy, m.kl, m.mean_response_tokens
+        )
+    }
     fn steps_done(&self) -> u64 {
         emrl::EmRl::steps_done(self)
     }
@@ -165,21 +183,8 @@ pub fn em_ft<B: Backend>(
         setup.lr,
         p.lm.model.named_parameters().iter().map(|(_, t)| t.len()).sum::<usize>()
     ));
-    let done = p.opt.step;
     let mut ft = emft::EmFt::new(backend, &mut p.lm, p.opt, config)?;
-    progress.begin("EM-FT steps", setup.steps, done);
-    run(backend, &mut ft, &p.prompts, setup.steps, &p.opts, &mut |m| {
-        progress.advance(
-            1,
-            &format!(
-                "loss {:.3}, entropy {:.3}, {:.0} tokens/response, {:.1} tok/s",
-                m.loss, m.mean_entropy, m.mean_response_tokens, m.tokens_per_sec
-            ),
-        );
-        on_step(m);
-    })?;
-    progress.finish();
-    Ok(())
+    run_shown(backend, &mut ft, &p.prompts, setup.steps, &p.opts, progress, on_step)
 }
 
 /// EM-RL from `setup` until its step count, as [`em_ft`] does for EM-FT; the reference
@@ -210,17 +215,23 @@ pub fn em_rl<B: Backend>(
         setup.lr,
         if reference.is_some() { p.base.display().to_string() } else { "none (KL coefficient 0)".into() }
     ));
-    let done = p.opt.step / updates;
     let mut rl = emrl::EmRl::new(backend, &mut p.lm, reference.as_ref(), p.opt, config)?;
-    progress.begin("EM-RL steps", setup.steps, done);
-    run(backend, &mut rl, &p.prompts, setup.steps, &p.opts, &mut |m| {
-        progress.advance(
-            1,
-            &format!(
-                "reward {:.3}, entropy {:.3}, kl {:.2e}, {:.0} tokens/response",
-                m.mean_reward, m.mean_entropy, m.kl, m.mean_response_tokens
-            ),
-        );
+    run_shown(backend, &mut rl, &p.prompts, setup.steps, &p.opts, progress, on_step)
+}
+
+/// [`run`] with a progress display of the steps, each advanced with the step's summary.
+fn run_shown<B: Backend, M: Method<B>>(
+    backend: &B,
+    method: &mut M,
+    prompts: &[Vec<u32>],
+    steps: u64,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    on_step: &mut dyn FnMut(&M::Metrics),
+) -> Result<()> {
+    progress.begin(M::STEPS_LABEL, steps, method.steps_done());
+    run(backend, method, prompts, steps, opts, &mut |m| {
+        progress.advance(1, &M::summary(m));
         on_step(m);
     })?;
     progress.finish();

@@ -69,6 +69,32 @@ pub struct Prepared<B: Backend> {
 }
 
 impl TrainSetup {
+    /// A run of `model` on `prompts` (a dataset name or JSONL file) into `out` with the
+    /// CLI's defaults: 10 steps, constant lr 1e-6, no weight decay, clipping at 1, head
+    /// chunks of 256 positions, nothing frozen, activations kept, seed 0, a checkpoint
+    /// every 5 steps, a fresh run (an `out` that holds one is refused unless `resume`).
+    pub fn new(model: impl Into<String>, prompts: impl Into<String>, out: impl Into<PathBuf>) -> Self {
+        TrainSetup {
+            model: model.into(),
+            prompts: prompts.into(),
+            prompt_field: None,
+            limit: None,
+            steps: 10,
+            lr: 1e-6,
+            weight_decay: 0.0,
+            grad_clip: 1.0,
+            schedule: Schedule::Constant,
+            warmup_steps: 0,
+            head_chunk: 256,
+            freeze: Vec::new(),
+            recompute: false,
+            seed: 0,
+            checkpoint_every: 5,
+            out: out.into(),
+            resume: false,
+        }
+    }
+
     /// Load the model (the latest checkpoint when resuming), the optimiser and the
     /// prompts. `method` holds the method's settings (everything but the step count),
     /// recorded so that a resume with other settings is refused; one step is
@@ -100,10 +126,7 @@ impl TrainSetup {
         let opts = RunOptions { out: self.out.clone(), checkpoint_every: self.checkpoint_every, settings };
         let latest = latest_model(&self.out)?;
         if !self.resume && latest.is_some() {
-            return Err(Error::training(format!(
-                "{} already holds a run: resume it, or choose another output folder",
-                self.out.display()
-            )));
+            return Err(Error::RunExists { out: self.out.clone() });
         }
         let base = crate::catalog::resolve_model(&self.model, progress)?;
         let path = if self.resume { latest.unwrap_or_else(|| base.clone()) } else { base.clone() };
