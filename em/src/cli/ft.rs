@@ -3,13 +3,9 @@
 //! `--resume`.
 
 use anyhow::{bail, Result};
-use entmin::engine::Backend;
 use entmin::train::emft::{EmFtConfig, Reduction};
 
-use entmin::progress::Progress;
-use entmin::train::TrainSetup;
-
-use super::train_args::{metrics_line, TrainArgs, TrainJob};
+use super::train_args::TrainArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -47,17 +43,5 @@ pub fn run(a: Args) -> Result<()> {
         head_chunk: t.head_chunk,
         recompute: t.recompute,
     };
-    struct Ft(EmFtConfig);
-    impl TrainJob for Ft {
-        fn train<B: Backend>(
-            self,
-            backend: &B,
-            setup: &TrainSetup,
-            progress: &dyn Progress,
-            line: &mut dyn FnMut(String),
-        ) -> entmin::Result<()> {
-            entmin::train::em_ft(backend, setup, self.0, progress, &mut |m| line(metrics_line(m)))
-        }
-    }
-    t.launch(Ft(config))
+    t.launch(config)
 }

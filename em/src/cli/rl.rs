@@ -4,14 +4,10 @@
 //! started from, loaded once beside the policy, and only when the KL coefficient is not 0.
 
 use anyhow::Result;
-use entmin::engine::Backend;
 use entmin::train::emrl::EmRlConfig;
 use entmin::train::rl_objective::{KlEstimator, RewardKind, RewardReduction};
 
-use entmin::progress::Progress;
-use entmin::train::TrainSetup;
-
-use super::train_args::{metrics_line, TrainArgs, TrainJob};
+use super::train_args::TrainArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -74,17 +70,5 @@ pub fn run(a: Args) -> Result<()> {
         head_chunk: t.head_chunk,
         recompute: t.recompute,
     };
-    struct Rl(EmRlConfig);
-    impl TrainJob for Rl {
-        fn train<B: Backend>(
-            self,
-            backend: &B,
-            setup: &TrainSetup,
-            progress: &dyn Progress,
-            line: &mut dyn FnMut(String),
-        ) -> entmin::Result<()> {
-            entmin::train::em_rl(backend, setup, self.0, progress, &mut |m| line(metrics_line(m)))
-        }
-    }
-    t.launch(Rl(config))
+    t.launch(config)
 }

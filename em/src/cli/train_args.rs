@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use entmin::catalog;
 use entmin::engine::Backend;
-use entmin::progress::Progress;
 use entmin::runtime::{BackendTask, Device};
 use entmin::train::optim::Schedule;
-use entmin::train::TrainSetup;
+use entmin::train::{RunConfig, TrainSetup};
 
 use super::progress::Bars;
 
@@ -113,19 +112,19 @@ impl TrainArgs {
         Ok(device)
     }
 
-    /// Runs `job` on `--device` with progress bars, each step's metrics printed as a JSON
-    /// line, and where the files went said at the end.
-    pub fn launch<J: TrainJob>(&self, job: J) -> Result<()> {
-        struct Launch<J>(TrainSetup, J);
-        impl<J: TrainJob> BackendTask for Launch<J> {
+    /// Runs the method of `config` on `--device` with progress bars, each step's metrics
+    /// printed as a JSON line, and where the files went said at the end.
+    pub fn launch<C: RunConfig>(&self, config: C) -> Result<()> {
+        struct Launch<C>(TrainSetup, C);
+        impl<C: RunConfig> BackendTask for Launch<C> {
             type Output = entmin::Result<()>;
             fn run<B: Backend>(self, backend: &B) -> entmin::Result<()> {
                 let bars = Bars::new(true);
-                self.1.train(backend, &self.0, &bars, &mut |line| bars.line(&line))
+                self.1.train(backend, &self.0, &bars, &mut |m| bars.line(&metrics_line(m)))
             }
         }
         let setup = self.setup()?;
-        match self.device()?.run(Launch(setup, job)) {
+        match self.device()?.run(Launch(setup, config)) {
             Err(entmin::Error::RunExists { out }) => {
                 bail!("{} already holds a run: pass --resume to continue it, or choose another --out", out.display())
             }
@@ -134,19 +133,6 @@ impl TrainArgs {
         self.report_done();
         Ok(())
     }
-}
-
-/// A training method as the CLI runs it: the library call, with each step's metrics
-/// handed to `line` as the JSON line the command prints.
-pub trait TrainJob {
-    /// Train on `backend` as `setup` says.
-    fn train<B: Backend>(
-        self,
-        backend: &B,
-        setup: &TrainSetup,
-        progress: &dyn Progress,
-        line: &mut dyn FnMut(String),
-    ) -> entmin::Result<()>;
 }
 
 /// A step's metrics as the JSON line the command prints (the same as metrics.jsonl's).

@@ -219,6 +219,47 @@ pub fn em_rl<B: Backend>(
     run_shown(backend, &mut rl, &p.prompts, setup.steps, &p.opts, progress, on_step)
 }
 
+/// A method's settings, able to run a whole training run from a [`TrainSetup`]: what lets
+/// a client (the CLI's `ft` and `rl`) drive any method through one code path.
+pub trait RunConfig {
+    /// One step's figures.
+    type Metrics: Serialize;
+    /// The whole run ([`em_ft`], [`em_rl`]).
+    fn train<B: Backend>(
+        self,
+        backend: &B,
+        setup: &TrainSetup,
+        progress: &dyn Progress,
+        on_step: &mut dyn FnMut(&Self::Metrics),
+    ) -> Result<()>;
+}
+
+impl RunConfig for emft::EmFtConfig {
+    type Metrics = emft::StepMetrics;
+    fn train<B: Backend>(
+        self,
+        backend: &B,
+        setup: &TrainSetup,
+        progress: &dyn Progress,
+        on_step: &mut dyn FnMut(&Self::Metrics),
+    ) -> Result<()> {
+        em_ft(backend, setup, self, progress, on_step)
+    }
+}
+
+impl RunConfig for emrl::EmRlConfig {
+    type Metrics = emrl::RlStepMetrics;
+    fn train<B: Backend>(
+        self,
+        backend: &B,
+        setup: &TrainSetup,
+        progress: &dyn Progress,
+        on_step: &mut dyn FnMut(&Self::Metrics),
+    ) -> Result<()> {
+        em_rl(backend, setup, self, progress, on_step)
+    }
+}
+
 /// [`run`] with a progress display of the steps, each advanced with the step's summary.
 fn run_shown<B: Backend, M: Method<B>>(
     backend: &B,
