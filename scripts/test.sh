@@ -46,6 +46,8 @@ if [ $# -eq 0 ]; then
     ex=target/debug/examples
     scratch=$(mktemp -d)
     echo "What is 2+3?" | "$ex/chat" smollm2-135m-instruct 24 | grep -q '→'
+    # A time limit cancels the answer from the watchdog thread: 400 tokens take far longer than 1 s.
+    echo "Tell me a long story." | "$ex/chat" smollm2-135m-instruct 400 1 2>&1 >/dev/null | grep -q 'stop: cancelled'
     printf '{"question":"What is 2+3?","answer":"5"}\n{"question":"What is 10-4?","answer":"6"}\n' >"$scratch/p.jsonl"
     "$ex/eval_jsonl" smollm2-135m-instruct "$scratch/p.jsonl" plain,em-inf 32 "$scratch/eval" | grep -q '^em-inf'
     "$ex/emft_step" smollm2-135m-instruct "$scratch/emft" | grep -q '^step 1:'
