@@ -14,6 +14,7 @@ pub mod wgsl {
     pub const LOAD_F32: &str = include_str!("../wgsl/load_f32.wgsl");
     pub const LOAD_F16: &str = include_str!("../wgsl/load_f16.wgsl");
     pub const LOAD_BF16: &str = include_str!("../wgsl/load_bf16.wgsl");
+    pub const LOAD_BLOCKS: &str = include_str!("../wgsl/load_blocks.wgsl");
     pub const ONLINE: &str = include_str!("../wgsl/online.wgsl");
 
     pub const EMBEDDING: &str = include_str!("../wgsl/embedding.wgsl");

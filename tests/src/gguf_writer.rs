@@ -108,12 +108,22 @@ impl Default for GgufBuilder {
 /// A complete tiny model as GGUF in llama.cpp's conventions (names, and for llama
 /// the permuted q/k rows), with a byte-level vocabulary of `config.vocab_size` tokens.
 pub fn tiny_model_gguf(c: &entmin_models::ModelConfig, w: &crate::tiny::MemorySource) -> GgufBuilder {
-    tiny_model_gguf_as(c, w, false)
+    tiny_model_gguf_as(c, w, Matrices::F32)
 }
 
-/// As [`tiny_model_gguf`], with every matrix quantised to Q8_0 blocks when `q8_0`
-/// (rows must be multiples of 32).
-pub fn tiny_model_gguf_as(c: &entmin_models::ModelConfig, w: &crate::tiny::MemorySource, q8_0: bool) -> GgufBuilder {
+/// How [`tiny_model_gguf_as`] stores the matrices (norms stay f32).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Matrices {
+    F32,
+    /// ggml's reference Q8_0 quantiser (rows must be multiples of 32).
+    Q8_0,
+    /// IQ4_NL blocks (rows multiples of 32): a format no GPU backend decodes, for the
+    /// conversion path.
+    Iq4Nl,
+}
+
+/// As [`tiny_model_gguf`], with every matrix stored as `matrices` says.
+pub fn tiny_model_gguf_as(c: &entmin_models::ModelConfig, w: &crate::tiny::MemorySource, matrices: Matrices) -> GgufBuilder {
     use entmin_models::Architecture;
     let arch = c.arch.name();
     let mut g = GgufBuilder::new();
@@ -146,11 +156,11 @@ pub fn tiny_model_gguf_as(c: &entmin_models::ModelConfig, w: &crate::tiny::Memor
             let heads = if hf.contains("q_proj") { c.n_heads } else { c.n_kv_heads };
             data = permute_rows(&data, heads, t.shape[0], t.shape[1]);
         }
-        if q8_0 && t.shape.len() == 2 {
-            g.tensor_raw(&name, &t.shape, 8, quantise_q8_0(&data));
-        } else {
-            g.tensor_f32(&name, &t.shape, &data);
-        }
+        match matrices {
+            Matrices::Q8_0 if t.shape.len() == 2 => g.tensor_raw(&name, &t.shape, 8, quantise_q8_0(&data)),
+            Matrices::Iq4Nl if t.shape.len() == 2 => g.tensor_raw(&name, &t.shape, 20, quantise_iq4_nl(&data)),
+            _ => g.tensor_f32(&name, &t.shape, &data),
+        };
     }
     g
 }
@@ -165,6 +175,22 @@ pub fn quantise_q8_0(data: &[f32]) -> Vec<u8> {
         let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
         out.extend(half::f16::from_f32(d).to_le_bytes());
         out.extend(block.iter().map(|&x| (x * inv).round() as i8 as u8));
+    }
+    out
+}
+
+/// IQ4_NL by nearest code: per 32 values d = amax / 127 and each value the index of the
+/// non-linear level nearest x / d (ggml's levels; low nibbles hold elements 0..15).
+pub fn quantise_iq4_nl(data: &[f32]) -> Vec<u8> {
+    const LEVELS: [f32; 16] = [-127., -104., -83., -65., -49., -35., -22., -10., 1., 13., 25., 38., 53., 69., 89., 113.];
+    let nearest = |v: f32| (0..16).min_by(|&a, &b| (LEVELS[a] - v).abs().total_cmp(&(LEVELS[b] - v).abs())).unwrap() as u8;
+    let mut out = Vec::with_capacity(data.len() / 32 * 18);
+    for block in data.chunks(32) {
+        let amax = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let d = amax / 127.0;
+        let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+        out.extend(half::f16::from_f32(d).to_le_bytes());
+        out.extend((0..16).map(|j| nearest(block[j] * inv) | (nearest(block[j + 16] * inv) << 4)));
     }
     out
 }

@@ -4,7 +4,7 @@ use entmin_engine::cpu::CpuBackend;
 use entmin_engine::SamplingParams;
 use entmin_engine::{Backend, DType};
 use entmin_models::generate::{generate_batch, GenerationParams, Sampler};
-use entmin_models::{Architecture, KvCache, Logits};
+use entmin_models::{Architecture, KvCache, Logits, WeightDtype};
 
 use crate::cached_model;
 use crate::gguf_writer::tiny_model_gguf;
@@ -16,13 +16,13 @@ fn row_rel_err(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).abs()).fold(0.0, f64::max) / scale.max(1e-30)
 }
 
-/// SmolLM2-135M with `dtype` weights on `gpu` and on the CPU backend: the logits at
+/// SmolLM2-135M with `gpu_weights` on `gpu` and `cpu_weights` on the CPU backend: the logits at
 /// every prompt position (the prefill GEMM path) within 1e-3 of the row's largest, then
 /// 32 greedy tokens (the decode GEMV path, sampling and entropies on the device) equal.
-pub fn smollm2_matches_cpu<B: Backend>(gpu: &B, dtype: DType) {
+pub fn smollm2_matches_cpu<B: Backend>(gpu: &B, gpu_weights: WeightDtype, cpu_weights: WeightDtype) {
     let Some(path) = cached_model("smollm2-135m-instruct") else { return };
-    let cpu_lm = entmin_models::load(&CpuBackend, &path, dtype).unwrap();
-    let gpu_lm = entmin_models::load(gpu, &path, dtype).unwrap();
+    let cpu_lm = entmin_models::load(&CpuBackend, &path, cpu_weights).unwrap();
+    let gpu_lm = entmin_models::load(gpu, &path, gpu_weights).unwrap();
     let text = cpu_lm.chat.render(&[entmin_models::Message::new("user", "What is 7 times 8? Explain.")]).unwrap();
     let ids = cpu_lm.tokenizer.encode(&text, true).unwrap();
     let vocab = cpu_lm.model.config.vocab_size;

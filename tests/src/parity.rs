@@ -63,6 +63,57 @@ pub fn linear<B: Backend>(b: &B) {
     assert!(b.linear(&x, &upload(b, &[0.0; 6], &[2, 3]), Some(&upload(b, &[0.0; 3], &[3]))).is_err());
 }
 
+/// Weights in block formats on a backend that keeps them as blocks and multiplies them
+/// with f32 activations (the GPU backends; the CPU's block path quantises activations,
+/// and engine/src/cpu/quant_tests.rs checks it against its own bound): every format it
+/// lists, against the f64 product with the weights dequantised by `quant::dequantize`.
+/// Rows of three blocks (18-, 22-, 34- and 210-byte blocks leave rows that end inside a
+/// word), 67 output columns (not a multiple of the 64-column tiles), both the GEMV and
+/// the matmul path, and rows that do not depend on the other rows of the call.
+pub fn block_weights<B: Backend>(b: &B) {
+    let formats: Vec<DType> = b.capabilities().weight_dtypes.into_iter().filter(|d| d.is_quantised()).collect();
+    for want in [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q8_0, DType::Q4K, DType::Q6K] {
+        assert!(formats.contains(&want), "{} lists no {want} weights", b.name());
+    }
+    let mut rng = Rng::new(17);
+    for dtype in formats {
+        let (n, k) = (67, 3 * dtype.block().expect("a block format").elements);
+        let bytes = entmin_engine::quant::random_blocks(dtype, n * k, &mut rng);
+        let mut w = vec![0f32; n * k];
+        entmin_engine::quant::dequantize(dtype, &bytes, &mut w).unwrap();
+        let wt = b.upload(HostData::Blocks { dtype, bytes: &bytes, elements: n * k }, &[n, k]).unwrap();
+        assert_eq!(b.to_host_f32(&wt).unwrap(), w, "{dtype}: blocks read back");
+        let ids = [0u32, 66, 5, 5, 31];
+        let got = b.to_host_f32(&b.embedding(&wt, &ids).unwrap()).unwrap();
+        let want: Vec<f64> =
+            ids.iter().flat_map(|&i| w[i as usize * k..(i as usize + 1) * k].iter().map(|&v| v as f64)).collect();
+        // One f32 product and sum per element, in the reference's order (an FMA may fuse them).
+        assert_close(&format!("embedding {dtype}"), &got, &want, 1e-7);
+        let w_max = w.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+        let bias = random_vec(&mut rng, n, 0.1);
+        let x = random_vec(&mut rng, 20 * k, 1.0);
+        let mut outputs = Vec::new();
+        for m in [1, 3, 8, 9, 20] {
+            let got = b.linear(&upload(b, &x[..m * k], &[m, k]), &wt, Some(&upload(b, &bias, &[n]))).unwrap();
+            let got = b.to_host_f32(&got).unwrap();
+            let want = reference::linear(&x[..m * k], &w, Some(&bias), m, n, k);
+            // f32 accumulation over k terms of size ≤ w_max: absolute error ~ k·ε·w_max.
+            assert_close(&format!("linear {dtype} {m}x{n}x{k}"), &got, &want, 2e-6 * k as f64 * w_max);
+            outputs.push(got);
+        }
+        // The GEMV (≤ 8 rows) gives a row the same bits whatever the rows beside it, and
+        // so does the matmul.
+        assert_eq!(outputs[0], outputs[1][..n], "{dtype}: GEMV row 0 alone vs among 3");
+        assert_eq!(outputs[1], outputs[2][..3 * n], "{dtype}: GEMV rows among 3 vs among 8");
+        assert_eq!(outputs[3], outputs[4][..9 * n], "{dtype}: matmul rows among 9 vs among 20");
+    }
+    // Rows that split a block are refused, not read across rows.
+    let bytes = entmin_engine::quant::random_blocks(DType::Q8_0, 96, &mut rng);
+    let split = b.upload(HostData::Blocks { dtype: DType::Q8_0, bytes: &bytes, elements: 96 }, &[2, 48]).unwrap();
+    let e = b.linear(&upload(b, &[0.5; 48], &[1, 48]), &split, None).unwrap_err();
+    assert!(e.to_string().contains("whole blocks"), "{e}");
+}
+
 pub fn rope<B: Backend>(b: &B) {
     let mut rng = Rng::new(3);
     for (rows, heads, head_dim, theta) in [(1, 1, 2, 10_000.0), (3, 9, 64, 100_000.0), (4, 2, 64, 1_000_000.0)] {

@@ -11,7 +11,7 @@ use entmin_engine::{Backend, DType, Rng, SamplingParams};
 use entmin_models::generate::row_entropies;
 use entmin_models::Architecture;
 use entmin_models::{load, KvCache, LoadedModel, Logits, WeightDtype};
-use entmin_tests::gguf_writer::tiny_model_gguf_as;
+use entmin_tests::gguf_writer::{tiny_model_gguf_as, Matrices};
 use entmin_tests::tiny::{config, random_weights};
 use entmin_tests::{cached_model, reference_path, scratch_dir};
 use serde_json::Value;
@@ -121,7 +121,7 @@ fn q8_0_tiny_gguf(arch: Architecture, tag: &str) -> std::path::PathBuf {
     let mut c = config(arch, false);
     (c.hidden_size, c.intermediate_size, c.n_heads) = (64, 96, 8);
     let path = scratch_dir(tag).join("tiny-q8_0.gguf");
-    std::fs::write(&path, tiny_model_gguf_as(&c, &random_weights(&c, 9), true).build()).unwrap();
+    std::fs::write(&path, tiny_model_gguf_as(&c, &random_weights(&c, 9), Matrices::Q8_0).build()).unwrap();
     path
 }
 

@@ -8,35 +8,8 @@ use crate::quant::activation::{quantise_rows, BLOCK};
 use crate::quant::formats::{self, Format};
 use crate::{Backend, DType, HostData, HostVec, Rng};
 
-/// A block of `dtype` with random codes and f16 scales of a trained model's size
-/// (|w| of a few hundredths); Q4_1/Q5_1 mins are negative, to centre the weights.
-fn random_block(dtype: DType, rng: &mut Rng, out: &mut [u8]) {
-    for b in out.iter_mut() {
-        *b = rng.next_u64() as u8;
-    }
-    let f16 = |v: f32| half::f16::from_f32(v).to_le_bytes();
-    let mut put = |at: usize, nominal: f32, rng: &mut Rng| {
-        out[at..at + 2].copy_from_slice(&f16(nominal * (0.5 + 0.5 * rng.next_f64() as f32)))
-    };
-    match dtype {
-        DType::Q4_0 => put(0, 0.008, rng),
-        DType::Q4_1 => (put(0, 0.005, rng), put(2, -0.04, rng)).1,
-        DType::Q5_0 => put(0, 0.004, rng),
-        DType::Q5_1 => (put(0, 0.0025, rng), put(2, -0.04, rng)).1,
-        DType::Q8_0 => put(0, 0.0004, rng),
-        DType::Q4K | DType::Q5K => (put(0, 0.0001, rng), put(2, 0.0001, rng)).1,
-        DType::Q6K => put(208, 0.00001, rng),
-        other => panic!("no test blocks for {other}"),
-    }
-}
-
 fn random_blocks(dtype: DType, rows: usize, k: usize, rng: &mut Rng) -> Vec<u8> {
-    let block = dtype.block().unwrap();
-    let mut bytes = vec![0u8; dtype.bytes_for(rows * k).unwrap()];
-    for b in bytes.chunks_mut(block.bytes) {
-        random_block(dtype, rng, b);
-    }
-    bytes
+    crate::quant::random_blocks(dtype, rows * k, rng)
 }
 
 fn dequantised(dtype: DType, bytes: &[u8], n: usize) -> Vec<f32> {

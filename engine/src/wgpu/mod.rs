@@ -156,8 +156,17 @@ fn whole(t: &WgpuTensor) -> Binding<'_> {
 
 /// Rows `rows` of a 2-D tensor with `cols` columns, as a binding.
 fn rows_of<'a>(t: &'a WgpuTensor, cols: usize, rows: &std::ops::Range<usize>) -> Binding<'a> {
-    let row_bytes = (cols * t.dtype().size_bytes()) as u64;
-    Binding::range(buf(t), rows.start as u64 * row_bytes, (rows.end - rows.start) as u64 * row_bytes)
+    let row_bytes = row_bytes(t, cols);
+    // A window of block rows can end inside a word (18- or 34-byte blocks): bind whole
+    // words, which the buffer's padding to 4 bytes holds.
+    let len = ((rows.end - rows.start) as u64 * row_bytes).div_ceil(4) * 4;
+    Binding::range(buf(t), rows.start as u64 * row_bytes, len)
+}
+
+/// Bytes of one row of `cols` elements of `t`'s dtype (a row of blocks is whole blocks:
+/// the loader checks that shapes of block tensors split into them).
+fn row_bytes(t: &WgpuTensor, cols: usize) -> u64 {
+    t.dtype().bytes_for(cols).expect("rows of block tensors are whole blocks") as u64
 }
 
 pub(crate) fn dims2(op: &'static str, t: &WgpuTensor) -> Result<(usize, usize)> {
@@ -194,7 +203,10 @@ impl Backend for WgpuBackend {
         let info = &self.gpu.info;
         Capabilities {
             device: format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type),
-            weight_dtypes: vec![DType::F32, DType::F16, DType::BF16],
+            weight_dtypes: [DType::F32, DType::F16, DType::BF16]
+                .into_iter()
+                .chain(kernels::BLOCK_FORMATS.iter().map(|(d, _)| *d))
+                .collect(),
             simd_width: self.gpu.subgroups.then_some(info.subgroup_min_size),
             max_buffer_bytes: self.gpu.limits.max_buffer_size,
             parallelism: 1,
@@ -215,7 +227,8 @@ impl Backend for WgpuBackend {
             HostData::F32(d) => bytemuck::cast_slice(d),
             HostData::F16(d) => bytemuck::cast_slice(d),
             HostData::BF16(d) => bytemuck::cast_slice(d),
-            // Block formats reach a GPU in the follow-up to issue 17; loaders convert them first.
+            // Blocks stay blocks: the weight-reading kernels decode them in registers.
+            HostData::Blocks { dtype, bytes, .. } if kernels::BLOCK_FORMATS.iter().any(|(d, _)| *d == dtype) => bytes,
             HostData::Blocks { dtype, .. } => return Err(EngineError::DType { op: "upload", dtype }),
         };
         Ok(self.tensor(self.gpu.storage_buffer_with(bytes)?, shape, data.dtype()))
@@ -243,7 +256,12 @@ impl Backend for WgpuBackend {
             DType::F32 => bytemuck::pod_collect_to_vec(&bytes),
             DType::F16 => bytemuck::pod_collect_to_vec::<u8, f16>(&bytes).iter().map(|x| x.to_f32()).collect(),
             DType::BF16 => bytemuck::pod_collect_to_vec::<u8, bf16>(&bytes).iter().map(|x| x.to_f32()).collect(),
-            other => return Err(EngineError::DType { op: "to_host_f32", dtype: other }),
+            blocks => {
+                let mut out = vec![0f32; t.len()];
+                crate::quant::dequantize(blocks, &bytes, &mut out)
+                    .map_err(|e| EngineError::invalid("to_host_f32", e.to_string()))?;
+                out
+            }
         })
     }
 

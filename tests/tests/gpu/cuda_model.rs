@@ -11,8 +11,8 @@ use entmin_tests::{cuda_backend, model_parity};
 #[ignore = "needs an NVIDIA GPU and the cached SmolLM2 model"]
 fn smollm2_greedy_tokens_and_logits_match_cpu() {
     let gpu = cuda_backend();
-    model_parity::smollm2_matches_cpu(gpu, DType::F32);
-    model_parity::smollm2_matches_cpu(gpu, DType::BF16);
+    model_parity::smollm2_matches_cpu(gpu, DType::F32.into(), DType::F32.into());
+    model_parity::smollm2_matches_cpu(gpu, DType::BF16.into(), DType::BF16.into());
 }
 
 #[test]

@@ -4,15 +4,15 @@
 
 use entmin_engine::cpu::CpuBackend;
 use entmin_engine::{Backend, DType, HostData, Rng, SamplingParams};
-use entmin_models::{Architecture, KvCache, Logits};
-use entmin_tests::gguf_writer::tiny_model_gguf;
+use entmin_models::{Architecture, KvCache, Logits, WeightDtype};
+use entmin_tests::gguf_writer::{tiny_model_gguf, tiny_model_gguf_as, Matrices};
 use entmin_tests::tiny::{config, random_weights};
 use entmin_tests::{model_parity, random_vec, wgpu_backends};
 
 #[test]
 fn smollm2_greedy_tokens_and_logits_match_cpu() {
     if let Some((_, gpu)) = wgpu_backends().first() {
-        model_parity::smollm2_matches_cpu(gpu, DType::F32);
+        model_parity::smollm2_matches_cpu(gpu, DType::F32.into(), DType::F32.into());
     }
 }
 
@@ -67,6 +67,36 @@ fn tensors_beyond_the_binding_limit_are_windowed() {
     let got = gpu.to_host_f32(&gpu.embedding(&wg, &ids).unwrap()).unwrap();
     assert_eq!(got, want, "embedding rows on both sides of a window boundary");
     assert!(gpu.embedding(&wg, &[n as u32]).is_err(), "an id past the table is an error, not a read out of bounds");
+    drop((wc, wg));
+
+    // Q8_0 rows of three 34-byte blocks (102 bytes, not a whole number of words): windows
+    // start on rows whose offsets the adapter accepts and end inside a word.
+    let k = 96;
+    let n = (limit / 102) as usize + 999;
+    let bytes = entmin_engine::quant::random_blocks(DType::Q8_0, n * k, &mut rng);
+    let mut w = vec![0f32; n * k];
+    entmin_engine::quant::dequantize(DType::Q8_0, &bytes, &mut w).unwrap();
+    let wg = gpu.upload(HostData::Blocks { dtype: DType::Q8_0, bytes: &bytes, elements: n * k }, &[n, k]).unwrap();
+    drop(bytes);
+    let wc = CpuBackend.upload(HostData::F32(&w), &[n, k]).unwrap();
+    drop(w);
+    let x = random_vec(&mut rng, 3 * k, 1.0);
+    for rows in [1, 3] {
+        let on = |b: &dyn Fn(&[f32]) -> Vec<f32>| b(&x[..rows * k]);
+        let want = on(&|x| {
+            let x = CpuBackend.upload(HostData::F32(x), &[rows, k]).unwrap();
+            CpuBackend.to_host_f32(&CpuBackend.linear(&x, &wc, None).unwrap()).unwrap()
+        });
+        let got = on(&|x| {
+            let x = gpu.upload(HostData::F32(x), &[rows, k]).unwrap();
+            gpu.to_host_f32(&gpu.linear(&x, &wg, None).unwrap()).unwrap()
+        });
+        let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "Q8_0 linear over {n} rows, {rows} input rows: worst difference {worst}");
+    }
+    let ids = [0u32, 1, (n / 2) as u32, (n - 1) as u32, (n - 500) as u32];
+    let want = CpuBackend.to_host_f32(&CpuBackend.embedding(&wc, &ids).unwrap()).unwrap();
+    assert_eq!(gpu.to_host_f32(&gpu.embedding(&wg, &ids).unwrap()).unwrap(), want, "Q8_0 embedding rows across windows");
 }
 
 /// After the first tokens, a decode step allocates no output buffers (they come from the
@@ -105,22 +135,56 @@ fn steady_decoding_reuses_buffers_and_bind_groups() {
     assert_eq!(g1 - g0, expected_new, "new bind groups in a step of {} dispatches", d1 - d0);
 }
 
-/// A backend without block kernels gets a GGUF's Q8_0 matrices as bf16 under `auto`,
-/// with one notice saying so, and runs the model: never an error.
+/// SmolLM2 on its own Q4_1 / Q8_0 blocks (`--dtype auto`, decoded in the kernels) against
+/// the CPU running the same weights dequantised to f32: both multiply f32 activations, so
+/// only the order of the sums differs and the CPU's bound for f32 weights holds (the
+/// CPU's block path rounds activations to 8 bits and is checked against f32 by
+/// quantised_models.rs with its own, looser bound). Greedy tokens are identical.
 #[test]
-fn block_formats_are_converted_for_wgpu_with_a_notice() {
+fn smollm2_on_its_blocks_matches_the_cpu_on_the_same_weights() {
+    let Some((_, gpu)) = wgpu_backends().first() else { return };
+    model_parity::smollm2_matches_cpu(gpu, WeightDtype::Auto, DType::F32.into());
+}
+
+/// A tiny Q8_0 model stays in its blocks on wgpu; a format no wgpu kernel decodes
+/// (IQ4_NL) is converted to bf16 under `auto` with one notice saying so, and runs.
+#[test]
+fn block_formats_stay_blocks_on_wgpu_and_others_are_converted_with_a_notice() {
     let Some((_, gpu)) = wgpu_backends().first() else { return };
     let mut c = config(Architecture::Qwen2, false);
     (c.hidden_size, c.intermediate_size, c.n_heads) = (64, 96, 8);
-    let path = entmin_tests::scratch_dir("wgpu-q8_0").join("tiny-q8_0.gguf");
-    std::fs::write(&path, entmin_tests::gguf_writer::tiny_model_gguf_as(&c, &random_weights(&c, 9), true).build())
-        .unwrap();
-    assert!(!gpu.capabilities().weight_dtypes.contains(&DType::Q8_0));
-    let lm = entmin_models::load(gpu, &path, entmin_models::WeightDtype::Auto).unwrap();
+    let dir = entmin_tests::scratch_dir("wgpu-blocks");
+    let weights = random_weights(&c, 9);
+    let q8 = dir.join("tiny-q8_0.gguf");
+    std::fs::write(&q8, tiny_model_gguf_as(&c, &weights, Matrices::Q8_0).build()).unwrap();
+    let on_gpu = entmin_models::load(gpu, &q8, WeightDtype::Auto).unwrap();
+    assert!(on_gpu.model.matrices().iter().all(|(_, t)| t.dtype() == DType::Q8_0), "{}", on_gpu.model.weight_types());
+    assert!(on_gpu.notices.is_empty(), "{:?}", on_gpu.notices);
+    let exact = entmin_models::load(&CpuBackend, &q8, DType::F32).unwrap();
+    let ids = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+    let logits = |gpu_side: bool| -> Vec<f32> {
+        if gpu_side {
+            let mut cache = KvCache::new(gpu, &on_gpu.model.config, ids.len()).unwrap();
+            gpu.to_host_f32(&on_gpu.model.forward(gpu, &ids, &mut cache, Logits::All).unwrap()).unwrap()
+        } else {
+            let mut cache = KvCache::new(&CpuBackend, &exact.model.config, ids.len()).unwrap();
+            CpuBackend.to_host_f32(&exact.model.forward(&CpuBackend, &ids, &mut cache, Logits::All).unwrap()).unwrap()
+        }
+    };
+    let (got, want) = (logits(true), logits(false));
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-4 * scale, "logit {i}: {g} on wgpu's Q8_0 blocks vs {w} on the CPU in f32");
+    }
+
+    let iq4 = dir.join("tiny-iq4_nl.gguf");
+    std::fs::write(&iq4, tiny_model_gguf_as(&c, &weights, Matrices::Iq4Nl).build()).unwrap();
+    assert!(!gpu.capabilities().weight_dtypes.contains(&DType::IQ4_NL));
+    let lm = entmin_models::load(gpu, &iq4, WeightDtype::Auto).unwrap();
     assert!(lm.model.matrices().iter().all(|(_, t)| t.dtype() == DType::BF16));
     let notes: Vec<&String> = lm.notices.iter().filter(|n| n.contains("converted to bf16")).collect();
     assert_eq!(notes.len(), 1, "{:?}", lm.notices);
-    assert!(notes[0].contains("16 Q8_0") && notes[0].contains("wgpu"), "{}", notes[0]);
+    assert!(notes[0].contains("16 IQ4_NL") && notes[0].contains("wgpu"), "{}", notes[0]);
     let mut cache = KvCache::new(gpu, &lm.model.config, 8).unwrap();
     let logits = gpu.to_host_f32(&lm.model.forward(gpu, &[1, 2, 3], &mut cache, Logits::Last).unwrap()).unwrap();
     assert!(logits.iter().all(|v| v.is_finite()));

@@ -21,6 +21,7 @@ macro_rules! on_wgpu {
 on_wgpu!(
     rms_norm,
     linear,
+    block_weights,
     rope,
     attention,
     write_kv,
