@@ -173,10 +173,11 @@ fn linear<B: Backend>(c: &mut Criterion, b: &B) {
     g.finish();
 }
 
-/// The block-format `linear` (CPU): the catalog models' shapes and formats; throughput
-/// in weight bytes read. Random bytes: the speed does not depend on the values.
-fn quant_linear(c: &mut Criterion) {
-    let b = CpuBackend;
+/// The block-format `linear` on a backend that keeps blocks: the catalog models' shapes
+/// and formats (those the backend lists); throughput in weight bytes read. Random bytes:
+/// the speed does not depend on the values.
+fn quant_linear<B: Backend>(c: &mut Criterion, b: &B) {
+    let formats = b.capabilities().weight_dtypes;
     let shapes = [
         ("qwen-up", 4864usize, 896usize, DType::Q5_0),
         ("qwen-down", 896, 4864, DType::Q4K),
@@ -184,9 +185,9 @@ fn quant_linear(c: &mut Criterion) {
         ("qwen-head", 151_936, 896, DType::Q8_0),
         ("smollm-up", 1536, 576, DType::Q4_1),
     ];
-    let mut g = c.benchmark_group("cpu/quant_linear");
+    let mut g = c.benchmark_group(format!("{}/quant_linear", b.name()));
     g.sample_size(10);
-    for (name, n, k, dtype) in shapes {
+    for (name, n, k, dtype) in shapes.into_iter().filter(|s| formats.contains(&s.3)) {
         let mut rng = Rng::new(9);
         let bytes: Vec<u8> = (0..dtype.bytes_for(n * k).unwrap()).map(|_| rng.next_u64() as u8).collect();
         let wt = b.upload(HostData::Blocks { dtype, bytes: &bytes, elements: n * k }, &[n, k]).unwrap();
@@ -197,7 +198,7 @@ fn quant_linear(c: &mut Criterion) {
             let x = b.upload_as(&random(m * k, 3, 1.0), &[m, k], DType::F32).unwrap();
             g.throughput(Throughput::Bytes(bytes.len() as u64));
             g.bench_function(format!("{name}/{dtype}/m{m}"), |bench| {
-                measure(bench, &b, || b.linear(black_box(&x), &wt, None))
+                measure(bench, b, || b.linear(black_box(&x), &wt, None))
             });
         }
     }
@@ -226,13 +227,13 @@ fn kernels<B: Backend>(c: &mut Criterion, b: &B) {
     softmax_entropy(c, b);
     em_kernels(c, b);
     linear(c, b);
+    quant_linear(c, b);
     sample(c, b);
 }
 
 fn all_backends(c: &mut Criterion) {
     host_memory(c);
     kernels(c, &CpuBackend);
-    quant_linear(c);
     match entmin_engine::wgpu::WgpuBackend::new() {
         Ok(g) => {
             eprintln!("wgpu adapter: {}", g.capabilities().device);

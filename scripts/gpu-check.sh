@@ -155,8 +155,11 @@ stage_decode() {
             --synthetic "$cpu_model" --method "$method" "${cpu_sizes[@]}"
     done
     if [ "$HW_WGPU" = 1 ]; then
+        # On its GGUF blocks (the default, --dtype auto), then the same model in bf16.
         run_one "wgpu $cpu_model plain batch 1" "$BIN/entmin" bench --json --device wgpu \
             --synthetic "$cpu_model" --method plain "${sizes[@]}"
+        run_one "wgpu $cpu_model plain batch 1 bf16" "$BIN/entmin" bench --json --device wgpu \
+            --synthetic "$cpu_model" --method plain --dtype bf16 "${sizes[@]}"
     fi
 }
 
