@@ -7,14 +7,16 @@
 // (engine/src/quant), which are the reference the tests compare with.
 @group(0) @binding(0) var<storage, read> src: array<u32>;
 
-// Blocks are 18, 20, 22, 24, 34, 144, 176 or 210 bytes, so fields sit at any byte offset.
+// Blocks are 18, 20, 22, 24, 34, 144, 176 or 210 bytes, so fields sit at any even offset
+// and codes at any byte.
 fn byte_at(b: u32) -> u32 {
     return (src[b >> 2u] >> ((b & 3u) * 8u)) & 0xffu;
 }
 
-// A little-endian f16 at byte b (possibly straddling two words).
+// A little-endian f16 at an even byte b. Every block size and every f16 field offset
+// is even, so the two bytes always share a word: one load.
 fn f16_at(b: u32) -> f32 {
-    return unpack2x16float(byte_at(b) | (byte_at(b + 1u) << 8u)).x;
+    return unpack2x16float(src[b >> 2u] >> ((b & 2u) * 8u)).x;
 }
 
 fn u32_at(b: u32) -> u32 {
