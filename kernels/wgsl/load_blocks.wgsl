@@ -78,30 +78,43 @@ fn scale_min_k4(p: u32, s: u32) -> vec2<f32> {
     return vec2<f32>(f32(sc), f32(m));
 }
 
-// block_q4_K { f16 d; f16 dmin; u8 scales[12]; u8 qs[128] }: 8 sub-blocks of 32; each
-// 64 elements share 32 code bytes (low nibbles first). d·sc·q − dmin·m.
-fn load_q4_k(i: u32) -> f32 {
-    let b = (i >> 8u) * 144u;
-    let e = i & 255u;
+// Where element e (0..256) of a Q4_K / Q5_K super-block sits: each 64 elements share 32
+// code bytes (`pair`), low nibbles for the first 32 (`hi` 0), high for the next; `sub`
+// is its 32-element sub-block.
+struct KSlot {
+    pair: u32,
+    hi: u32,
+    sub: u32,
+    l: u32,
+}
+
+fn k_slot(e: u32) -> KSlot {
     let pair = e >> 6u;
     let hi = (e >> 5u) & 1u;
-    let sm = scale_min_k4(b + 4u, 2u * pair + hi);
-    let q = (byte_at(b + 16u + 32u * pair + (e & 31u)) >> (4u * hi)) & 15u;
+    return KSlot(pair, hi, 2u * pair + hi, e & 31u);
+}
+
+// d·sc·q − dmin·m with the sub-block's 6-bit scale and min, for a super-block at byte b.
+fn k_value(b: u32, sub: u32, q: u32) -> f32 {
+    let sm = scale_min_k4(b + 4u, sub);
     return f16_at(b) * sm.x * f32(q) - f16_at(b + 2u) * sm.y;
 }
 
+// block_q4_K { f16 d; f16 dmin; u8 scales[12]; u8 qs[128] }: 8 sub-blocks of 32.
+fn load_q4_k(i: u32) -> f32 {
+    let b = (i >> 8u) * 144u;
+    let s = k_slot(i & 255u);
+    return k_value(b, s.sub, (byte_at(b + 16u + 32u * s.pair + s.l) >> (4u * s.hi)) & 15u);
+}
+
 // block_q5_K { f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128] }: as Q4_K with a
-// fifth bit per element, bit (2·pair + hi) of qh[e mod 32].
+// fifth bit per element, bit `sub` of qh[e mod 32].
 fn load_q5_k(i: u32) -> f32 {
     let b = (i >> 8u) * 176u;
-    let e = i & 255u;
-    let pair = e >> 6u;
-    let hi = (e >> 5u) & 1u;
-    let sm = scale_min_k4(b + 4u, 2u * pair + hi);
-    let l = e & 31u;
-    let low = (byte_at(b + 48u + 32u * pair + l) >> (4u * hi)) & 15u;
-    let fifth = ((byte_at(b + 16u + l) >> (2u * pair + hi)) & 1u) << 4u;
-    return f16_at(b) * sm.x * f32(low | fifth) - f16_at(b + 2u) * sm.y;
+    let s = k_slot(i & 255u);
+    let low = (byte_at(b + 48u + 32u * s.pair + s.l) >> (4u * s.hi)) & 15u;
+    let fifth = ((byte_at(b + 16u + s.l) >> s.sub) & 1u) << 4u;
+    return k_value(b, s.sub, low | fifth);
 }
 
 // block_q6_K { u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d }: two halves of 128, each

@@ -3,7 +3,7 @@
 
 use super::device::Binding;
 use super::kernels::{Kernel, GEMV_MAX_ROWS};
-use super::{buf, dims2, require_f32, rows_of, whole, WgpuBackend, WgpuTensor};
+use super::{buf, dims2, require_f32, row_bytes, rows_of, whole, WgpuBackend, WgpuTensor};
 use crate::{AttentionShape, DType, EngineError, Result};
 
 const WG: usize = 256;
@@ -22,7 +22,7 @@ pub fn embedding(b: &WgpuBackend, table: &WgpuTensor, ids: &[u32]) -> Result<Wgp
         return Ok(out);
     }
     let id_buf = b.gpu.storage_buffer_with(bytemuck::cast_slice(ids))?;
-    let row_bytes = whole_block_row("embedding", table, dim)?;
+    let row_bytes = row_bytes("embedding", table, dim)?;
     for w in b.gpu.row_windows("embedding", vocab, &[row_bytes])? {
         let params = [dim as u32, ids.len() as u32, w.start as u32, (w.end - w.start) as u32];
         b.gpu.dispatch(
@@ -66,7 +66,7 @@ pub fn linear(b: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Option<&Wgp
         Some(t) => (whole(t), 1),
         None => (Binding::whole(&b.gpu.dummy), 0),
     };
-    let w_windows = b.gpu.row_windows("linear", n, &[whole_block_row("linear", w, k)?])?;
+    let w_windows = b.gpu.row_windows("linear", n, &[row_bytes("linear", w, k)?])?;
     let x_windows = b.gpu.row_windows("linear", m, &[(k * 4) as u64, (n * 4) as u64])?;
     for xw in &x_windows {
         let rows = xw.end - xw.start;
@@ -90,18 +90,6 @@ pub fn linear(b: &WgpuBackend, x: &WgpuTensor, w: &WgpuTensor, bias: Option<&Wgp
         }
     }
     Ok(y)
-}
-
-/// Bytes of a row of `cols` elements of `t`, or an error naming `op` when a row is not
-/// a whole number of `t`'s blocks.
-fn whole_block_row(op: &'static str, t: &WgpuTensor, cols: usize) -> Result<u64> {
-    match t.dtype().block() {
-        Some(block) if !cols.is_multiple_of(block.elements) => Err(EngineError::shape(
-            op,
-            format!("rows of {cols} {} elements are not whole blocks of {}", t.dtype(), block.elements),
-        )),
-        _ => Ok(t.dtype().bytes_for(cols).expect("whole blocks") as u64),
-    }
 }
 
 /// Rotates by +angle, or by −angle when `inverse` (rope's backward: the rotation is

@@ -156,17 +156,23 @@ fn whole(t: &WgpuTensor) -> Binding<'_> {
 
 /// Rows `rows` of a 2-D tensor with `cols` columns, as a binding.
 fn rows_of<'a>(t: &'a WgpuTensor, cols: usize, rows: &std::ops::Range<usize>) -> Binding<'a> {
-    let row_bytes = row_bytes(t, cols);
+    let row_bytes = t.dtype().bytes_for(cols).expect("the op checked its rows with row_bytes") as u64;
     // A window of block rows can end inside a word (18- or 34-byte blocks): bind whole
     // words, which the buffer's padding to 4 bytes holds.
     let len = ((rows.end - rows.start) as u64 * row_bytes).div_ceil(4) * 4;
     Binding::range(buf(t), rows.start as u64 * row_bytes, len)
 }
 
-/// Bytes of one row of `cols` elements of `t`'s dtype (a row of blocks is whole blocks:
-/// the loader checks that shapes of block tensors split into them).
-fn row_bytes(t: &WgpuTensor, cols: usize) -> u64 {
-    t.dtype().bytes_for(cols).expect("rows of block tensors are whole blocks") as u64
+/// Bytes of a row of `cols` elements of `t`, or an error naming `op` when a row is not
+/// a whole number of `t`'s blocks.
+fn row_bytes(op: &'static str, t: &WgpuTensor, cols: usize) -> Result<u64> {
+    match t.dtype().block() {
+        Some(block) if !cols.is_multiple_of(block.elements) => Err(EngineError::shape(
+            op,
+            format!("rows of {cols} {} elements are not whole blocks of {}", t.dtype(), block.elements),
+        )),
+        _ => Ok(t.dtype().bytes_for(cols).expect("whole blocks") as u64),
+    }
 }
 
 pub(crate) fn dims2(op: &'static str, t: &WgpuTensor) -> Result<(usize, usize)> {
