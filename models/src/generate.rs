@@ -25,6 +25,10 @@ pub struct Pick {
     pub logprob: f32,
     /// Entropy (nats) of that distribution: 0 for greedy decoding.
     pub sampled_entropy: f32,
+    /// Entropy (nats) of softmax(z) of the logits the picker was given, when the picker
+    /// computed it on the way (EM-INF's entropy before its steps; a draw at T = 1 or a
+    /// greedy one without extra banned ids). The loop computes it when this is None.
+    pub model_entropy: Option<f32>,
     /// What EM-INF did to the logits first (None for other methods).
     pub em_inf: Option<EmInfRowStats>,
 }
@@ -46,7 +50,8 @@ impl<B: Backend> TokenPicker<B> for Sampler {
 
 /// Draw a token per row of `logits` and report the entropy of the distribution each was
 /// drawn from (the sampler computes it with the draw; 0 for greedy decoding, a point
-/// mass). `em_inf[r]`, when given, is attached to row r's pick.
+/// mass). `em_inf[r]`, when given, is attached to row r's pick, and `logits` are then
+/// EM-INF's optimised ones, so the model's entropy is its `entropy_before`.
 pub fn sample_with_entropy<B: Backend>(
     backend: &B,
     logits: &Tensor<B>,
@@ -55,6 +60,8 @@ pub fn sample_with_entropy<B: Backend>(
     em_inf: Option<&[EmInfRowStats]>,
 ) -> Result<Vec<Pick>> {
     let greedy = sampling.temperature == 0.0;
+    // The sampler's entropy is of softmax(z/T) with T = 1 for greedy decoding.
+    let at_unit_temperature = (greedy || sampling.temperature == 1.0) && sampling.banned.is_empty();
     Ok(backend
         .sample(logits, sampling, rngs)?
         .iter()
@@ -63,6 +70,10 @@ pub fn sample_with_entropy<B: Backend>(
             token: o.token,
             logprob: o.logprob,
             sampled_entropy: if greedy { 0.0 } else { o.entropy },
+            model_entropy: match em_inf {
+                Some(stats) => Some(stats[r].entropy_before),
+                None => at_unit_temperature.then_some(o.entropy),
+            },
             em_inf: em_inf.map(|s| s[r]),
         })
         .collect())
@@ -348,12 +359,16 @@ pub fn generate_batch<'a, B: Backend, R: Into<Flow>>(
             break;
         }
         backend.mask_columns(&mut logits, d.banned_ids)?;
-        let entropies = row_entropies(backend, &logits)?;
         step_rngs.clear();
         step_rngs.extend(rows.iter().map(|&i| rngs[i].clone()));
         let tp = Instant::now();
         let picks = picker.pick(backend, &logits, &mut step_rngs)?;
         pick_secs += tp.elapsed().as_secs_f64();
+        // A second softmax-entropy pass only where the picker did not make one.
+        let entropies = match picks.iter().map(|p| p.model_entropy).collect::<Option<Vec<f32>>>() {
+            Some(known) => known,
+            None => row_entropies(backend, &logits)?,
+        };
         let mut next_tokens = Vec::with_capacity(rows.len());
         for (r, &i) in rows.iter().enumerate() {
             rngs[i] = step_rngs[r].clone();

@@ -100,31 +100,40 @@ fn method(m: Method, temperature: f32) -> MethodConfig {
 #[test]
 fn streamed_tokens_carry_the_entropies_and_log_probs_of_an_independent_reference() {
     let engine = tiny_engine("api-stream");
-    let temperature = 0.7;
-    let request = Request::raw("hello").method_config(method(Method::Plain, temperature)).max_tokens(10).seed(3);
-    let (answer, seen) = stream(&engine, &request);
-    let g = answer.generation();
-    assert_eq!((g.tokens.len(), g.stop), (10, StopReason::MaxTokens));
-    assert_eq!(seen.iter().map(|s| s.token).collect::<Vec<_>>(), g.tokens);
-    assert_eq!(seen.iter().map(|s| s.text.as_str()).collect::<String>(), answer.text, "pieces add up to the text");
-    assert!(g.em_inf.is_empty() && seen.iter().all(|s| s.em_inf.is_none()), "plain sampling has no EM-INF stats");
+    // 0.7 has the loop compute the model's entropy itself; at 1.0 and greedy (T = 1) it
+    // comes from the sampler's own pass.
+    for temperature in [0.7, 1.0, 0.0] {
+        let request =
+            Request::raw("hello").method_config(method(Method::Plain, temperature)).max_tokens(10).seed(3);
+        let (answer, seen) = stream(&engine, &request);
+        let g = answer.generation();
+        assert_eq!((g.tokens.len(), g.stop), (10, StopReason::MaxTokens));
+        assert_eq!(seen.iter().map(|s| s.token).collect::<Vec<_>>(), g.tokens);
+        assert_eq!(seen.iter().map(|s| s.text.as_str()).collect::<String>(), answer.text, "pieces add up to the text");
+        assert!(g.em_inf.is_empty() && seen.iter().all(|s| s.em_inf.is_none()), "plain sampling has no EM-INF stats");
 
-    let prompt = engine.encode(&request.prompt).unwrap();
-    let ids: Vec<u32> = prompt.iter().chain(&g.tokens).copied().collect();
-    let (rows, _) = engine.run(AllLogits(ids));
-    for (k, s) in seen.iter().enumerate() {
-        let row = &rows[prompt.len() - 1 + k];
-        close(&format!("token {k}: model entropy"), s.entropy, reference::softmax_entropy(row, 1.0).1, 1e-4);
-        let sampled = reference::softmax_entropy(row, 1.0 / temperature).1;
-        close(&format!("token {k}: sampled entropy"), s.sampled_entropy, sampled, 1e-4);
-        let logprob = reference::token_logprob(row, s.token as usize, 1.0 / temperature);
-        close(&format!("token {k}: log-prob"), s.logprob, logprob, 1e-4);
-        assert_eq!((g.entropies[k], g.sampled_entropies[k], g.logprobs[k]), (s.entropy, s.sampled_entropy, s.logprob));
+        let prompt = engine.encode(&request.prompt).unwrap();
+        let ids: Vec<u32> = prompt.iter().chain(&g.tokens).copied().collect();
+        let (rows, _) = engine.run(AllLogits(ids));
+        let inv_t = if temperature == 0.0 { 1.0 } else { 1.0 / temperature };
+        for (k, s) in seen.iter().enumerate() {
+            let at = format!("T = {temperature}, token {k}");
+            let row = &rows[prompt.len() - 1 + k];
+            close(&format!("{at}: model entropy"), s.entropy, reference::softmax_entropy(row, 1.0).1, 1e-4);
+            if temperature == 0.0 {
+                assert_eq!(s.sampled_entropy, 0.0, "{at}: greedy decoding draws from a point mass");
+            } else {
+                let sampled = reference::softmax_entropy(row, inv_t).1;
+                close(&format!("{at}: sampled entropy"), s.sampled_entropy, sampled, 1e-4);
+            }
+            let logprob = reference::token_logprob(row, s.token as usize, inv_t);
+            close(&format!("{at}: log-prob"), s.logprob, logprob, 1e-4);
+            assert_eq!(
+                (g.entropies[k], g.sampled_entropies[k], g.logprobs[k]),
+                (s.entropy, s.sampled_entropy, s.logprob)
+            );
+        }
     }
-
-    let greedy = Request::raw("hello").method_config(method(Method::Plain, 0.0)).max_tokens(4);
-    let (_, seen) = stream(&engine, &greedy);
-    assert!(seen.iter().all(|s| s.sampled_entropy == 0.0), "greedy decoding draws from a point mass");
 }
 
 #[test]
