@@ -7,8 +7,9 @@
 #   cuda      the GPU test binary's CUDA tests, ignored ones included (they need a GPU)
 #   wgpu      its wgpu tests on the NVIDIA Vulkan driver (loader from the pack if needed)
 #   benches   the CUDA (and hardware wgpu) kernel benchmarks, short measurement times
-#   decode    `entmin bench --synthetic` on CUDA (Qwen2.5-Coder 0.5B and 1.5B shapes,
-#             plain and em-inf, batch 1 and 16) and the same 0.5B on this machine's CPU
+#   decode    `entmin bench --synthetic` on CUDA (Qwen2.5-Coder 0.5B and 1.5B shapes on
+#             their GGUF block formats, plain and em-inf, batch 1 and 16; the 0.5B once
+#             more in bf16) and the same 0.5B on this machine's CPU
 #   torch     the PyTorch peer (benches/peers/torch_entropy_gpu.py) with the image's torch
 #
 # and a table of the figures last. Each stage has its own time limit inside a total
@@ -150,6 +151,11 @@ stage_decode() {
             done
         done
     done
+    if [ "$DRY" = 0 ]; then
+        # The 0.5B above ran on its GGUF blocks (--dtype auto); the same model in bf16.
+        run_one "cuda $cpu_model plain batch 1 bf16" "$BIN/entmin" bench --json --device cuda \
+            --synthetic "$cpu_model" --method plain --dtype bf16 "${sizes[@]}"
+    fi
     for method in plain em-inf; do
         run_one "cpu $cpu_model $method batch 1" "$BIN/entmin" bench --json --device cpu \
             --synthetic "$cpu_model" --method "$method" "${cpu_sizes[@]}"
@@ -330,8 +336,12 @@ for line in open(sys.argv[1]):
     em = ""
     if "em_inf_adam_steps_per_token" in r:
         em = f"  EM-INF {r['pick_ms_per_token'] * 1e3 / r['batch']:.0f} us/row, {r['em_inf_adam_steps_per_token']:.2f} steps/token"
+    # Weight bytes over step time: the bandwidth a step would need if it read every
+    # weight byte once (the embedding table too, of which a step reads one row per token).
+    gbs = r["weights_mb"] / r["decode_ms_per_step"] if r["decode_ms_per_step"] > 0 else 0.0
     print(f"   {r['device']:<5} {r['model']:<40} {r['method']:<7} batch {r['batch']:>2}: decode {r['decode_tok_s']:8.1f} tok/s, "
-          f"prefill {r['prefill_tok_s']:8.1f} tok/s, {r['decode_ms_per_step']:.2f} ms/step{em}")
+          f"prefill {r['prefill_tok_s']:8.1f} tok/s, {r['decode_ms_per_step']:.2f} ms/step, "
+          f"{r['weights_mb']:.0f} MB weights ({r['dtype']}) ≤ {gbs:.0f} GB/s{em}")
 PY
     else
         grep '^{' "$RESULTS/decode.log" | cut -c1-200

@@ -1,7 +1,7 @@
 //! Argument checks shared by every backend, so that each op rejects the same inputs
 //! with the same message whatever runs it.
 
-use crate::{AttentionShape, EngineError, Result};
+use crate::{AttentionShape, DType, EngineError, Result};
 
 /// `q [t, heads·head_dim]` against caches `k`, `v` `[capacity, kv_heads·head_dim]`.
 pub fn attention(q: &[usize], k: &[usize], v: &[usize], s: AttentionShape) -> Result<()> {
@@ -35,6 +35,20 @@ pub fn linear(x: &[usize], w: &[usize], bias: Option<usize>) -> Result<(usize, u
     match bias {
         Some(len) if len != n => Err(EngineError::shape("linear", format!("bias of {len} for {n} outputs"))),
         _ => Ok((m, k, n)),
+    }
+}
+
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+/// Bytes of a row of `cols` elements of a `dtype` weight, or an error naming `op` when
+/// a row is not a whole number of the dtype's blocks (the GPU kernels address rows by
+/// whole blocks).
+pub fn row_bytes(op: &'static str, dtype: DType, cols: usize) -> Result<usize> {
+    match dtype.block() {
+        Some(block) if !cols.is_multiple_of(block.elements) => Err(EngineError::shape(
+            op,
+            format!("rows of {cols} {dtype} elements are not whole blocks of {}", block.elements),
+        )),
+        _ => Ok(dtype.bytes_for(cols).expect("whole blocks")),
     }
 }
 

@@ -1,6 +1,13 @@
 //! The kernels every GPU backend implements, one per [`crate::Backend`] op (plus the
 //! decode/prefill split of `linear`); each backend maps them to its own sources.
 
+use crate::DType;
+
+/// The ggml block formats the GPU backends' weight-reading kernels decode in registers
+/// (kernels/wgsl/load_blocks.wgsl, the block section of kernels/cuda/common.cuh).
+pub const GPU_BLOCK_FORMATS: [DType; 8] =
+    [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q4K, DType::Q5K, DType::Q6K];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     Embedding,
@@ -88,5 +95,20 @@ impl Kernel {
                 | Kernel::Sample
                 | Kernel::TokenLogprobs
         )
+    }
+
+    /// Whether the kernel reads weights, so its first tensor may also hold
+    /// [`GPU_BLOCK_FORMATS`] blocks.
+    pub fn reads_weights(self) -> bool {
+        matches!(self, Kernel::Embedding | Kernel::Gemv | Kernel::Matmul)
+    }
+
+    /// Every storage dtype the kernel's first tensor may have on a GPU backend.
+    pub fn storage_dtypes(self) -> Vec<DType> {
+        let mut dtypes = if self.reads_any_dtype() { vec![DType::F32, DType::F16, DType::BF16] } else { vec![DType::F32] };
+        if self.reads_weights() {
+            dtypes.extend(GPU_BLOCK_FORMATS);
+        }
+        dtypes
     }
 }

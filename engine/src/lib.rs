@@ -13,6 +13,8 @@ mod dtype;
 mod em_params;
 mod error;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod gpu_storage;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod kernel;
 pub mod quant;
 pub mod reference;

@@ -26,20 +26,179 @@ __device__ __forceinline__ bool is_bad(float x) {
 }
 
 // ---------------------------------------------------------------------------------
-// Storage dtype of the tensor a kernel reads through load_src (its first pointer).
+// Storage dtype of the tensor a kernel reads through load_src (its first pointer): one of
+// ENTMIN_F32 / F16 / BF16, or, for the weight-reading kernels (embedding, gemv, matmul),
+// a ggml block format ENTMIN_Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / Q4_K / Q5_K / Q6_K.
 
-#if defined(ENTMIN_F32) + defined(ENTMIN_F16) + defined(ENTMIN_BF16) > 1
-#error "define at most one of ENTMIN_F32, ENTMIN_F16, ENTMIN_BF16"
+#if defined(ENTMIN_F32) + defined(ENTMIN_F16) + defined(ENTMIN_BF16) + defined(ENTMIN_Q4_0) + \
+        defined(ENTMIN_Q4_1) + defined(ENTMIN_Q5_0) + defined(ENTMIN_Q5_1) + defined(ENTMIN_Q8_0) +  \
+        defined(ENTMIN_Q4_K) + defined(ENTMIN_Q5_K) + defined(ENTMIN_Q6_K) >                          \
+    1
+#error "define at most one storage dtype"
 #endif
 
+// An IEEE half's bits to f32 (the F16 dtype and the blocks' scales).
+__device__ __forceinline__ float f16_to_f32(unsigned short h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+
+#if defined(ENTMIN_Q4_0) || defined(ENTMIN_Q4_1) || defined(ENTMIN_Q5_0) || defined(ENTMIN_Q5_1) || \
+    defined(ENTMIN_Q8_0) || defined(ENTMIN_Q4_K) || defined(ENTMIN_Q5_K) || defined(ENTMIN_Q6_K)
+// Blocks exactly as a GGUF file stores them (little endian, back to back; a row is a
+// whole number of blocks, which the host checks). Element j of a block is
+// block_code(b, j) · a.x + a.y with a = block_affine(b, j); the affine pair is the same
+// for every 8 consecutive elements starting at a multiple of 8 (a K-quant sub-block is
+// 16 or 32 long), so load_vec decodes 8 with one lookup. Layouts and formulas follow the
+// CPU's dequantisers (engine/src/quant), the reference the tests compare with.
+#define SRC_BLOCKS 1
+typedef unsigned char src_t;
+
+// Block sizes and every f16 field offset are even: 2-byte loads are aligned.
+__device__ __forceinline__ unsigned u16_at(const src_t* b, unsigned at) {
+    return *reinterpret_cast<const unsigned short*>(b + at);
+}
+__device__ __forceinline__ float f16_at(const src_t* b, unsigned at) {
+    return f16_to_f32((unsigned short)u16_at(b, at));
+}
+// Element j of a 32-element block whose 4-bit codes start at byte q: low nibbles hold
+// elements 0..15, high nibbles 16..31.
+__device__ __forceinline__ int nibble_of_32(const src_t* q, unsigned j) {
+    return (q[j & 15] >> ((j >> 4) * 4)) & 15;
+}
+// The fifth bit of element j from the 32-bit qh field at byte h (2-byte aligned only).
+__device__ __forceinline__ int fifth_bit(const src_t* b, unsigned h, unsigned j) {
+    const unsigned qh = u16_at(b, h) | (u16_at(b, h + 2) << 16);
+    return ((qh >> j) & 1) << 4;
+}
+
+#if defined(ENTMIN_Q4_0)
+// block_q4_0 { f16 d; u8 qs[16] }: (nibble − 8) · d.
+#define QK 32
+#define BLOCK_BYTES 18
+__device__ __forceinline__ int block_code(const src_t* b, unsigned j) { return nibble_of_32(b + 2, j) - 8; }
+__device__ __forceinline__ float2 block_affine(const src_t* b, unsigned) { return make_float2(f16_at(b, 0), 0.0f); }
+#elif defined(ENTMIN_Q4_1)
+// block_q4_1 { f16 d; f16 m; u8 qs[16] }: nibble · d + m.
+#define QK 32
+#define BLOCK_BYTES 20
+__device__ __forceinline__ int block_code(const src_t* b, unsigned j) { return nibble_of_32(b + 4, j); }
+__device__ __forceinline__ float2 block_affine(const src_t* b, unsigned) {
+    return make_float2(f16_at(b, 0), f16_at(b, 2));
+}
+#elif defined(ENTMIN_Q5_0)
+// block_q5_0 { f16 d; u8 qh[4]; u8 qs[16] }: (q − 16) · d, q = nibble | fifth bit.
+#define QK 32
+#define BLOCK_BYTES 22
+__device__ __forceinline__ int block_code(const src_t* b, unsigned j) {
+    return (nibble_of_32(b + 6, j) | fifth_bit(b, 2, j)) - 16;
+}
+__device__ __forceinline__ float2 block_affine(const src_t* b, unsigned) { return make_float2(f16_at(b, 0), 0.0f); }
+#elif defined(ENTMIN_Q5_1)
+// block_q5_1 { f16 d; f16 m; u8 qh[4]; u8 qs[16] }: q · d + m.
+#define QK 32
+#define BLOCK_BYTES 24
+__device__ __forceinline__ int block_code(const src_t* b, unsigned j) {
+    return nibble_of_32(b + 8, j) | fifth_bit(b, 4, j);
+}
+__device__ __forceinline__ float2 block_affine(const src_t* b, unsigned) {
+    return make_float2(f16_at(b, 0), f16_at(b, 2));
+}
+#elif defined(ENTMIN_Q8_0)
+// block_q8_0 { f16 d; i8 qs[32] }: q · d.
+#define QK 32
+#define BLOCK_BYTES 34
+__device__ __forceinline__ int block_code(const src_t* b, unsigned j) { return (signed char)b[2 + j]; }
+__device__ __forceinline__ float2 block_affine(const src_t* b, unsigned) { return make_float2(f16_at(b, 0), 0.0f); }
+#elif defined(ENTMIN_Q4_K) || defined(ENTMIN_Q5_K)
+// block_q4_K { f16 d; f16 dmin; u8 scales[12]; u8 qs[128] } and block_q5_K, which adds
+// u8 qh[32] before qs: eight sub-blocks of 32, d·sc·q − dmin·m with a 6-bit scale and
+// min per sub-block. Each 64 elements share 32 code bytes, low nibbles for the first 32.
+#define QK 256
+#if defined(ENTMIN_Q4_K)
+#define BLOCK_BYTES 144
+#define K_CODES 16
+#else
+#define BLOCK_BYTES 176
+#define K_CODES 48
+#endif
+__device__ __forceinline__ int block_code(const src_t* b, unsigned j) {
+    const unsigned pair = j >> 6, hi = (j >> 5) & 1, l = j & 31;
+    const int low = (b[K_CODES + 32 * pair + l] >> (4 * hi)) & 15;
+#if defined(ENTMIN_Q5_K)
+    // The fifth bit of element j is bit `sub` of qh[j mod 32].
+    return low | (((b[16 + l] >> (j >> 5)) & 1) << 4);
+#else
+    return low;
+#endif
+}
+// Sub-block s's 6-bit scale and min from the 12 packed bytes at byte 4 (ggml's
+// get_scale_min_k4), as (d·sc, −dmin·m).
+__device__ __forceinline__ float2 block_affine(const src_t* b, unsigned j) {
+    const unsigned s = j >> 5;
+    const src_t* p = b + 4;
+    unsigned sc, m;
+    if (s < 4) {
+        sc = p[s] & 63;
+        m = p[s + 4] & 63;
+    } else {
+        sc = (p[s + 4] & 15) | ((p[s - 4] >> 6) << 4);
+        m = (p[s + 4] >> 4) | ((p[s] >> 6) << 4);
+    }
+    return make_float2(f16_at(b, 0) * (float)sc, -(f16_at(b, 2) * (float)m));
+}
+#elif defined(ENTMIN_Q6_K)
+// block_q6_K { u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d }: two halves of 128, each
+// four quarters of 32 sharing ql / qh bytes; d · scale · (q − 32), a scale per 16.
+#define QK 256
+#define BLOCK_BYTES 210
+__device__ __forceinline__ int block_code(const src_t* b, unsigned j) {
+    const unsigned half = j >> 7, quarter = (j >> 5) & 3, l = j & 31;
+    const int low = (b[64 * half + l + 32 * (quarter & 1)] >> (4 * (quarter >> 1))) & 15;
+    const int high = (b[128 + 32 * half + l] >> (2 * quarter)) & 3;
+    return (low | (high << 4)) - 32;
+}
+__device__ __forceinline__ float2 block_affine(const src_t* b, unsigned j) {
+    const unsigned half = j >> 7, quarter = (j >> 5) & 3, l = j & 31;
+    const float scale = (float)(signed char)b[192 + 8 * half + l / 16 + 2 * quarter];
+    return make_float2(f16_at(b, 208) * scale, 0.0f);
+}
+#endif
+
+// Element i counted from p, a row or tensor start.
+__device__ __forceinline__ float load_src(const src_t* p, size_t i) {
+    const src_t* b = p + (i / QK) * BLOCK_BYTES;
+    const unsigned j = (unsigned)(i % QK);
+    const float2 a = block_affine(b, j);
+    return (float)block_code(b, j) * a.x + a.y;
+}
+
+// Elements per load_vec: 8 share one block's affine pair.
+#define VEC 8
+// Byte loads: rows need no alignment.
+#define SRC_ALIGN 1
+
+// Elements c .. c + 8 of `row` (c a multiple of 8).
+__device__ __forceinline__ void load_vec(const src_t* row, size_t c, float* out) {
+    const src_t* b = row + (c / QK) * BLOCK_BYTES;
+    const unsigned j = (unsigned)(c % QK);
+    const float2 a = block_affine(b, j);
+#pragma unroll
+    for (unsigned e = 0; e < 8; e++) out[e] = (float)block_code(b, j + e) * a.x + a.y;
+}
+
+// Row `row` of a matrix of `cols` columns.
+__device__ __forceinline__ const src_t* src_row(const src_t* p, size_t row, unsigned cols) {
+    return p + row * (cols / QK) * BLOCK_BYTES;
+}
+#else
 #if defined(ENTMIN_F16) || defined(ENTMIN_BF16)
 typedef unsigned short src_t;
 
 __device__ __forceinline__ float widen(unsigned short h) {
 #if defined(ENTMIN_F16)
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
+    return f16_to_f32(h);
 #else
     return __uint_as_float((unsigned)h << 16);
 #endif
@@ -58,10 +217,12 @@ __device__ __forceinline__ float load_src(const src_t* p, size_t i) {
 
 // Elements per 16-byte load: 4 f32 or 8 16-bit values.
 #define VEC (16 / (int)sizeof(src_t))
+// load_vec reads 16 bytes at once.
+#define SRC_ALIGN 16
 
-// VEC elements from a 16-byte aligned address, widened to f32.
-__device__ __forceinline__ void load_vec(const src_t* p, float* out) {
-    const uint4 u = *reinterpret_cast<const uint4*>(p);
+// VEC elements from c on, widened to f32; row + c must be on a 16-byte boundary.
+__device__ __forceinline__ void load_vec(const src_t* row, size_t c, float* out) {
+    const uint4 u = *reinterpret_cast<const uint4*>(row + c);
 #if defined(ENTMIN_F16) || defined(ENTMIN_BF16)
     const unsigned w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
@@ -78,6 +239,12 @@ __device__ __forceinline__ void load_vec(const src_t* p, float* out) {
 #endif
 }
 
+// Row `row` of a matrix of `cols` columns.
+__device__ __forceinline__ const src_t* src_row(const src_t* p, size_t row, unsigned cols) {
+    return p + row * cols;
+}
+
+// The row kernels that read logits through for_each_src never see blocks.
 // Calls f(c, row[c]) for this thread's share of row[0, cols): a scalar head up to the
 // first 16-byte boundary, then one 16-byte load per VEC elements, then a scalar tail.
 // Each thread sees its columns in increasing order (first-index ties rely on it).
@@ -91,12 +258,13 @@ __device__ __forceinline__ void for_each_src(const src_t* row, unsigned cols, F 
     for (unsigned i = tid; i < nvec; i += nt) {
         float x[VEC];
         const unsigned c0 = head + i * VEC;
-        load_vec(row + c0, x);
+        load_vec(row, c0, x);
 #pragma unroll
         for (int e = 0; e < VEC; e++) f(c0 + e, x[e]);
     }
     for (unsigned c = head + nvec * VEC + tid; c < cols; c += nt) f(c, load_src(row, c));
 }
+#endif
 
 // ---------------------------------------------------------------------------------
 // Reductions. block_* return the result to every thread, for any blockDim that is a

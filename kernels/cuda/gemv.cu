@@ -1,6 +1,7 @@
 // y[m, n] = x[m, k] · w[n, k]ᵀ + bias for m ≤ 8 rows of x (decoding), w of any dtype.
 // One warp per output column, 8 columns per block: grid ⌈n/8⌉ × WG. Each weight is
-// read once for all rows of x; lanes stride over k with 16-byte loads.
+// read once for all rows of x; lanes stride over k VEC elements at a time (a 16-byte
+// load, or 8 elements of one block decoded with one scale lookup).
 
 #define GEMV_MAX_ROWS 8
 
@@ -11,16 +12,17 @@ extern "C" __global__ void __launch_bounds__(WG)
     const unsigned j = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     // Whole warps leave together, and nothing below synchronises the block.
     if (j >= n) return;
-    const src_t* wr = w + (size_t)j * k;
+    const src_t* wr = src_row(w, j, k);
     float acc[GEMV_MAX_ROWS];
 #pragma unroll
     for (int r = 0; r < GEMV_MAX_ROWS; r++) acc[r] = 0.0f;
-    // Vector loads need every row of w and x on a 16-byte boundary; else all scalar.
-    const bool aligned = (((size_t)w | (size_t)x) & 15) == 0 && k % VEC == 0;
+    // Vector loads need every row of x on a 16-byte boundary, and of w on SRC_ALIGN;
+    // else all scalar.
+    const bool aligned = ((size_t)x & 15) == 0 && ((size_t)w & (SRC_ALIGN - 1)) == 0 && k % VEC == 0;
     const unsigned kv = aligned ? k : 0;
     for (unsigned c = lane * VEC; c < kv; c += 32 * VEC) {
         float wv[VEC];
-        load_vec(wr + c, wv);
+        load_vec(wr, c, wv);
 #pragma unroll
         for (int r = 0; r < GEMV_MAX_ROWS; r++) {
             if (r < m) {

@@ -43,24 +43,11 @@ impl Kernel {
     pub fn cuda_source(self) -> String {
         format!("{}\n{}", cuda::COMMON, self.cuda_body())
     }
-
-    /// The storage dtypes a kernel is compiled for (F32 alone when it reads only f32).
-    pub fn cuda_dtypes(self) -> &'static [DType] {
-        if self.reads_any_dtype() {
-            &[DType::F32, DType::F16, DType::BF16]
-        } else {
-            &[DType::F32]
-        }
-    }
 }
 
-fn dtype_define(dtype: DType) -> &'static str {
-    match dtype {
-        DType::F32 => "-DENTMIN_F32",
-        DType::F16 => "-DENTMIN_F16",
-        DType::BF16 => "-DENTMIN_BF16",
-        other => unreachable!("CUDA holds no {other} tensors: its upload refuses block formats"),
-    }
+/// The macro common.cuh selects a storage dtype by: -DENTMIN_BF16, -DENTMIN_Q4_K, ….
+fn dtype_define(dtype: DType) -> String {
+    format!("-DENTMIN_{}", dtype.name().to_ascii_uppercase())
 }
 
 pub(super) fn unavailable(reason: impl Into<String>) -> EngineError {
@@ -92,7 +79,7 @@ pub fn compile_ptx(kernel: Kernel, dtype: DType, arch: (u32, u32)) -> Result<Str
     let options = cudarc::nvrtc::CompileOptions {
         options: vec![
             format!("--gpu-architecture=compute_{}{}", arch.0, arch.1),
-            dtype_define(dtype).to_string(),
+            dtype_define(dtype),
             "--std=c++17".to_string(),
         ],
         name: Some(format!("{}.cu", kernel.name())),
@@ -253,7 +240,7 @@ pub fn compile_all(ptxas: &Path, arches: &[(u32, u32)]) -> Result<Vec<KernelReso
     let mut table = Vec::new();
     for &arch in arches {
         for kernel in Kernel::ALL {
-            for &dtype in kernel.cuda_dtypes() {
+            for dtype in kernel.storage_dtypes() {
                 let ptx = compile_ptx(kernel, dtype, arch)?;
                 table.push(assemble(ptxas, kernel, dtype, &ptx, arch)?);
             }
@@ -264,7 +251,7 @@ pub fn compile_all(ptxas: &Path, arches: &[(u32, u32)]) -> Result<Vec<KernelReso
 
 /// Every kernel's name and how many storage dtypes it is compiled for.
 pub fn kernel_names() -> Vec<(&'static str, usize)> {
-    Kernel::ALL.iter().map(|k| (k.name(), k.cuda_dtypes().len())).collect()
+    Kernel::ALL.iter().map(|k| (k.name(), k.storage_dtypes().len())).collect()
 }
 
 /// Kernels listed in `kernels/cuda/SPILLS_ALLOWED` (`name: reason` lines, `#` comments).

@@ -23,6 +23,7 @@ fn blocks(n: usize, per_block: u32) -> (usize, usize) {
 
 pub fn embedding(b: &CudaBackend, table: &CudaTensor, ids: &[u32]) -> Result<CudaTensor> {
     let (vocab, dim) = dims2("embedding", table)?;
+    crate::checks::row_bytes("embedding", table.dtype(), dim)?;
     if let Some(&bad) = ids.iter().find(|&&i| i as usize >= vocab) {
         return Err(EngineError::invalid("embedding", format!("token id {bad} outside the {vocab}-row table")));
     }
@@ -61,11 +62,12 @@ pub fn rms_norm(b: &CudaBackend, x: &CudaTensor, weight: &CudaTensor, eps: f32) 
     Ok(out)
 }
 
-/// `x [m, k] · wᵀ + bias` with `w [n, k]` of any dtype: gemv.cu when decoding (m ≤ 8),
+/// `x [m, k] · wᵀ + bias` with `w [n, k]` of any dtype (rows of whole blocks): gemv.cu when decoding (m ≤ 8),
 /// cuBLAS SGEMM for larger f32 problems, matmul.cu otherwise (cuBLAS takes no mixed
 /// bf16 × f32 inputs, and rounding activations to 16 bits would change the model).
 pub fn linear(b: &CudaBackend, x: &CudaTensor, w: &CudaTensor, bias: Option<&CudaTensor>) -> Result<CudaTensor> {
     let (m, k, n) = crate::checks::linear(x.shape(), w.shape(), bias.map(|b| b.len()))?;
+    crate::checks::row_bytes("linear", w.dtype(), k)?;
     require_f32("linear", x)?;
     if let Some(bias) = bias {
         require_f32("linear", bias)?;

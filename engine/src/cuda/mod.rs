@@ -4,7 +4,8 @@
 //! the device and every op is queued on one stream; the host waits only when it reads
 //! a result (sampled tokens, entropies, EM-INF statistics).
 //!
-//! Storage is raw bytes: f32 as is, f16 and bf16 as 16-bit words widened in the kernels.
+//! Storage is raw bytes: f32 as is, f16 and bf16 as 16-bit words widened in the kernels,
+//! block formats as the GGUF file stores them, decoded in the weight kernels.
 //! Kernel launch ABI and caching: docs/cuda.md.
 
 mod backward;
@@ -15,7 +16,6 @@ mod forward;
 pub mod libraries;
 
 use cudarc::driver::CudaSlice;
-use half::{bf16, f16};
 
 pub use device::{device_count, driver_version};
 use device::{driver_error, Device};
@@ -63,7 +63,7 @@ impl CudaBackend {
     /// Compile and load every kernel for every storage dtype now, so errors surface early.
     pub fn compile_all(&self) -> Result<()> {
         for kernel in crate::kernel::Kernel::ALL {
-            for &dtype in kernel.cuda_dtypes() {
+            for dtype in kernel.storage_dtypes() {
                 self.dev.function(kernel, dtype)?;
             }
         }
@@ -132,7 +132,7 @@ impl Backend for CudaBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             device: format!("{} (sm_{}{})", self.dev.name, self.dev.arch.0, self.dev.arch.1),
-            weight_dtypes: vec![DType::F32, DType::F16, DType::BF16],
+            weight_dtypes: [DType::F32, DType::F16, DType::BF16].into_iter().chain(crate::kernel::GPU_BLOCK_FORMATS).collect(),
             simd_width: Some(32),
             max_buffer_bytes: self.dev.total_mem as u64,
             parallelism: self.dev.multiprocessors,
@@ -148,17 +148,7 @@ impl Backend for CudaBackend {
     }
 
     fn upload(&self, data: HostData<'_>, shape: &[usize]) -> Result<CudaTensor> {
-        let n: usize = shape.iter().product();
-        if n != data.len() {
-            return Err(EngineError::shape("upload", format!("{} elements for shape {shape:?} ({n})", data.len())));
-        }
-        let bytes: &[u8] = match data {
-            HostData::F32(d) => bytemuck::cast_slice(d),
-            HostData::F16(d) => bytemuck::cast_slice(d),
-            HostData::BF16(d) => bytemuck::cast_slice(d),
-            // Block formats reach a GPU in the follow-up to issue 17; loaders convert them first.
-            HostData::Blocks { dtype, .. } => return Err(EngineError::DType { op: "upload", dtype }),
-        };
+        let bytes = crate::gpu_storage::upload_bytes(&data, shape)?;
         Ok(self.tensor(self.dev.upload(bytes)?, shape, data.dtype()))
     }
 
@@ -180,12 +170,7 @@ impl Backend for CudaBackend {
 
     fn to_host_f32(&self, t: &CudaTensor) -> Result<Vec<f32>> {
         let bytes = self.dev.read(buf(t), t.size_bytes())?;
-        Ok(match t.dtype() {
-            DType::F32 => bytemuck::pod_collect_to_vec(&bytes),
-            DType::F16 => bytemuck::pod_collect_to_vec::<u8, f16>(&bytes).iter().map(|x| x.to_f32()).collect(),
-            DType::BF16 => bytemuck::pod_collect_to_vec::<u8, bf16>(&bytes).iter().map(|x| x.to_f32()).collect(),
-            other => return Err(EngineError::DType { op: "to_host_f32", dtype: other }),
-        })
+        crate::gpu_storage::to_f32(t.dtype(), &bytes, t.len())
     }
 
     fn slice_rows(&self, x: &CudaTensor, start: usize, end: usize) -> Result<CudaTensor> {

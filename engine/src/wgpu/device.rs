@@ -260,7 +260,7 @@ impl Gpu {
     /// Compile every kernel for every dtype now (errors surface here, not mid-generation).
     pub fn compile_all(&self) -> Result<()> {
         for kernel in Kernel::ALL {
-            for dtype in [DType::F32, DType::F16, DType::BF16] {
+            for dtype in kernel.storage_dtypes() {
                 for variant in kernel.variants() {
                     self.pipeline(kernel, dtype, variant)?;
                 }

@@ -3,24 +3,11 @@
 
 use entmin_kernels::wgsl;
 
-pub use crate::kernel::Kernel;
+pub use crate::kernel::{Kernel, GPU_BLOCK_FORMATS};
 use crate::DType;
 
 /// Rows of x up to which a linear layer runs as a GEMV (gemv.wgsl's MAX_ROWS).
 pub const GEMV_MAX_ROWS: u32 = 8;
-
-/// The block formats the weight-reading kernels decode (load_blocks.wgsl), with the
-/// name of each one's decoder.
-pub const BLOCK_FORMATS: [(DType, &str); 8] = [
-    (DType::Q4_0, "load_q4_0"),
-    (DType::Q4_1, "load_q4_1"),
-    (DType::Q5_0, "load_q5_0"),
-    (DType::Q5_1, "load_q5_1"),
-    (DType::Q8_0, "load_q8_0"),
-    (DType::Q4K, "load_q4_k"),
-    (DType::Q5K, "load_q5_k"),
-    (DType::Q6K, "load_q6_k"),
-];
 
 impl Kernel {
     fn body(self) -> &'static str {
@@ -77,10 +64,9 @@ impl Kernel {
                 DType::F16 => s.push_str(wgsl::LOAD_F16),
                 DType::BF16 => s.push_str(wgsl::LOAD_BF16),
                 blocks => {
-                    let (_, decoder) = BLOCK_FORMATS
-                        .iter()
-                        .find(|(d, _)| *d == blocks)
-                        .expect("wgpu's upload refuses the block formats it cannot decode");
+                    assert!(GPU_BLOCK_FORMATS.contains(&blocks), "wgpu's upload refuses {blocks}: no decoder");
+                    // load_q4_0, …, load_q6_k.
+                    let decoder = format!("load_{}", blocks.name().to_ascii_lowercase());
                     s.push_str(wgsl::LOAD_BLOCKS);
                     s.push_str(&format!("fn load_src(i: u32) -> f32 {{\n    return {decoder}(i);\n}}\n"));
                 }

@@ -16,7 +16,6 @@ mod forward;
 mod kernels;
 mod quiet;
 
-use half::{bf16, f16};
 
 pub use device::WgpuOptions;
 use device::{Binding, Gpu};
@@ -163,16 +162,9 @@ fn rows_of<'a>(t: &'a WgpuTensor, cols: usize, rows: &std::ops::Range<usize>) ->
     Binding::range(buf(t), rows.start as u64 * row_bytes, len)
 }
 
-/// Bytes of a row of `cols` elements of `t`, or an error naming `op` when a row is not
-/// a whole number of `t`'s blocks.
+/// [`crate::checks::row_bytes`] of `t`, as a binding size.
 fn row_bytes(op: &'static str, t: &WgpuTensor, cols: usize) -> Result<u64> {
-    match t.dtype().block() {
-        Some(block) if !cols.is_multiple_of(block.elements) => Err(EngineError::shape(
-            op,
-            format!("rows of {cols} {} elements are not whole blocks of {}", t.dtype(), block.elements),
-        )),
-        _ => Ok(t.dtype().bytes_for(cols).expect("whole blocks") as u64),
-    }
+    Ok(crate::checks::row_bytes(op, t.dtype(), cols)? as u64)
 }
 
 pub(crate) fn dims2(op: &'static str, t: &WgpuTensor) -> Result<(usize, usize)> {
@@ -190,14 +182,6 @@ fn require_f32(op: &'static str, t: &WgpuTensor) -> Result<()> {
     }
 }
 
-fn check_len(op: &'static str, len: usize, shape: &[usize]) -> Result<()> {
-    let n: usize = shape.iter().product();
-    if n != len {
-        return Err(EngineError::shape(op, format!("{len} elements for shape {shape:?} ({n})")));
-    }
-    Ok(())
-}
-
 impl Backend for WgpuBackend {
     type Storage = WgpuStorage;
 
@@ -211,7 +195,7 @@ impl Backend for WgpuBackend {
             device: format!("{} ({:?}, {:?})", info.name, info.backend, info.device_type),
             weight_dtypes: [DType::F32, DType::F16, DType::BF16]
                 .into_iter()
-                .chain(kernels::BLOCK_FORMATS.iter().map(|(d, _)| *d))
+                .chain(kernels::GPU_BLOCK_FORMATS)
                 .collect(),
             simd_width: self.gpu.subgroups.then_some(info.subgroup_min_size),
             max_buffer_bytes: self.gpu.limits.max_buffer_size,
@@ -228,15 +212,7 @@ impl Backend for WgpuBackend {
     }
 
     fn upload(&self, data: HostData<'_>, shape: &[usize]) -> Result<WgpuTensor> {
-        check_len("upload", data.len(), shape)?;
-        let bytes: &[u8] = match data {
-            HostData::F32(d) => bytemuck::cast_slice(d),
-            HostData::F16(d) => bytemuck::cast_slice(d),
-            HostData::BF16(d) => bytemuck::cast_slice(d),
-            // Blocks stay blocks: the weight-reading kernels decode them in registers.
-            HostData::Blocks { dtype, bytes, .. } if kernels::BLOCK_FORMATS.iter().any(|(d, _)| *d == dtype) => bytes,
-            HostData::Blocks { dtype, .. } => return Err(EngineError::DType { op: "upload", dtype }),
-        };
+        let bytes = crate::gpu_storage::upload_bytes(&data, shape)?;
         Ok(self.tensor(self.gpu.storage_buffer_with(bytes)?, shape, data.dtype()))
     }
 
@@ -258,17 +234,7 @@ impl Backend for WgpuBackend {
 
     fn to_host_f32(&self, t: &WgpuTensor) -> Result<Vec<f32>> {
         let bytes = self.gpu.read(buf(t), 0, t.size_bytes() as u64)?;
-        Ok(match t.dtype() {
-            DType::F32 => bytemuck::pod_collect_to_vec(&bytes),
-            DType::F16 => bytemuck::pod_collect_to_vec::<u8, f16>(&bytes).iter().map(|x| x.to_f32()).collect(),
-            DType::BF16 => bytemuck::pod_collect_to_vec::<u8, bf16>(&bytes).iter().map(|x| x.to_f32()).collect(),
-            blocks => {
-                let mut out = vec![0f32; t.len()];
-                crate::quant::dequantize(blocks, &bytes, &mut out)
-                    .map_err(|e| EngineError::invalid("to_host_f32", e.to_string()))?;
-                out
-            }
-        })
+        crate::gpu_storage::to_f32(t.dtype(), &bytes, t.len())
     }
 
     fn slice_rows(&self, x: &WgpuTensor, start: usize, end: usize) -> Result<WgpuTensor> {

@@ -5,6 +5,7 @@
 //! by name where the model is absent).
 
 use entmin_engine::DType;
+use entmin_models::WeightDtype;
 use entmin_tests::{cuda_backend, model_parity};
 
 #[test]
@@ -13,6 +14,22 @@ fn smollm2_greedy_tokens_and_logits_match_cpu() {
     let gpu = cuda_backend();
     model_parity::smollm2_matches_cpu(gpu, DType::F32.into(), DType::F32.into());
     model_parity::smollm2_matches_cpu(gpu, DType::BF16.into(), DType::BF16.into());
+}
+
+/// SmolLM2 on its own Q4_1 / Q8_0 blocks (`--dtype auto`, decoded in gemv.cu and
+/// matmul.cu) against the CPU running the same weights dequantised to f32: only the
+/// order of the sums differs, so the f32 bound holds and greedy tokens are identical.
+#[test]
+#[ignore = "needs an NVIDIA GPU and the cached SmolLM2 model"]
+fn smollm2_on_its_blocks_matches_the_cpu_on_the_same_weights() {
+    model_parity::smollm2_matches_cpu(cuda_backend(), WeightDtype::Auto, DType::F32.into());
+}
+
+/// A tiny Q8_0 model stays in its blocks on CUDA; IQ4_NL is converted with a notice.
+#[test]
+#[ignore = "needs an NVIDIA GPU"]
+fn block_formats_stay_blocks_on_cuda_and_others_are_converted_with_a_notice() {
+    model_parity::block_formats_stay_blocks(cuda_backend(), "cuda");
 }
 
 #[test]

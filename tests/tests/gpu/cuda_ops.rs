@@ -17,6 +17,7 @@ macro_rules! on_cuda {
 on_cuda!(
     rms_norm,
     linear,
+    block_weights,
     rope,
     attention,
     write_kv,

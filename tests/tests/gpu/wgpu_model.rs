@@ -5,7 +5,7 @@
 use entmin_engine::cpu::CpuBackend;
 use entmin_engine::{Backend, DType, HostData, Rng, SamplingParams};
 use entmin_models::{Architecture, KvCache, Logits, WeightDtype};
-use entmin_tests::gguf_writer::{tiny_model_gguf, tiny_model_gguf_as, Matrices};
+use entmin_tests::gguf_writer::tiny_model_gguf;
 use entmin_tests::tiny::{config, random_weights};
 use entmin_tests::{model_parity, random_vec, wgpu_backends};
 
@@ -150,42 +150,7 @@ fn smollm2_on_its_blocks_matches_the_cpu_on_the_same_weights() {
 /// (IQ4_NL) is converted to bf16 under `auto` with one notice saying so, and runs.
 #[test]
 fn block_formats_stay_blocks_on_wgpu_and_others_are_converted_with_a_notice() {
-    let Some((_, gpu)) = wgpu_backends().first() else { return };
-    let mut c = config(Architecture::Qwen2, false);
-    (c.hidden_size, c.intermediate_size, c.n_heads) = (64, 96, 8);
-    let dir = entmin_tests::scratch_dir("wgpu-blocks");
-    let weights = random_weights(&c, 9);
-    let q8 = dir.join("tiny-q8_0.gguf");
-    std::fs::write(&q8, tiny_model_gguf_as(&c, &weights, Matrices::Q8_0).build()).unwrap();
-    let on_gpu = entmin_models::load(gpu, &q8, WeightDtype::Auto).unwrap();
-    assert!(on_gpu.model.matrices().iter().all(|(_, t)| t.dtype() == DType::Q8_0), "{}", on_gpu.model.weight_types());
-    assert!(on_gpu.notices.is_empty(), "{:?}", on_gpu.notices);
-    let exact = entmin_models::load(&CpuBackend, &q8, DType::F32).unwrap();
-    let ids = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
-    let logits = |gpu_side: bool| -> Vec<f32> {
-        if gpu_side {
-            let mut cache = KvCache::new(gpu, &on_gpu.model.config, ids.len()).unwrap();
-            gpu.to_host_f32(&on_gpu.model.forward(gpu, &ids, &mut cache, Logits::All).unwrap()).unwrap()
-        } else {
-            let mut cache = KvCache::new(&CpuBackend, &exact.model.config, ids.len()).unwrap();
-            CpuBackend.to_host_f32(&exact.model.forward(&CpuBackend, &ids, &mut cache, Logits::All).unwrap()).unwrap()
-        }
-    };
-    let (got, want) = (logits(true), logits(false));
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert!((g - w).abs() <= 1e-4 * scale, "logit {i}: {g} on wgpu's Q8_0 blocks vs {w} on the CPU in f32");
+    if let Some((_, gpu)) = wgpu_backends().first() {
+        model_parity::block_formats_stay_blocks(gpu, "wgpu");
     }
-
-    let iq4 = dir.join("tiny-iq4_nl.gguf");
-    std::fs::write(&iq4, tiny_model_gguf_as(&c, &weights, Matrices::Iq4Nl).build()).unwrap();
-    assert!(!gpu.capabilities().weight_dtypes.contains(&DType::IQ4_NL));
-    let lm = entmin_models::load(gpu, &iq4, WeightDtype::Auto).unwrap();
-    assert!(lm.model.matrices().iter().all(|(_, t)| t.dtype() == DType::BF16));
-    let notes: Vec<&String> = lm.notices.iter().filter(|n| n.contains("converted to bf16")).collect();
-    assert_eq!(notes.len(), 1, "{:?}", lm.notices);
-    assert!(notes[0].contains("16 IQ4_NL") && notes[0].contains("wgpu"), "{}", notes[0]);
-    let mut cache = KvCache::new(gpu, &lm.model.config, 8).unwrap();
-    let logits = gpu.to_host_f32(&lm.model.forward(gpu, &[1, 2, 3], &mut cache, Logits::Last).unwrap()).unwrap();
-    assert!(logits.iter().all(|v| v.is_finite()));
 }
