@@ -32,7 +32,18 @@ fn main(inv: Invocation) {
     let slice = inv.lid % SLICES;
     let j = group_index(inv) * COLS + inv.lid / SLICES;
     var acc: array<f32, MAX_ROWS>;
-    if j < p.n {
+    if j < p.n && p.k % 8u == 0u {
+        // 8 consecutive weights per slice and step: a block format decodes them with
+        // one scale lookup.
+        for (var kk = slice * 8u; kk < p.k; kk += SLICES * 8u) {
+            let w = load_src8(j * p.k + kk);
+            for (var r = 0u; r < ROWS; r++) {
+                for (var e = 0u; e < 8u; e++) {
+                    acc[r] += w[e] * x[r * p.k + kk + e];
+                }
+            }
+        }
+    } else if j < p.n {
         for (var kk = slice; kk < p.k; kk += SLICES) {
             let w = load_src(j * p.k + kk);
             for (var r = 0u; r < ROWS; r++) {

@@ -6,3 +6,12 @@ fn load_src(i: u32) -> f32 {
     let word = src[i >> 1u];
     return unpack2x16float(select(word & 0xffffu, word >> 16u, (i & 1u) == 1u)).x;
 }
+
+// Elements i .. i + 8, as the GEMV steps (the block formats decode them together).
+fn load_src8(i: u32) -> array<f32, 8> {
+    var out: array<f32, 8>;
+    for (var e = 0u; e < 8u; e++) {
+        out[e] = load_src(i + e);
+    }
+    return out;
+}

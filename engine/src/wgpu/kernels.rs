@@ -65,10 +65,16 @@ impl Kernel {
                 DType::BF16 => s.push_str(wgsl::LOAD_BF16),
                 blocks => {
                     assert!(GPU_BLOCK_FORMATS.contains(&blocks), "wgpu's upload refuses {blocks}: no decoder");
-                    // load_q4_0, …, load_q6_k.
-                    let decoder = format!("load_{}", blocks.name().to_ascii_lowercase());
+                    let layout = blocks.block().expect("a block format");
+                    // code_q4_0 / affine_q4_0, …, code_q6_k / affine_q6_k.
+                    let format = blocks.name().to_ascii_lowercase();
                     s.push_str(wgsl::LOAD_BLOCKS);
-                    s.push_str(&format!("fn load_src(i: u32) -> f32 {{\n    return {decoder}(i);\n}}\n"));
+                    s.push_str(&format!(
+                        "const QK: u32 = {}u;\nconst BLOCK_BYTES: u32 = {}u;\n\
+                         fn block_code(b: u32, j: u32) -> i32 {{\n    return code_{format}(b, j);\n}}\n\
+                         fn block_affine(b: u32, j: u32) -> vec2<f32> {{\n    return affine_{format}(b, j);\n}}\n",
+                        layout.elements, layout.bytes
+                    ));
                 }
             }
         }
