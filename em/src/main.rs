@@ -16,6 +16,8 @@ struct Cli {
 enum Command {
     /// Generate an answer, streamed as it is produced.
     Generate(cli::generate::Args),
+    /// Serve the OpenAI API (chat and completions, streaming, EM-INF per request).
+    Serve(cli::serve::Args),
     /// Accuracy of decoding methods on math problems, side by side.
     Eval(cli::eval::Args),
     /// Per-position logits and entropies of a prompt (JSON for machines).
@@ -53,6 +55,7 @@ fn main() {
     // the main thread (a decode step runs ~200 of them).
     let result = rayon::scope(move |_| match cli.command {
         Command::Generate(a) => cli::generate::run(a),
+        Command::Serve(a) => cli::serve::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::Logits(a) => cli::logits::run(a),
         Command::Info(a) => cli::info::run(a),

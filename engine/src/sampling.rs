@@ -25,6 +25,16 @@ impl SamplingParams {
         SamplingParams { temperature: 0.0, ..Default::default() }
     }
 
+    /// The temperature of the distribution a reported log-prob is under: T, or 1 for
+    /// greedy decoding (T = 0).
+    pub fn effective_temperature(&self) -> f32 {
+        if self.temperature == 0.0 {
+            1.0
+        } else {
+            self.temperature
+        }
+    }
+
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |d: String| Err(crate::EngineError::invalid("sample", d));
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {

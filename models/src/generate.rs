@@ -1,20 +1,20 @@
-//! The generation loop: prefill then decode with a KV cache, one sequence or many at
-//! once. It is the only one: generate, eval, self-consistency, bench and the training
-//! rollouts all run it. How each token is chosen is a [`TokenPicker`] (plain sampling
+//! Generation: prefill then decode with a KV cache, one sequence or many at once, on
+//! the one loop ([`DecodeBatch`], `batch.rs`): generate, eval, self-consistency, bench,
+//! the training rollouts and the server all run it. How each token is chosen is a [`TokenPicker`] (plain sampling
 //! here, the EM methods in the `entmin` crate); each token's statistics reach the caller
 //! through a callback that can stop the sequence, and a [`Cancel`] handle stops the
 //! whole call from another thread.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use entmin_engine::{Backend, EmInfRowStats, Rng, SamplingParams, Tensor};
 
+use crate::batch::{DecodeBatch, NewSequence};
 use crate::error::{ModelError, Result};
 use crate::loader::LoadedModel;
-use crate::model::{BatchItem, KvCache, Logits, Model};
-use crate::tokenizer::{DecodeStream, Tokenizer};
+use crate::model::Model;
+use crate::tokenizer::Tokenizer;
 
 /// How one token was chosen.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -33,17 +33,41 @@ pub struct Pick {
     pub em_inf: Option<EmInfRowStats>,
 }
 
+/// What a picker shows of the distribution it drew from: (first row, the logits of
+/// those rows the tokens were drawn from, the temperature applied to them).
+pub type SeenFn<'f, B> = dyn FnMut(usize, &Tensor<B>, f32) -> Result<()> + 'f;
+
 /// Chooses the next token of every active sequence from its logits row.
 pub trait TokenPicker<B: Backend> {
     /// `logits [rows, V]` already has the banned columns at −inf; one generator per row.
-    fn pick(&mut self, backend: &B, logits: &Tensor<B>, rngs: &mut [Rng]) -> Result<Vec<Pick>>;
+    /// `seen` is shown the logits every row's token was drawn from (EM-INF's optimised
+    /// ones, say) and their temperature (1 for greedy), for reporting top log-probs.
+    fn pick_observed(
+        &mut self,
+        backend: &B,
+        logits: &Tensor<B>,
+        rngs: &mut [Rng],
+        seen: &mut SeenFn<'_, B>,
+    ) -> Result<Vec<Pick>>;
+
+    /// [`TokenPicker::pick_observed`] without looking.
+    fn pick(&mut self, backend: &B, logits: &Tensor<B>, rngs: &mut [Rng]) -> Result<Vec<Pick>> {
+        self.pick_observed(backend, logits, rngs, &mut |_, _, _| Ok(()))
+    }
 }
 
 /// Plain sampling with temperature / top-k / top-p / min-p.
 pub struct Sampler(pub SamplingParams);
 
 impl<B: Backend> TokenPicker<B> for Sampler {
-    fn pick(&mut self, backend: &B, logits: &Tensor<B>, rngs: &mut [Rng]) -> Result<Vec<Pick>> {
+    fn pick_observed(
+        &mut self,
+        backend: &B,
+        logits: &Tensor<B>,
+        rngs: &mut [Rng],
+        seen: &mut SeenFn<'_, B>,
+    ) -> Result<Vec<Pick>> {
+        seen(0, logits, self.0.effective_temperature())?;
         sample_with_entropy(backend, logits, &self.0, rngs, None)
     }
 }
@@ -273,19 +297,11 @@ pub fn generate<'a, B: Backend, R: Into<Flow>>(
     Ok(out.pop().expect("one generation per prompt"))
 }
 
-struct Active<'t, B: Backend> {
-    cache: KvCache<B>,
-    max_new: usize,
-    stream: Option<DecodeStream<'t>>,
-    out: Generation,
-    done: bool,
-}
-
 /// Generate for every prompt at once: one prefill over all prompts, then one
-/// batched forward per step over the sequences still running. Sequence `i` draws
-/// from `Rng::new(seeds[i])`, so its text does not depend on the batch it ran in.
-/// `on_step` sees every token but the final end-of-turn one; returning [`Flow::Stop`]
-/// ends that sequence.
+/// batched forward per step over the sequences still running ([`DecodeBatch`]).
+/// Sequence `i` draws from `Rng::new(seeds[i])`, so its text does not depend on the
+/// batch it ran in. `on_step` sees every token but the final end-of-turn one, with
+/// `Step::seq` = i; returning [`Flow::Stop`] ends that sequence.
 pub fn generate_batch<'a, B: Backend, R: Into<Flow>>(
     backend: &B,
     model: impl Into<Decoder<'a, B>>,
@@ -295,154 +311,23 @@ pub fn generate_batch<'a, B: Backend, R: Into<Flow>>(
     seeds: &[u64],
     mut on_step: impl FnMut(&Step<'_>) -> R,
 ) -> Result<Vec<Generation>> {
-    let d: Decoder<'a, B> = model.into();
-    let context = d.model.config.context_length;
     if seeds.len() != prompts.len() {
         return Err(ModelError::Invalid(format!("{} seeds for {} prompts", seeds.len(), prompts.len())));
     }
-    let cancelled = || params.cancel.as_ref().is_some_and(Cancel::is_cancelled);
-    let mut seqs = Vec::with_capacity(prompts.len());
-    for p in prompts {
-        if p.is_empty() {
-            return Err(ModelError::Invalid("a prompt is empty".into()));
-        }
-        if p.len() >= context {
-            return Err(ModelError::ContextOverflow { prompt: p.len(), new: params.max_new_tokens, context });
-        }
-        let max_new = params.max_new_tokens.min(context - p.len());
-        let cache = KvCache::new(backend, &d.model.config, p.len() + max_new)?;
-        seqs.push(Active {
-            out: Generation {
-                prompt_tokens: p.len(),
-                tokens: Vec::new(),
-                text: String::new(),
-                entropies: Vec::new(),
-                sampled_entropies: Vec::new(),
-                logprobs: Vec::new(),
-                em_inf: Vec::new(),
-                stop: if max_new < params.max_new_tokens { StopReason::ContextFull } else { StopReason::MaxTokens },
-                prefill_secs: 0.0,
-                decode_secs: 0.0,
-                pick_secs: 0.0,
-                kv_cache_bytes: cache.size_bytes(),
-            },
-            cache,
-            max_new,
-            stream: d.tokenizer.map(|t| DecodeStream::new(t, true)),
-            done: max_new == 0,
-        });
+    let mut batch = DecodeBatch::new(model);
+    for (prompt, &seed) in prompts.iter().zip(seeds) {
+        batch.add(backend, NewSequence { prompt: prompt.clone(), params: params.clone(), seed, group: 0 })?;
     }
-    if cancelled() {
-        for s in &mut seqs {
-            s.out.stop = StopReason::Cancelled;
+    let mut out: Vec<Option<Generation>> = vec![None; prompts.len()];
+    while !batch.is_empty() {
+        let finished =
+            batch.step(backend, &mut |_, _, logits, rngs| picker.pick(backend, logits, rngs), &mut |step| {
+                on_step(step).into()
+            })?;
+        for (id, g) in finished {
+            out[id] = Some(g);
         }
-        return Ok(seqs.into_iter().map(|s| s.out).collect());
-    }
-    let mut rngs: Vec<Rng> = seeds.iter().map(|&s| Rng::new(s)).collect();
-    let t0 = Instant::now();
-    let mut items: Vec<BatchItem<'_, B>> =
-        seqs.iter_mut().zip(prompts).map(|(s, p)| BatchItem { ids: p, cache: &mut s.cache }).collect();
-    let mut logits = d.model.forward_batch(backend, &mut items, Logits::Last)?;
-    drop(items);
-    backend.synchronize()?;
-    let prefill_secs = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    let mut pick_secs = 0.0;
-    // Rows of `logits` belong to these sequences, in order.
-    let mut rows: Vec<usize> = (0..seqs.len()).filter(|&i| !seqs[i].done).collect();
-    let mut step_rngs: Vec<Rng> = Vec::new();
-    while !rows.is_empty() {
-        if cancelled() {
-            for &i in &rows {
-                seqs[i].out.stop = StopReason::Cancelled;
-            }
-            break;
-        }
-        backend.mask_columns(&mut logits, d.banned_ids)?;
-        step_rngs.clear();
-        step_rngs.extend(rows.iter().map(|&i| rngs[i].clone()));
-        let tp = Instant::now();
-        let picks = picker.pick(backend, &logits, &mut step_rngs)?;
-        pick_secs += tp.elapsed().as_secs_f64();
-        // A second softmax-entropy pass only where the picker did not make one.
-        let entropies = match picks.iter().map(|p| p.model_entropy).collect::<Option<Vec<f32>>>() {
-            Some(known) => known,
-            None => row_entropies(backend, &logits)?,
-        };
-        let mut next_tokens = Vec::with_capacity(rows.len());
-        for (r, &i) in rows.iter().enumerate() {
-            rngs[i] = step_rngs[r].clone();
-            let s = &mut seqs[i];
-            let pick = picks[r];
-            s.out.tokens.push(pick.token);
-            s.out.entropies.push(entropies[r]);
-            s.out.sampled_entropies.push(pick.sampled_entropy);
-            s.out.logprobs.push(pick.logprob);
-            s.out.em_inf.extend(pick.em_inf);
-            if !params.ignore_stops && d.stop_ids.contains(&pick.token) {
-                s.out.stop = StopReason::StopToken;
-                s.done = true;
-                continue;
-            }
-            let piece = match &mut s.stream {
-                Some(stream) => stream.push(pick.token)?,
-                None => String::new(),
-            };
-            s.out.text.push_str(&piece);
-            let step = Step {
-                seq: i,
-                token: pick.token,
-                text: &piece,
-                entropy: entropies[r],
-                sampled_entropy: pick.sampled_entropy,
-                logprob: pick.logprob,
-                em_inf: pick.em_inf,
-            };
-            let flow: Flow = on_step(&step).into();
-            let stop_string = if params.ignore_stops {
-                None
-            } else {
-                params.stop_strings.iter().find(|t| !t.is_empty() && s.out.text.ends_with(t.as_str()))
-            };
-            if let Some(stop) = stop_string {
-                let cut = s.out.text.len() - stop.len();
-                s.out.text.truncate(cut);
-                s.out.stop = StopReason::StopString;
-                s.done = true;
-            } else if flow == Flow::Stop {
-                s.out.stop = StopReason::Cancelled;
-                s.done = true;
-            } else if s.out.tokens.len() >= s.max_new {
-                s.done = true;
-            } else {
-                next_tokens.push((i, pick.token));
-            }
-        }
-        rows = next_tokens.iter().map(|&(i, _)| i).collect();
-        if rows.is_empty() {
-            break;
-        }
-        let toks: Vec<[u32; 1]> = next_tokens.iter().map(|&(_, t)| [t]).collect();
-        let mut items: Vec<BatchItem<'_, B>> = Vec::with_capacity(rows.len());
-        let mut caches: Vec<Option<&mut KvCache<B>>> = seqs.iter_mut().map(|s| Some(&mut s.cache)).collect();
-        for (k, &i) in rows.iter().enumerate() {
-            let cache = caches[i].take().expect("each sequence appears once");
-            items.push(BatchItem { ids: &toks[k], cache });
-        }
-        logits = d.model.forward_batch(backend, &mut items, Logits::Last)?;
     }
     backend.synchronize()?;
-    let decode_secs = t1.elapsed().as_secs_f64();
-    Ok(seqs
-        .into_iter()
-        .map(|mut s| {
-            if let Some(Ok(rest)) = s.stream.map(DecodeStream::finish) {
-                s.out.text.push_str(&rest);
-            }
-            s.out.prefill_secs = prefill_secs;
-            s.out.decode_secs = decode_secs;
-            s.out.pick_secs = pick_secs;
-            s.out
-        })
-        .collect())
+    Ok(out.into_iter().map(|g| g.expect("every sequence finishes")).collect())
 }

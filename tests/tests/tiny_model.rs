@@ -112,3 +112,62 @@ fn batched_generation_equals_one_at_a_time() {
         }
     }
 }
+
+#[test]
+fn sequences_joining_a_running_batch_match_their_runs_alone() {
+    use entmin_models::generate::{generate_batch, GenerationParams, Sampler, TokenPicker};
+    use entmin_models::{DecodeBatch, Flow, NewSequence};
+    use entmin_tests::gguf_writer::tiny_model_gguf;
+    let c = config(Architecture::Qwen2, false);
+    let w = random_weights(&c, 15);
+    let dir = entmin_tests::scratch_dir("join-batch");
+    let path = dir.join("tiny.gguf");
+    std::fs::write(&path, tiny_model_gguf(&c, &w).build()).unwrap();
+    let lm = entmin_models::load(&CpuBackend, &path, DType::F32).unwrap();
+    let prompts = [vec![5u32, 17, 96], vec![42u32], vec![7u32; 20], vec![3u32, 9]];
+    let params = GenerationParams { max_new_tokens: 10, ..GenerationParams::default() };
+    let sampling = entmin_engine::SamplingParams::default();
+    let mut picker = Sampler(sampling.clone());
+    let alone: Vec<_> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let g =
+                generate_batch(&CpuBackend, &lm, std::slice::from_ref(p), &params, &mut picker, &[i as u64], |_| ());
+            g.unwrap().pop().unwrap()
+        })
+        .collect();
+    // Sequence 0 starts alone; 1 joins after two steps, 2 and 3 after four.
+    let mut batch = DecodeBatch::with_separate_prefills(&lm);
+    let add = |batch: &mut DecodeBatch<'_, CpuBackend>, i: usize| {
+        let seq = NewSequence { prompt: prompts[i].clone(), params: params.clone(), seed: i as u64, group: i as u64 };
+        assert_eq!(batch.add(&CpuBackend, seq).unwrap(), i);
+    };
+    add(&mut batch, 0);
+    let mut done = vec![None, None, None, None];
+    let mut steps = 0;
+    while !batch.is_empty() || steps < 5 {
+        if steps == 2 {
+            add(&mut batch, 1);
+        }
+        if steps == 4 {
+            add(&mut batch, 2);
+            add(&mut batch, 3);
+        }
+        let finished = batch
+            .step(&CpuBackend, &mut |_, _, logits, rngs| picker.pick(&CpuBackend, logits, rngs), &mut |_| {
+                Flow::Continue
+            })
+            .unwrap();
+        for (id, g) in finished {
+            done[id] = Some(g);
+        }
+        steps += 1;
+    }
+    for (i, g) in done.into_iter().enumerate() {
+        let g = g.expect("finished");
+        assert_eq!(g.tokens, alone[i].tokens, "sequence {i}");
+        assert_eq!(g.logprobs, alone[i].logprobs, "sequence {i}: log-probs bit for bit");
+        assert_eq!(g.entropies, alone[i].entropies, "sequence {i}");
+    }
+}

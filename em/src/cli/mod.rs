@@ -15,6 +15,7 @@ pub mod plot;
 pub mod progress;
 pub mod pull;
 pub mod rl;
+pub mod serve;
 pub mod train_args;
 
 use anyhow::{anyhow, Result};

@@ -4,7 +4,7 @@
 
 use entmin_engine::{Backend, Rng, SamplingParams, Tensor};
 use entmin_models::generate::sample_with_entropy;
-use entmin_models::{Pick, Result, TokenPicker};
+use entmin_models::{Pick, Result, SeenFn, TokenPicker};
 
 /// Settings of the adaptive-temperature baseline (docs/methods.md, "Adaptive temperature").
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -77,11 +77,18 @@ impl AdaptiveTemperature {
 }
 
 impl<B: Backend> TokenPicker<B> for AdaptiveTemperature {
-    fn pick(&mut self, backend: &B, logits: &Tensor<B>, rngs: &mut [Rng]) -> Result<Vec<Pick>> {
+    fn pick_observed(
+        &mut self,
+        backend: &B,
+        logits: &Tensor<B>,
+        rngs: &mut [Rng],
+        seen: &mut SeenFn<'_, B>,
+    ) -> Result<Vec<Pick>> {
         let mut out = Vec::with_capacity(rngs.len());
         for (r, rng) in rngs.iter_mut().enumerate() {
             let row = backend.slice_rows(logits, r, r + 1)?;
             let tau = self.temperature(backend, &row)?;
+            seen(r, &row, tau)?;
             let sampling = SamplingParams { temperature: tau, ..self.sampling.clone() };
             out.push(sample_with_entropy(backend, &row, &sampling, std::slice::from_mut(rng), None)?[0]);
         }

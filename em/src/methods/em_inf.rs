@@ -5,7 +5,7 @@
 
 use entmin_engine::{Backend, EmInfParams, Rng, SamplingParams, Tensor};
 use entmin_models::generate::sample_with_entropy;
-use entmin_models::{Pick, Result, TokenPicker};
+use entmin_models::{Pick, Result, SeenFn, TokenPicker};
 
 /// The EM-INF token picker.
 pub struct EmInf {
@@ -23,8 +23,15 @@ impl EmInf {
 }
 
 impl<B: Backend> TokenPicker<B> for EmInf {
-    fn pick(&mut self, backend: &B, logits: &Tensor<B>, rngs: &mut [Rng]) -> Result<Vec<Pick>> {
+    fn pick_observed(
+        &mut self,
+        backend: &B,
+        logits: &Tensor<B>,
+        rngs: &mut [Rng],
+        seen: &mut SeenFn<'_, B>,
+    ) -> Result<Vec<Pick>> {
         let (optimised, stats) = backend.em_inf(logits, &self.params)?;
+        seen(0, &optimised, self.sampling.effective_temperature())?;
         sample_with_entropy(backend, &optimised, &self.sampling, rngs, Some(&stats))
     }
 }

@@ -3,12 +3,14 @@
 
 mod device;
 mod request;
+mod scheduler;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 pub use device::{BackendTask, Device, DeviceChoice, DeviceKind};
 pub use request::{Completion, Prompt, Request};
+pub use scheduler::{top_logprobs, Job, JobEvent, ServeOptions, StepObserver, TokenEvent, TopToken};
 
 use crate::dataset::Problem;
 use crate::engine::Backend;

@@ -62,13 +62,15 @@ fn as_f32<W: Element>(w: &[W]) -> Option<&[f32]> {
 }
 
 /// Each task owns a block of output columns (weight rows) and computes them for all m
-/// inputs. One input row streams the weights straight into the dot product; several
-/// widen each group of four weight rows once into f32 scratch (in L1/L2) and run the
-/// AVX2 4×2 register tile over it (a portable dot product where AVX2 is missing).
+/// inputs: each group of four weight rows is widened once into f32 scratch (in L1/L2)
+/// and the AVX2 4×2 register tile runs over it (a portable dot product where AVX2 is
+/// missing, and for a block's last rows). Every (input, weight row) pair gets the same
+/// arithmetic whatever m is, so a sequence's logits do not depend on its batch mates
+/// (the server's batch invariance; a one-row call takes the tile too).
 fn gemv<W: Element>(x: &[f32], w: &[W], out: &mut [f32], m: usize, n: usize, k: usize) {
     const BLOCK: usize = 64;
     let mut cols = vec![0f32; m * n];
-    let tiled = m > 1 && super::simd::has_avx2();
+    let tiled = super::simd::has_avx2();
     cols.par_chunks_mut(BLOCK * m).enumerate().for_each(|(b, chunk)| {
         let rows = chunk.len() / m;
         let first = b * BLOCK;
