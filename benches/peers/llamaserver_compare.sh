@@ -42,7 +42,7 @@ run() { # impl clients round [method]
         "$LLAMA_SERVER" -m "$gguf" -t "$THREADS" -np "$clients" -c $((clients * 1024)) --port "$PORT" \
             --host 127.0.0.1 >"$log" 2>&1 &
     else
-        "$ENTMIN" serve -m "$gguf" --device cpu --threads "$THREADS" --max-batch "$((clients > 8 ? clients : 8))" \
+        "$ENTMIN" --threads "$THREADS" serve -m "$gguf" --device cpu --max-batch "$((clients > 8 ? clients : 8))" \
             --port "$PORT" >"$log" 2>&1 &
     fi
     pid=$!

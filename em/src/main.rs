@@ -52,10 +52,21 @@ fn main() {
     }
     // The command runs on a pool thread, so the parallel loops it starts begin on the
     // thread that asks for them instead of waking a sleeping worker per op and parking
-    // the main thread (a decode step runs ~200 of them).
+    // the main thread (a decode step runs ~200 of them). The server is the exception: its
+    // async runtime must not hold a pool thread; its model thread enters the pool itself.
+    let cli = match cli.command {
+        Command::Serve(a) => {
+            if let Err(e) = cli::serve::run(a) {
+                eprintln!("entmin: error: {e:#}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        command => Cli { command, ..cli },
+    };
     let result = rayon::scope(move |_| match cli.command {
+        Command::Serve(_) => unreachable!("served outside the pool"),
         Command::Generate(a) => cli::generate::run(a),
-        Command::Serve(a) => cli::serve::run(a),
         Command::Eval(a) => cli::eval::run(a),
         Command::Logits(a) => cli::logits::run(a),
         Command::Info(a) => cli::info::run(a),

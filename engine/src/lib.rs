@@ -29,3 +29,5 @@ pub use em_params::{EmInfParams, EmInfRowStats};
 pub use error::{EngineError, Result};
 pub use sampling::{Rng, SampleOutcome, SamplingParams};
 pub use tensor::Tensor;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub use kernel::GPU_BLOCK_FORMATS;

@@ -56,10 +56,9 @@ const DTYPES: [&str; 3] = ["F32", "F16", "BF16"];
 /// The kernels that read weights, which also take the block formats.
 const WEIGHT_KERNELS: [&str; 3] = ["embedding.cu", "gemv.cu", "matmul.cu"];
 
-/// The block formats the CUDA weight kernels decode (GPU_BLOCK_FORMATS), each built into
-/// its own block_tests program.
-const BLOCK_FORMATS: [DType; 8] =
-    [DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::Q4K, DType::Q5K, DType::Q6K];
+/// The block formats the CUDA weight kernels decode, each built into its own
+/// block_tests program.
+const BLOCK_FORMATS: [DType; 8] = entmin_engine::GPU_BLOCK_FORMATS;
 
 /// Random blocks per format in the pool block_tests.cpp builds its matrices from.
 const POOL_BLOCKS: usize = 97;

@@ -47,9 +47,6 @@ pub struct Args {
     /// On SIGTERM / Ctrl-C, seconds running requests get to finish before they are cancelled.
     #[arg(long, default_value_t = 30.0)]
     pub shutdown_grace: f64,
-    /// CPU threads for the model (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -59,8 +56,7 @@ pub fn run(a: Args) -> Result<()> {
     if !(0.0..=2.0).contains(&a.default_temperature) {
         bail!("--default-temperature must be in [0, 2]");
     }
-    let mut options = a.model.options()?;
-    options.threads = a.threads;
+    let options = a.model.options()?;
     let config = ServerConfig {
         model: a.model.model.clone(),
         options,

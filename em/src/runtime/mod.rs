@@ -222,7 +222,8 @@ impl Engine {
     }
 }
 
-fn set_threads(n: usize) -> Result<()> {
+/// Size rayon's global pool (once per process; again with the same size is fine).
+pub(crate) fn set_threads(n: usize) -> Result<()> {
     match rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
         Ok(()) => Ok(()),
         Err(_) if rayon::current_num_threads() == n => Ok(()),

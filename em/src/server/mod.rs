@@ -102,18 +102,29 @@ pub async fn serve(
     let model_thread = std::thread::Builder::new()
         .name("entmin-model".into())
         .spawn(move || {
-            let engine = match Engine::load(&model_app.config.model, model_app.config.options.clone()) {
-                Ok(e) => e,
-                Err(e) => {
+            // The model works on a pool thread of rayon's (the CPU backend's pool), so each
+            // parallel op starts on the thread that asks for it rather than waking a
+            // sleeping worker and parking this one, ~200 times per decode step.
+            if let Some(n) = model_app.config.options.threads {
+                if let Err(e) = crate::runtime::set_threads(n) {
                     let _ = loaded_tx.send(Err(e));
                     return;
                 }
-            };
-            on_ready(&engine);
-            model_app.ready.store(true, Ordering::SeqCst);
-            let _ = loaded_tx.send(Ok(()));
-            let options = ServeOptions { max_batch: model_app.config.max_batch };
-            engine.serve_jobs(&jobs_rx, options, &mut &model_app.metrics);
+            }
+            rayon::scope(move |_| {
+                let engine = match Engine::load(&model_app.config.model, model_app.config.options.clone()) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        let _ = loaded_tx.send(Err(e));
+                        return;
+                    }
+                };
+                on_ready(&engine);
+                model_app.ready.store(true, Ordering::SeqCst);
+                let _ = loaded_tx.send(Ok(()));
+                let options = ServeOptions { max_batch: model_app.config.max_batch };
+                engine.serve_jobs(&jobs_rx, options, &mut &model_app.metrics);
+            })
         })
         .map_err(|e| Error::invalid(format!("cannot start the model thread: {e}")))?;
 
