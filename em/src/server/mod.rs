@@ -380,11 +380,13 @@ async fn start(
             strict_context: parsed.explicit_max_tokens,
             events: Box::new(events),
         };
+        // Counted before it is sent: the model thread may start it at once.
+        app.metrics.queued.fetch_add(1, Ordering::Relaxed);
         let sent = app.jobs.lock().expect("jobs lock").as_ref().map(|jobs| jobs.send(job).is_ok());
         if sent != Some(true) {
+            app.metrics.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(ApiError::unavailable("the server is shutting down"));
         }
-        app.metrics.queued.fetch_add(1, Ordering::Relaxed);
     }
     drop(tx);
     app.in_flight.lock().expect("in-flight lock").insert(key, guard.cancels.clone());
