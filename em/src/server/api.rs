@@ -192,7 +192,7 @@ fn bad(param: &str, msg: impl Into<String>) -> ApiError {
 }
 
 impl Common {
-    fn parse(&self, defaults: &Defaults, default_max_tokens: usize) -> Result<(MethodConfig, Parsed), ApiError> {
+    fn parse(&self, defaults: &Defaults, default_max_tokens: usize) -> Result<Parsed, ApiError> {
         let method = match &self.method {
             None => defaults.method,
             Some(m) => Method::parse(m).ok_or_else(|| {
@@ -276,24 +276,20 @@ impl Common {
             Some(s) => s as u64,
             None => random_seed(),
         };
-        let template = Request::new(Prompt::Tokens(Vec::new()))
-            .method_config(c.clone())
+        let mut template = Request::new(Prompt::Tokens(Vec::new()))
+            .method_config(c)
             .max_tokens(max_tokens.map_or(default_max_tokens, |m| m.min(usize::MAX as u64) as usize))
             .seed(seed);
-        let mut template = template;
         template.stop = stop;
-        Ok((
-            c,
-            Parsed {
-                requests: vec![template],
-                choices: n as usize,
-                explicit_max_tokens: max_tokens.is_some(),
-                stream: self.stream.unwrap_or(false),
-                include_usage,
-                logprobs: None,
-                method,
-            },
-        ))
+        Ok(Parsed {
+            requests: vec![template],
+            choices: n as usize,
+            explicit_max_tokens: max_tokens.is_some(),
+            stream: self.stream.unwrap_or(false),
+            include_usage,
+            logprobs: None,
+            method,
+        })
     }
 }
 
@@ -307,7 +303,7 @@ fn random_seed() -> u64 {
 
 impl ChatRequest {
     pub fn parse(self, defaults: &Defaults) -> Result<Parsed, ApiError> {
-        let (_, mut parsed) = self.common.parse(defaults, defaults.chat_max_tokens)?;
+        let mut parsed = self.common.parse(defaults, defaults.chat_max_tokens)?;
         if let Some(f) = &self.response_format {
             if f.get("type").and_then(|t| t.as_str()) != Some("text") {
                 return Err(bad("response_format", "only response_format {\"type\": \"text\"} is supported"));
@@ -365,7 +361,7 @@ impl ChatRequest {
 
 impl CompletionRequest {
     pub fn parse(self, defaults: &Defaults) -> Result<Parsed, ApiError> {
-        let (_, mut parsed) = self.common.parse(defaults, 16)?;
+        let mut parsed = self.common.parse(defaults, 16)?;
         if self.echo == Some(true) {
             return Err(bad("echo", "echo is not supported"));
         }
