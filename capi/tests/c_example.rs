@@ -236,3 +236,38 @@ fn readme_snippet_builds() {
         .expect("cc runs");
     check("cc on README.md's C snippet", &out);
 }
+
+/// scripts/install-capi.sh lays out a prefix whose pkg-config file builds the example.
+#[test]
+fn installed_prefix_builds_with_pkg_config() {
+    let dir = entmin_tests::scratch_dir("capi-install");
+    let prefix = dir.join("prefix");
+    let script = Path::new(CRATE_DIR).join("../scripts/install-capi.sh");
+    check("install-capi.sh", &Command::new(&script).arg(&prefix).arg("--dev").output().expect("bash runs"));
+    for f in ["lib/libentmin.so", "lib/libentmin.a", "include/entmin.h", "lib/pkgconfig/entmin.pc"] {
+        assert!(prefix.join(f).is_file(), "{f} is not installed");
+    }
+    let flags = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "entmin"])
+        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+        .output()
+        .expect("pkg-config runs (scripts/test.sh installs it)");
+    let (flags, _) = check("pkg-config", &flags);
+    let exe = dir.join("chat");
+    let mut cc = Command::new("cc");
+    cc.arg("-o").arg(&exe).arg(Path::new(CRATE_DIR).join("examples/chat.c")).args(flags.split_whitespace());
+    cc.arg(format!("-Wl,-rpath,{}", prefix.join("lib").display())).arg("-lpthread");
+    check("cc with pkg-config's flags", &cc.output().expect("cc runs"));
+    let mut c = config(Architecture::Qwen2, false);
+    c.context_length = 256;
+    let model = dir.join("tiny.gguf");
+    std::fs::write(&model, tiny_model_gguf(&c, &random_weights(&c, 5)).build()).unwrap();
+    let out = run(
+        Command::new(&exe).args(["--device", "cpu", "--trace", "--max-tokens", "9", "--stop-after", "3"]).arg(&model),
+        "Hello\n",
+    );
+    let (_, stderr) = check("the installed chat", &out);
+    assert_eq!(traced_tokens(&stderr).len(), 3, "{stderr}");
+    // The prefix holds a copy of the 270 MB static library.
+    std::fs::remove_dir_all(&dir).ok();
+}
