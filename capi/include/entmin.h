@@ -408,6 +408,12 @@ typedef struct entmin_model_info {
 #define ENTMIN_ERR_IO 5
 
 /**
+ * A caller's buffer is too small; the size needed was written where the function
+ * says.
+ */
+#define ENTMIN_ERR_BUFFER_TOO_SMALL 7
+
+/**
  * A bug in entmin (a Rust panic, caught at the boundary). The handle stays usable but
  * the call's result is lost; please report the message.
  */
@@ -544,6 +550,51 @@ const char *entmin_status_name(entmin_status status);
  * The library's version ("0.1.0"). A static string: never free it. Thread-safe.
  */
 const char *entmin_version(void);
+
+/**
+ * Token ids of `text` as it is (no chat template), `parse_special` as in
+ * `entmin_complete`. Writes them to `out_ids[0..capacity]` and their count to
+ * `*out_n`. When they do not fit, nothing is written but `*out_n`, and the status is
+ * `ENTMIN_ERR_BUFFER_TOO_SMALL`: call with `out_ids` NULL and `capacity` 0 to learn
+ * the size. Thread-safe.
+ *
+ * # Safety
+ * `text` is NUL-terminated; `out_ids` is NULL or writable for `capacity` ids;
+ * `out_n` is writable.
+ */
+entmin_status entmin_tokenize(const struct entmin_model *model, const char *text, bool parse_special, uint32_t *out_ids, size_t capacity, size_t *out_n);
+
+/**
+ * Token ids of the conversation `messages[0..n_messages]` in the model's chat
+ * template, ending where the answer starts: exactly the prompt `entmin_chat` feeds
+ * the model. Buffers as `entmin_tokenize`. Thread-safe.
+ *
+ * # Safety
+ * As `entmin_chat` for the messages, as `entmin_tokenize` for the buffers.
+ */
+entmin_status entmin_tokenize_chat(const struct entmin_model *model, const struct entmin_message *messages, size_t n_messages, uint32_t *out_ids, size_t capacity, size_t *out_n);
+
+/**
+ * The text of `ids[0..n_ids]` (special tokens skipped), UTF-8, into
+ * `out_text[0..capacity]` with its NUL, and its length without the NUL into
+ * `*out_len`. When it does not fit (`capacity` < length + 1), nothing is written but
+ * `*out_len`, and the status is `ENTMIN_ERR_BUFFER_TOO_SMALL`. Thread-safe.
+ *
+ * # Safety
+ * `ids` points to `n_ids` ids; `out_text` is NULL or writable for `capacity` bytes;
+ * `out_len` is writable.
+ */
+entmin_status entmin_detokenize(const struct entmin_model *model, const uint32_t *ids, size_t n_ids, char *out_text, size_t capacity, size_t *out_len);
+
+/**
+ * Continues the token ids `ids[0..n_ids]` as they are (from `entmin_tokenize` or
+ * `entmin_tokenize_chat`, perhaps edited), otherwise as `entmin_chat`. Ids outside the
+ * vocabulary are refused.
+ *
+ * # Safety
+ * `ids` points to `n_ids` ids; the rest as `entmin_chat`.
+ */
+entmin_status entmin_generate_tokens(const struct entmin_model *model, const uint32_t *ids, size_t n_ids, const struct entmin_generate_params *params, entmin_token_fn on_token, void *user_data, struct entmin_result *out_result);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -251,7 +251,7 @@ fn empty_result() -> entmin_result {
 ///
 /// # Safety
 /// As the exported functions below say.
-unsafe fn run(
+pub(crate) unsafe fn run(
     model: *const entmin_model,
     prompt: impl FnOnce() -> Result<Prompt, Failure>,
     params: *const entmin_generate_params,
@@ -318,24 +318,27 @@ pub unsafe extern "C" fn entmin_chat(
     user_data: *mut c_void,
     out_result: *mut entmin_result,
 ) -> entmin_status {
-    guard("entmin_chat", || {
-        let prompt = || {
-            if n_messages == 0 {
-                return Err(Failure::invalid("n_messages is 0: a chat needs a message"));
-            }
-            if messages.is_null() {
-                return Err(Failure::invalid("messages is NULL"));
-            }
-            let mut chat = Vec::with_capacity(n_messages);
-            for (i, m) in std::slice::from_raw_parts(messages, n_messages).iter().enumerate() {
-                let role = utf8(m.role, &format!("messages[{i}].role"))?;
-                let content = utf8(m.content, &format!("messages[{i}].content"))?;
-                chat.push(Message::new(role, content));
-            }
-            Ok(Prompt::Chat(chat))
-        };
-        run(model, prompt, params, on_token, user_data, out_result)
-    })
+    guard("entmin_chat", || run(model, || chat_prompt(messages, n_messages), params, on_token, user_data, out_result))
+}
+
+/// The conversation `messages[0..n_messages]` as a prompt.
+///
+/// # Safety
+/// As `entmin_chat` says of `messages`.
+pub(crate) unsafe fn chat_prompt(messages: *const entmin_message, n_messages: usize) -> Result<Prompt, Failure> {
+    if n_messages == 0 {
+        return Err(Failure::invalid("n_messages is 0: a chat needs a message"));
+    }
+    if messages.is_null() {
+        return Err(Failure::invalid("messages is NULL"));
+    }
+    let mut chat = Vec::with_capacity(n_messages);
+    for (i, m) in std::slice::from_raw_parts(messages, n_messages).iter().enumerate() {
+        let role = utf8(m.role, &format!("messages[{i}].role"))?;
+        let content = utf8(m.content, &format!("messages[{i}].content"))?;
+        chat.push(Message::new(role, content));
+    }
+    Ok(Prompt::Chat(chat))
 }
 
 /// Continues `text` as it is (no chat template), otherwise as `entmin_chat`. With

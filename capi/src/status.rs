@@ -27,6 +27,9 @@ pub const ENTMIN_ERR_MODEL: entmin_status = 3;
 pub const ENTMIN_ERR_DEVICE: entmin_status = 4;
 /// Reading or writing a file failed.
 pub const ENTMIN_ERR_IO: entmin_status = 5;
+/// A caller's buffer is too small; the size needed was written where the function
+/// says.
+pub const ENTMIN_ERR_BUFFER_TOO_SMALL: entmin_status = 7;
 /// A bug in entmin (a Rust panic, caught at the boundary). The handle stays usable but
 /// the call's result is lost; please report the message.
 pub const ENTMIN_ERR_INTERNAL: entmin_status = 6;
@@ -139,6 +142,7 @@ pub extern "C" fn entmin_status_name(status: entmin_status) -> *const c_char {
         ENTMIN_ERR_MODEL => c"ENTMIN_ERR_MODEL",
         ENTMIN_ERR_DEVICE => c"ENTMIN_ERR_DEVICE",
         ENTMIN_ERR_IO => c"ENTMIN_ERR_IO",
+        ENTMIN_ERR_BUFFER_TOO_SMALL => c"ENTMIN_ERR_BUFFER_TOO_SMALL",
         ENTMIN_ERR_INTERNAL => c"ENTMIN_ERR_INTERNAL",
         _ => c"unknown status",
     };

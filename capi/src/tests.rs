@@ -405,3 +405,82 @@ fn freeing_a_model_while_another_thread_generates_lets_it_finish() {
     assert_eq!(status, ENTMIN_OK, "{}", last_error());
     assert_eq!((tokens, completion, finish), (60, 60, ENTMIN_FINISH_MAX_TOKENS));
 }
+
+#[test]
+fn token_ids_in_and_out_with_caller_buffers() {
+    let model = load();
+    // Size first, then the ids: one per byte in the tiny vocabulary.
+    let mut n = usize::MAX;
+    let status = unsafe { entmin_tokenize(model, c"Hi!".as_ptr(), false, null_mut(), 0, &mut n) };
+    refused(status, ENTMIN_ERR_BUFFER_TOO_SMALL, "entmin_tokenize", "3 tokens do not fit in capacity 0");
+    assert_eq!(n, 3);
+    let mut ids = [u32::MAX; 4];
+    let status = unsafe { entmin_tokenize(model, c"Hi!".as_ptr(), false, ids.as_mut_ptr(), 4, &mut n) };
+    assert_eq!((status, n), (ENTMIN_OK, 3), "{}", last_error());
+    assert_eq!(ids[3], u32::MAX, "nothing written past the ids");
+    let status = unsafe { entmin_tokenize(model, c"".as_ptr(), false, null_mut(), 0, &mut n) };
+    assert_eq!((status, n), (ENTMIN_OK, 0), "empty text has no tokens");
+
+    // And back: too small reports the length, then the text with its NUL.
+    let mut len = usize::MAX;
+    let mut text = [0x55 as c_char; 8];
+    let status = unsafe { entmin_detokenize(model, ids.as_ptr(), 3, text.as_mut_ptr(), 3, &mut len) };
+    refused(status, ENTMIN_ERR_BUFFER_TOO_SMALL, "entmin_detokenize", "3 bytes and a NUL do not fit in capacity 3");
+    assert_eq!((len, text[0]), (3, 0x55), "nothing written but the length");
+    let status = unsafe { entmin_detokenize(model, ids.as_ptr(), 3, text.as_mut_ptr(), 8, &mut len) };
+    assert_eq!(status, ENTMIN_OK, "{}", last_error());
+    assert_eq!(unsafe { CStr::from_ptr(text.as_ptr()) }.to_str().unwrap(), "Hi!");
+    let bad = [97u32];
+    let status = unsafe { entmin_detokenize(model, bad.as_ptr(), 1, text.as_mut_ptr(), 8, &mut len) };
+    refused(status, ENTMIN_ERR_INVALID_ARGUMENT, "entmin_detokenize", "token 97 is outside the vocabulary of 97");
+    let status = unsafe { entmin_detokenize(model, null(), 2, text.as_mut_ptr(), 8, &mut len) };
+    refused(status, ENTMIN_ERR_INVALID_ARGUMENT, "entmin_detokenize", "ids is NULL but n_ids is 2");
+    assert_eq!(entmin_model_free(model), ENTMIN_OK);
+}
+
+#[test]
+fn the_chat_prompt_as_ids_generates_what_the_chat_does() {
+    let model = load();
+    let message = user(c"Hi there");
+    let mut n = 0;
+    let status = unsafe { entmin_tokenize_chat(model, &message, 1, null_mut(), 0, &mut n) };
+    assert_eq!(status, ENTMIN_ERR_BUFFER_TOO_SMALL);
+    let mut ids = vec![0u32; n];
+    let status = unsafe { entmin_tokenize_chat(model, &message, 1, ids.as_mut_ptr(), n, &mut n) };
+    assert_eq!(status, ENTMIN_OK, "{}", last_error());
+
+    let mut by_chat = Vec::new();
+    let (status, mut chat_result) = unsafe { chat(model, &greedy(6), &mut by_chat) };
+    assert_eq!(status, ENTMIN_OK, "{}", last_error());
+    assert_eq!(chat_result.prompt_tokens as usize, n, "entmin_tokenize_chat is the prompt entmin_chat feeds");
+    let mut by_ids: Seen = Vec::new();
+    let mut ids_result = unsafe { std::mem::zeroed() };
+    let status = unsafe {
+        entmin_generate_tokens(
+            model,
+            ids.as_ptr(),
+            n,
+            &greedy(6),
+            Some(collect),
+            (&mut by_ids as *mut Seen).cast(),
+            &mut ids_result,
+        )
+    };
+    assert_eq!(status, ENTMIN_OK, "{}", last_error());
+    assert_eq!(by_ids, by_chat);
+    unsafe { entmin_result_free(&mut chat_result) };
+    unsafe { entmin_result_free(&mut ids_result) };
+
+    let out_of_vocab = [5u32, 400];
+    let status =
+        unsafe { entmin_generate_tokens(model, out_of_vocab.as_ptr(), 2, null(), None, null_mut(), &mut ids_result) };
+    refused(
+        status,
+        ENTMIN_ERR_INVALID_ARGUMENT,
+        "entmin_generate_tokens",
+        "prompt token 400 is outside the vocabulary",
+    );
+    let status = unsafe { entmin_generate_tokens(model, null(), 0, null(), None, null_mut(), &mut ids_result) };
+    refused(status, ENTMIN_ERR_INVALID_ARGUMENT, "entmin_generate_tokens", "no tokens");
+    assert_eq!(entmin_model_free(model), ENTMIN_OK);
+}
