@@ -32,6 +32,8 @@ fn main() -> Result<(), Error> {
         // What the results depend on besides the methods' settings: a resume with other
         // values is refused instead of mixing two runs.
         run_identity: serde_json::json!({ "model": model, "file": file, "device": engine.device().kind.name() }),
+        samples: 1,
+        code: Default::default(),
     };
     let mut summaries = Vec::new();
     for method in methods {

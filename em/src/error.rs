@@ -69,6 +69,9 @@ pub enum Error {
         /// The output folder.
         out: PathBuf,
     },
+    /// Programs cannot be run in isolation here, or isolating one failed.
+    #[error("sandbox: {0}")]
+    Sandbox(String),
     /// A helper program (python3, pip) failed.
     #[error("{program}: {msg}")]
     Subprocess {

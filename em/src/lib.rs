@@ -46,6 +46,7 @@
 
 pub mod answer;
 pub mod catalog;
+pub mod code;
 pub mod dataset;
 mod error;
 pub mod eval;

@@ -1,8 +1,10 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use entmin::code::{Limits, Sandbox};
 use entmin::dataset;
-use entmin::eval::{summarize, table, EvalOptions};
+use entmin::dataset::Fields;
+use entmin::eval::{check_solutions, compare, paired_table, summarize, table, CodeOptions, EvalOptions};
 
 use super::method_args::{parse_method, MethodArgs};
 use super::progress::Bars;
@@ -12,15 +14,50 @@ use super::ModelArgs;
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// gsm8k | math500 | gsm8k-train | math-train | PATH.jsonl
+    /// gsm8k | math500 | gsm8k-train | math-train | humaneval | PATH.jsonl
     #[arg(long)]
     pub dataset: String,
-    /// Question field of a JSONL file (default "question"; "problem" for MATH).
+    /// Question field of a JSONL file (default "question"; "problem" for MATH; for code
+    /// problems an alias of --prompt-field).
     #[arg(long)]
     pub question_field: Option<String>,
     /// Gold-answer field of a JSONL file (default "answer"; GSM8K's "#### N" is understood).
     #[arg(long)]
     pub answer_field: Option<String>,
+    /// Code problems: the prompt (function signature and docstring) field (default "prompt").
+    #[arg(long)]
+    pub prompt_field: Option<String>,
+    /// Code problems: the tests field; giving it selects code mode.
+    #[arg(long)]
+    pub test_field: Option<String>,
+    /// Code problems: the field naming the function the tests call (default "entry_point").
+    #[arg(long)]
+    pub entry_point_field: Option<String>,
+    /// Code problems: a field of imports or definitions run before the program.
+    #[arg(long)]
+    pub setup_field: Option<String>,
+    /// The problem-id field (default: unique_id, id or task_id, else the line number).
+    #[arg(long)]
+    pub id_field: Option<String>,
+    /// Code problems: run the solutions in this field instead of generating (checks the
+    /// harness; no model is loaded).
+    #[arg(long)]
+    pub solution_field: Option<String>,
+    /// HumanEval: run the canonical solutions (--solution-field canonical_solution).
+    #[arg(long)]
+    pub canonical: bool,
+    /// Code problems: samples per problem, for pass@k.
+    #[arg(short = 'n', long = "samples", default_value_t = 1)]
+    pub samples: usize,
+    /// Code problems, base models: the bare prompt as a completion (no chat template).
+    #[arg(long)]
+    pub raw: bool,
+    /// Code problems: wall-clock seconds per program before it is killed.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+    /// Code problems: programs run at once (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub workers: usize,
     /// Comma-separated methods, run on the same problems and seeds.
     #[arg(long, default_value = "plain,em-inf")]
     pub methods: String,
@@ -48,9 +85,41 @@ pub fn run(a: Args) -> Result<()> {
     let methods = a.methods.split(',').map(|m| parse_method(m.trim())).collect::<Result<Vec<_>>>()?;
     let configs = methods.iter().map(|&m| a.method_args.config(m)).collect::<Result<Vec<_>>>()?;
     let bars = Bars::new(true);
-    let mut problems = dataset::load(&a.dataset, a.question_field.as_deref(), a.answer_field.as_deref(), &bars)?;
+    let solution_field = match (&a.solution_field, a.canonical) {
+        (Some(_), true) => anyhow::bail!("--canonical and --solution-field both name the solutions; give one"),
+        (Some(f), false) => Some(f.clone()),
+        (None, true) => Some("canonical_solution".to_string()),
+        (None, false) => None,
+    };
+    let fields = Fields {
+        question: a.question_field.clone(),
+        answer: a.answer_field.clone(),
+        prompt: a.prompt_field.clone(),
+        test: a.test_field.clone(),
+        entry_point: a.entry_point_field.clone(),
+        setup: a.setup_field.clone(),
+        solution: solution_field.clone(),
+        id: a.id_field.clone(),
+    };
+    let mut problems = dataset::load(&a.dataset, &fields, &bars)?;
     if let Some(n) = a.limit {
         problems.truncate(n);
+    }
+    if !(a.timeout > 0.0 && a.timeout.is_finite()) {
+        anyhow::bail!("--timeout must be a positive number of seconds");
+    }
+    let code = CodeOptions {
+        raw: a.raw,
+        limits: Limits { wall: std::time::Duration::from_secs_f64(a.timeout), ..Limits::default() },
+        workers: a.workers,
+    };
+    let is_code = problems.iter().any(|p| p.code.is_some());
+    let isolation = if is_code { Some(Sandbox::new(code.limits.clone())?.isolation()) } else { None };
+    if let Some(i) = isolation {
+        eprintln!("[sandbox: {}]", i.describe());
+    }
+    if solution_field.is_some() {
+        return self_check(&a, &problems, code, isolation.map(|i| i.describe()));
     }
     let engine = a.model.engine(true)?;
     let info = engine.info();
@@ -68,14 +137,24 @@ pub fn run(a: Args) -> Result<()> {
             "dataset": a.dataset,
             "question_field": a.question_field,
             "answer_field": a.answer_field,
+            "prompt_field": a.prompt_field,
+            "test_field": a.test_field,
+            "entry_point_field": a.entry_point_field,
+            "setup_field": a.setup_field,
+            "id_field": a.id_field,
         }),
+        samples: a.samples,
+        code,
     };
     eprintln!("[{} problems from {}, methods {}]", problems.len(), a.dataset, a.methods);
     let mut summaries = Vec::new();
+    let mut all = Vec::new();
     for c in &configs {
         let results = engine.evaluate(&problems, c, &opts, &bars)?;
         summaries.push(summarize(c.method.name(), &results));
+        all.push((c.method.name().to_string(), results));
     }
+    let pairs = compare(&all);
     let summary_path = a.out.join("summary.json");
     entmin::models::durable::replace_with_bytes(
         &summary_path,
@@ -85,15 +164,58 @@ pub fn run(a: Args) -> Result<()> {
             "problems": problems.len(),
             "seed": a.seed,
             "max_new_tokens": a.max_new_tokens,
+            "samples": a.samples,
+            "sandbox": isolation.map(|i| i.describe()),
             "methods": summaries,
+            "paired": pairs,
         }))?
         .as_bytes(),
     )?;
     print!("{}", table(&summaries));
+    print!("{}", paired_table(&pairs));
     eprintln!(
         "[model H: the model's own entropy per token (T = 1); sampled H: the distribution each token was drawn \
          from (after EM-INF, at the sampling temperature); EM steps: EM-INF's Adam steps per token]"
     );
     eprintln!("[per-problem results in {}]", a.out.display());
+    Ok(())
+}
+
+/// `--canonical` / `--solution-field`: the given solutions through extraction and the
+/// sandbox, no model.
+fn self_check(
+    a: &Args,
+    problems: &[entmin::dataset::Problem],
+    code: CodeOptions,
+    sandbox: Option<String>,
+) -> Result<()> {
+    let opts = EvalOptions {
+        max_new_tokens: 0,
+        seed: a.seed,
+        batch: 1,
+        out_dir: a.out.clone(),
+        system: None,
+        run_identity: serde_json::Value::Null,
+        samples: 1,
+        code,
+    };
+    let results = check_solutions(problems, &opts, &Bars::new(true))?;
+    let summary = summarize("solutions", &results);
+    entmin::models::durable::replace_with_bytes(
+        &a.out.join("summary.json"),
+        serde_json::to_string_pretty(&serde_json::json!({
+            "dataset": a.dataset,
+            "problems": problems.len(),
+            "sandbox": sandbox,
+            "methods": [summary],
+        }))?
+        .as_bytes(),
+    )?;
+    print!("{}", table(std::slice::from_ref(&summary)));
+    for r in results.iter().filter(|r| !r.correct) {
+        let run = &r.runs[0];
+        println!("  {}: {} {}", r.id, run.status.name(), run.detail);
+    }
+    eprintln!("[per-problem results in {}]", a.out.join("solutions.jsonl").display());
     Ok(())
 }

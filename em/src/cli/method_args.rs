@@ -40,7 +40,7 @@ pub struct MethodArgs {
     #[arg(long, default_value_t = 100)]
     pub at_max_iterations: u32,
     /// Self-consistency: samples per question.
-    #[arg(short = 'n', long = "votes", default_value_t = 4)]
+    #[arg(long = "votes", default_value_t = 4)]
     pub votes: usize,
 }
 

@@ -13,7 +13,8 @@ use super::train_args::TrainArgs;
 pub struct Args {
     #[command(flatten)]
     pub train: TrainArgs,
-    /// token (−entropy) | sequence (log-probability) | self-consistency (majority agreement).
+    /// token (−entropy) | sequence (log-probability) | self-consistency (majority
+    /// agreement) | tests (the program passes the prompt's tests; code prompts).
     #[arg(long, default_value = "token")]
     pub reward: String,
     /// mean (the official code) | sum (the paper's formulas) over response tokens.

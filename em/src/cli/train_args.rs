@@ -18,12 +18,20 @@ pub struct TrainArgs {
     /// Catalog name, .gguf file or Hugging Face folder (trained in f32).
     #[arg(long, short = 'm', default_value = catalog::DEFAULT_MODEL)]
     pub model: String,
-    /// gsm8k-train | math-train | gsm8k | math500 | PATH.jsonl (answers are never read).
+    /// gsm8k-train | math-train | gsm8k | math500 | humaneval | PATH.jsonl (answers are
+    /// never read; a code set's tests only by `rl --reward tests`).
     #[arg(long, default_value = "gsm8k-train")]
     pub prompts: String,
     /// Prompt field of a JSONL file.
     #[arg(long)]
     pub prompt_field: Option<String>,
+    /// Code prompts: the tests field of a JSONL file (selects code prompts, as
+    /// `--prompts humaneval` does).
+    #[arg(long)]
+    pub test_field: Option<String>,
+    /// Code prompts: the entry-point field (default "entry_point").
+    #[arg(long)]
+    pub entry_point_field: Option<String>,
     /// Use only the first N prompts.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -78,6 +86,8 @@ impl TrainArgs {
             model: self.model.clone(),
             prompts: self.prompts.clone(),
             prompt_field: self.prompt_field.clone(),
+            test_field: self.test_field.clone(),
+            entry_point_field: self.entry_point_field.clone(),
             limit: self.limit,
             steps: self.steps,
             lr: self.lr,

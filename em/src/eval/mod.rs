@@ -1,26 +1,40 @@
 //! `entmin eval`: several decoding methods on the same problems and seeds, with
-//! accuracy and a 95% Wilson interval, mean response entropy, tokens and speed.
-//! Each method appends one JSON line per finished problem to `OUT/METHOD.jsonl`
-//! (fsynced per batch), so an interrupted run resumes without redoing finished problems.
-//! `OUT/METHOD.settings.json` records what the results depend on (model, weights,
-//! device, dataset, the method's parameters, prompt format, token cap, seed); a resume
-//! with other settings is refused, since it would mix two runs in one table.
+//! accuracy (math) or pass@k (code) and 95% intervals, paired comparisons, mean response
+//! entropy, tokens and speed. Each method appends one JSON line per finished problem to
+//! `OUT/METHOD.jsonl` (fsynced per batch), so an interrupted run resumes without redoing
+//! finished problems. `OUT/METHOD.settings.json` records what the results depend on
+//! (model, weights, device, dataset, the method's parameters, prompt format, token cap,
+//! seed, samples, sandbox limits); a resume with other settings is refused, since it
+//! would mix two runs in one table. Code problems run in the sandbox (crate::code) while
+//! the next batch generates.
+
+mod code;
+mod results;
+mod settings;
+pub mod stats;
 
 use std::collections::HashSet;
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use entmin_engine::Backend;
 use entmin_models::{generate_batch, GenerationParams, LoadedModel, Message};
-use serde::{Deserialize, Serialize};
 
 use crate::answer::{extract_answer, is_equivalent};
+use crate::code::{extract_program, Limits, Pool, Sandbox};
 use crate::dataset::Problem;
 use crate::error::{Error, Result};
 use crate::methods::self_consistency::majority_vote;
 use crate::methods::{Method, MethodConfig};
 use crate::progress::Progress;
+use code::{programs_of, Scoring};
+use settings::{check_settings, run_settings};
+
+pub use code::{code_prompt_ids, most_frequent_program, test_program, CODE_INSTRUCTION};
+pub use results::{compare, paired_table, read_results, summarize, table, MethodSummary, PassAtK, ProblemResult, Run};
+pub use stats::{wilson95, Paired};
 
 /// The instruction appended to each question (the paper's Qwen math evaluation).
 pub const INSTRUCTION: &str = "Please reason step by step, and put your final answer within \\boxed{}.";
@@ -41,129 +55,36 @@ pub struct EvalOptions {
     /// What identifies the run besides the method's settings (model, weight dtype,
     /// device, dataset), recorded in each method's settings file.
     pub run_identity: serde_json::Value,
+    /// Samples per problem (code: pass@k is estimated from them; math: 1).
+    pub samples: usize,
+    /// How code problems are prompted and run.
+    pub code: CodeOptions,
 }
 
-/// One problem's outcome, one JSON line of `METHOD.jsonl`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ProblemResult {
-    /// The problem's id.
-    pub id: String,
-    /// The question asked.
-    pub question: String,
-    /// The gold answer.
-    pub gold: String,
-    /// The answer text (self-consistency: a sample with the winning answer).
-    pub output: String,
-    /// The final answer found in `output`.
-    pub extracted: Option<String>,
-    /// Whether `extracted` is equivalent to `gold`.
-    pub correct: bool,
-    /// Mean entropy (nats, T = 1) of the model's own next-token distributions over the
-    /// response (all samples under self-consistency).
-    pub mean_entropy: f32,
-    /// Mean entropy of the distributions the tokens were drawn from: after EM-INF's
-    /// optimisation, at the sampling (or adaptive) temperature; 0 for greedy decoding.
-    /// None in results written before it was recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mean_sampled_entropy: Option<f32>,
-    /// EM-INF's Adam steps per response token (0 for other methods).
-    #[serde(default)]
-    pub em_inf_steps_per_token: f32,
-    /// Tokens generated (all samples).
-    pub tokens: usize,
-    /// This problem's share of its batch's wall time.
-    pub seconds: f64,
-    /// Self-consistency only: (answer, votes).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub votes: Vec<(String, usize)>,
+/// Code problems' prompt and sandbox.
+#[derive(Clone, Debug, Default)]
+pub struct CodeOptions {
+    /// Base models: the bare prompt as a completion, no chat template.
+    pub raw: bool,
+    /// Per-program limits.
+    pub limits: Limits,
+    /// Programs run at once (0: one per core).
+    pub workers: usize,
 }
 
-/// A method's results in a few numbers.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct MethodSummary {
-    /// The method's name.
-    pub method: String,
-    /// Problems.
-    pub n: usize,
-    /// Problems answered correctly.
-    pub correct: usize,
-    /// correct / n.
-    pub accuracy: f64,
-    /// 95% Wilson interval of the accuracy.
-    pub ci95: (f64, f64),
-    /// Mean over problems of [`ProblemResult::mean_entropy`] (the model's own entropy).
-    pub mean_entropy: f64,
-    /// Mean over problems of [`ProblemResult::mean_sampled_entropy`] (None when a result
-    /// from an older run did not record it).
-    pub mean_sampled_entropy: Option<f64>,
-    /// Mean over problems of [`ProblemResult::em_inf_steps_per_token`].
-    pub em_inf_steps_per_token: f64,
-    /// Tokens per problem.
-    pub mean_tokens: f64,
-    /// Generated tokens per second of wall time.
-    pub tokens_per_sec: f64,
-    /// Wall time of all problems.
-    pub wall_secs: f64,
-}
-
-/// 95% Wilson score interval for `k` successes in `n` trials.
-pub fn wilson95(k: usize, n: usize) -> (f64, f64) {
-    if n == 0 {
-        return (0.0, 1.0);
+impl CodeOptions {
+    /// The sandbox pool these options describe.
+    pub fn pool(&self) -> Result<Pool> {
+        let workers =
+            if self.workers == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { self.workers };
+        Ok(Pool::new(Sandbox::new(self.limits.clone())?, workers))
     }
-    let (z, n, p) = (1.959_963_985, n as f64, k as f64 / n as f64);
-    let denom = 1.0 + z * z / n;
-    let center = (p + z * z / (2.0 * n)) / denom;
-    let half = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / denom;
-    ((center - half).max(0.0), (center + half).min(1.0))
 }
 
 /// A per-problem seed that depends only on the run seed and the problem id, so
 /// every method sees the same randomness for the same problem.
 pub fn problem_seed(seed: u64, id: &str) -> u64 {
     id.bytes().fold(0xcbf2_9ce4_8422_2325 ^ seed, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
-}
-
-/// Summary of `results`.
-pub fn summarize(method: &str, results: &[ProblemResult]) -> MethodSummary {
-    let n = results.len();
-    let correct = results.iter().filter(|r| r.correct).count();
-    let tokens: usize = results.iter().map(|r| r.tokens).sum();
-    let secs: f64 = results.iter().map(|r| r.seconds).sum();
-    let mean =
-        |f: &dyn Fn(&ProblemResult) -> f64| if n == 0 { 0.0 } else { results.iter().map(f).sum::<f64>() / n as f64 };
-    MethodSummary {
-        method: method.to_string(),
-        n,
-        correct,
-        accuracy: if n == 0 { 0.0 } else { correct as f64 / n as f64 },
-        ci95: wilson95(correct, n),
-        mean_entropy: mean(&|r| r.mean_entropy as f64),
-        mean_sampled_entropy: results
-            .iter()
-            .map(|r| r.mean_sampled_entropy.map(f64::from))
-            .sum::<Option<f64>>()
-            .map(|sum| if n == 0 { 0.0 } else { sum / n as f64 }),
-        em_inf_steps_per_token: mean(&|r| r.em_inf_steps_per_token as f64),
-        mean_tokens: mean(&|r| r.tokens as f64),
-        tokens_per_sec: if secs > 0.0 { tokens as f64 / secs } else { 0.0 },
-        wall_secs: secs,
-    }
-}
-
-/// Finished results of an earlier run; a torn last line (a kill mid-write) is dropped.
-pub fn read_results(path: &Path) -> Result<Vec<ProblemResult>> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(Vec::new()) };
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let mut out = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
-        match serde_json::from_str(line) {
-            Ok(r) => out.push(r),
-            Err(_) if i + 1 == lines.len() => break,
-            Err(e) => return Err(Error::corrupt(path, format!("line {}: not a result line: {e}", i + 1))),
-        }
-    }
-    Ok(out)
 }
 
 /// The evaluation prompt of `question` (plus the instruction, in the chat template), as
@@ -177,6 +98,35 @@ pub fn prompt_ids<B: Backend>(lm: &LoadedModel<B>, question: &str, system: Optio
     Ok(lm.chat.encode(&lm.tokenizer, &messages)?)
 }
 
+/// A method's results file, resumed: the finished results and the file to append to.
+fn open_results(
+    path: &Path,
+    settings_path: &Path,
+    settings: &serde_json::Value,
+    progress: &dyn Progress,
+) -> Result<(Vec<ProblemResult>, File)> {
+    let results = read_results(path)?;
+    check_settings(settings_path, &results, settings, progress)?;
+    // Rewrite the file without a torn tail before appending to it.
+    let clean: String = results.iter().map(|r| serde_json::to_string(r).expect("results serialise") + "\n").collect();
+    entmin_models::durable::replace_with_bytes(path, clean.as_bytes()).map_err(|e| Error::io("writing", path, e))?;
+    let file = std::fs::OpenOptions::new().append(true).open(path).map_err(|e| Error::io("opening", path, e))?;
+    Ok((results, file))
+}
+
+/// Append finished results and make them durable.
+fn append(file: &mut File, path: &Path, finished: &[ProblemResult]) -> Result<()> {
+    let text: String = finished.iter().map(|r| serde_json::to_string(r).expect("results serialise") + "\n").collect();
+    file.write_all(text.as_bytes()).map_err(|e| Error::io("writing", path, e))?;
+    file.flush().map_err(|e| Error::io("writing", path, e))?;
+    entmin_models::durable::sync_file(file, path).map_err(|e| Error::io("syncing", path, e))
+}
+
+fn accuracy_note(rs: &[ProblemResult]) -> String {
+    let score: f64 = rs.iter().map(ProblemResult::score).sum();
+    format!("acc {:.1}% ({score:.0}/{})", 100.0 * score / rs.len().max(1) as f64, rs.len())
+}
+
 /// Run one method over `problems`, resuming from `OUT/METHOD.jsonl`; returns all results.
 pub fn run_method<B: Backend>(
     backend: &B,
@@ -186,36 +136,55 @@ pub fn run_method<B: Backend>(
     opts: &EvalOptions,
     progress: &dyn Progress,
 ) -> Result<Vec<ProblemResult>> {
+    let code = problems.iter().any(|p| p.code.is_some());
+    if code && problems.iter().any(|p| p.code.is_none()) {
+        return Err(Error::invalid("a problem set mixes code and math problems"));
+    }
+    if opts.samples == 0 || (opts.samples > 1 && !code) {
+        return Err(Error::invalid(
+            "samples per problem (-n) must be 1 for math problems (self-consistency has --votes) and at least 1",
+        ));
+    }
+    if opts.code.raw && !code {
+        return Err(Error::invalid("--raw prompts apply to code problems"));
+    }
     std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io("creating", &opts.out_dir, e))?;
-    let path = opts.out_dir.join(format!("{}.jsonl", config.method.name()));
-    let mut results = read_results(&path)?;
-    check_settings(
-        &opts.out_dir.join(format!("{}.settings.json", config.method.name())),
-        &results,
-        &run_settings(lm, config, opts)?,
-        progress,
-    )?;
-    // Rewrite the file without a torn tail before appending to it.
-    let clean: String = results.iter().map(|r| serde_json::to_string(r).expect("results serialise") + "\n").collect();
-    entmin_models::durable::replace_with_bytes(&path, clean.as_bytes()).map_err(|e| Error::io("writing", &path, e))?;
+    let name = config.method.name();
+    let path = opts.out_dir.join(format!("{name}.jsonl"));
+    let settings_path = opts.out_dir.join(format!("{name}.settings.json"));
+    let (mut results, mut file) =
+        open_results(&path, &settings_path, &run_settings(lm, config, opts, code)?, progress)?;
     let done: HashSet<String> = results.iter().map(|r| r.id.clone()).collect();
     let todo: Vec<&Problem> = problems.iter().filter(|p| !done.contains(&p.id)).collect();
-    let mut file = std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| Error::io("opening", &path, e))?;
-    let accuracy = |rs: &[ProblemResult]| {
-        let c = rs.iter().filter(|r| r.correct).count();
-        format!("acc {:.1}% ({c}/{})", 100.0 * c as f64 / rs.len().max(1) as f64, rs.len())
-    };
-    progress.begin(config.method.name(), problems.len() as u64, results.len() as u64);
-    progress.advance(0, &accuracy(&results));
+    let pool = if code && !todo.is_empty() { Some(opts.code.pool()?) } else { None };
+    progress.begin(name, problems.len() as u64, results.len() as u64);
+    progress.advance(0, &accuracy_note(&results));
 
-    let samples = if config.method == Method::SelfConsistency { config.votes } else { 1 };
+    let self_consistency = config.method == Method::SelfConsistency;
+    let samples = if self_consistency { config.votes } else { opts.samples };
     let per_batch = (opts.batch / samples).max(1);
     let params = GenerationParams { max_new_tokens: opts.max_new_tokens, ..GenerationParams::default() };
+    // Code: a batch's programs run while the next batch generates.
+    let mut running: Vec<Scoring> = Vec::new();
+    let mut finish = |running: &mut Vec<Scoring>, results: &mut Vec<ProblemResult>| -> Result<()> {
+        if running.is_empty() {
+            return Ok(());
+        }
+        let finished = running.drain(..).map(Scoring::finish).collect::<Result<Vec<_>>>()?;
+        append(&mut file, &path, &finished)?;
+        let n = finished.len() as u64;
+        results.extend(finished);
+        progress.advance(n, &accuracy_note(results));
+        Ok(())
+    };
     for chunk in todo.chunks(per_batch) {
         let mut prompts = Vec::new();
         let mut seeds = Vec::new();
         for p in chunk {
-            let ids = prompt_ids(lm, &p.question, opts.system.as_deref())?;
+            let ids = match &p.code {
+                Some(task) => code_prompt_ids(lm, &task.prompt, opts.system.as_deref(), opts.code.raw)?,
+                None => prompt_ids(lm, &p.question, opts.system.as_deref())?,
+            };
             let base = problem_seed(opts.seed, &p.id);
             for j in 0..samples {
                 prompts.push(ids.clone());
@@ -226,41 +195,55 @@ pub fn run_method<B: Backend>(
         let mut picker = config.picker::<B>();
         let gens = generate_batch(backend, lm, &prompts, &params, picker.as_mut(), &seeds, |_| ())?;
         let share = t.elapsed().as_secs_f64() / chunk.len() as f64;
+        let mut scored = Vec::new();
         for (p, group) in chunk.iter().zip(gens.chunks(samples)) {
             let texts: Vec<String> = group.iter().map(|g| g.text.clone()).collect();
-            let (output, extracted, votes) = if samples > 1 {
-                let vote = majority_vote(&texts);
-                (texts[vote.representative].clone(), vote.answer, vote.tally)
-            } else {
-                (texts[0].clone(), extract_answer(&texts[0]), Vec::new())
-            };
             let tokens: usize = group.iter().map(|g| g.tokens.len()).sum();
             let per_token = |sum: f32| if tokens > 0 { sum / tokens as f32 } else { 0.0 };
             let entropy_sum: f32 = group.iter().flat_map(|g| g.entropies.iter()).sum();
             let sampled_sum: f32 = group.iter().flat_map(|g| g.sampled_entropies.iter()).sum();
             let steps: u64 = group.iter().map(|g| g.em_inf_steps()).sum();
-            let r = ProblemResult {
+            let mut r = ProblemResult {
                 id: p.id.clone(),
                 question: p.question.clone(),
                 gold: p.gold.clone(),
-                correct: extracted.as_deref().is_some_and(|e| is_equivalent(e, &p.gold)),
-                output,
-                extracted,
+                output: texts[0].clone(),
+                extracted: None,
+                correct: false,
                 mean_entropy: per_token(entropy_sum),
                 mean_sampled_entropy: Some(per_token(sampled_sum)),
                 em_inf_steps_per_token: per_token(steps as f32),
                 tokens,
                 seconds: share,
-                votes,
+                votes: Vec::new(),
+                runs: Vec::new(),
             };
-            let line = serde_json::to_string(&r).expect("results serialise") + "\n";
-            file.write_all(line.as_bytes()).map_err(|e| Error::io("writing", &path, e))?;
-            results.push(r);
+            scored.push(match (&p.code, &pool) {
+                (Some(task), Some(pool)) => {
+                    let programs = programs_of(task, &texts, self_consistency, &mut r);
+                    Scoring::submit(r, task, programs, pool)
+                }
+                _ => {
+                    if samples > 1 {
+                        let vote = majority_vote(&texts);
+                        r.output = texts[vote.representative].clone();
+                        r.extracted = vote.answer;
+                        r.votes = vote.tally;
+                    } else {
+                        r.extracted = extract_answer(&texts[0]);
+                    }
+                    r.correct = r.extracted.as_deref().is_some_and(|e| is_equivalent(e, &p.gold));
+                    Scoring::finished(r)
+                }
+            });
         }
-        file.flush().map_err(|e| Error::io("writing", &path, e))?;
-        entmin_models::durable::sync_file(&file, &path).map_err(|e| Error::io("syncing", &path, e))?;
-        progress.advance(chunk.len() as u64, &accuracy(&results));
+        finish(&mut running, &mut results)?;
+        running = scored;
+        if !running.iter().any(Scoring::is_pending) {
+            finish(&mut running, &mut results)?;
+        }
     }
+    finish(&mut running, &mut results)?;
     progress.finish();
     // Report in the dataset's order, limited to the requested problems.
     let wanted: HashSet<&str> = problems.iter().map(|p| p.id.as_str()).collect();
@@ -268,120 +251,61 @@ pub fn run_method<B: Backend>(
     Ok(results)
 }
 
-/// What a method's results depend on, as recorded beside them.
-fn run_settings<B: Backend>(
-    lm: &LoadedModel<B>,
-    config: &MethodConfig,
+/// The harness's self-check: run each problem's given solution (`--solution-field`,
+/// `--canonical`) through the same extraction and sandbox instead of generating, into
+/// `OUT/solutions.jsonl` (rewritten whole). Problems without a solution are an error.
+pub fn check_solutions(
+    problems: &[Problem],
     opts: &EvalOptions,
-) -> Result<serde_json::Value> {
-    let mut sampling = config.sampling.clone();
-    sampling.banned.clear(); // the model's, recorded through it
-    let mut s = serde_json::json!({
-        "run": opts.run_identity,
-        "method": config.method.name(),
-        "sampling": format!("{sampling:?}"),
-        "max_new_tokens": opts.max_new_tokens,
-        "seed": opts.seed,
-        // The prompt format (template, system message, instruction) on a placeholder.
-        "prompt": lm.tokenizer.decode(&prompt_ids(lm, "{question}", opts.system.as_deref())?, false)?,
-    });
-    match config.method {
-        Method::EmInf => s["em_inf"] = format!("{:?}", config.em_inf).into(),
-        Method::AdaptiveTemp => s["adaptive"] = format!("{:?}", config.adaptive).into(),
-        Method::SelfConsistency => s["votes"] = config.votes.into(),
-        Method::Plain => {}
-    }
-    Ok(s)
-}
-
-/// Record `settings` beside a method's results, or refuse to extend results made with
-/// other ones (naming what differs). Results from before settings were recorded are
-/// adopted with a warning.
-fn check_settings(
-    path: &Path,
-    results: &[ProblemResult],
-    settings: &serde_json::Value,
     progress: &dyn Progress,
-) -> Result<()> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let old: serde_json::Value =
-                serde_json::from_str(&text).map_err(|e| Error::corrupt(path, format!("not JSON: {e}")))?;
-            if results.is_empty() || old == *settings {
-                return write_settings(path, settings);
-            }
-            let keys = |v: &serde_json::Value| {
-                v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()).unwrap_or_default()
+) -> Result<Vec<ProblemResult>> {
+    let mut tasks = Vec::new();
+    for p in problems {
+        let task = p.code.as_ref().ok_or_else(|| Error::invalid(format!("problem {}: not a code problem", p.id)))?;
+        let solution = task
+            .solution
+            .as_ref()
+            .ok_or_else(|| Error::invalid(format!("problem {}: no solution to check (--solution-field)", p.id)))?;
+        tasks.push((p, task, solution));
+    }
+    std::fs::create_dir_all(&opts.out_dir).map_err(|e| Error::io("creating", &opts.out_dir, e))?;
+    let pool = opts.code.pool()?;
+    progress.begin("solutions", problems.len() as u64, 0);
+    let t = Instant::now();
+    let scorings: Vec<Scoring> = tasks
+        .iter()
+        .map(|(p, task, solution)| {
+            let program = extract_program(&task.prompt, solution, &task.entry_point);
+            let r = ProblemResult {
+                id: p.id.clone(),
+                question: p.question.clone(),
+                gold: String::new(),
+                output: (*solution).clone(),
+                extracted: None,
+                correct: false,
+                mean_entropy: 0.0,
+                mean_sampled_entropy: None,
+                em_inf_steps_per_token: 0.0,
+                tokens: 0,
+                seconds: 0.0,
+                votes: Vec::new(),
+                runs: Vec::new(),
             };
-            let mut all = keys(&old);
-            all.extend(keys(settings));
-            all.sort();
-            all.dedup();
-            let differ: Vec<String> = all
-                .into_iter()
-                .filter(|k| old.get(k) != settings.get(k))
-                .map(|k| {
-                    format!(
-                        "{k}: {} before, {} now",
-                        old.get(&k).unwrap_or(&serde_json::Value::Null),
-                        settings.get(&k).unwrap_or(&serde_json::Value::Null)
-                    )
-                })
-                .collect();
-            Err(Error::invalid(format!(
-                "{} holds {} results made with other settings; resuming would mix two runs. Use another --out, or \
-                 delete the folder. Differences:\n  {}",
-                path.parent().unwrap_or(Path::new(".")).display(),
-                results.len(),
-                differ.join("\n  ")
-            )))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if !results.is_empty() {
-                progress.note(&format!(
-                    "{} results in {} have no recorded settings; assuming they match this run",
-                    results.len(),
-                    path.parent().unwrap_or(Path::new(".")).display()
-                ));
-            }
-            write_settings(path, settings)
-        }
-        Err(e) => Err(Error::io("reading", path, e)),
+            Scoring::submit(r, task, vec![program], &pool)
+        })
+        .collect();
+    let mut results = Vec::new();
+    for s in scorings {
+        results.push(s.finish()?);
+        progress.advance(1, &accuracy_note(&results));
     }
-}
-
-fn write_settings(path: &Path, settings: &serde_json::Value) -> Result<()> {
-    let text = serde_json::to_string_pretty(settings).expect("JSON values serialise") + "\n";
-    entmin_models::durable::replace_with_bytes(path, text.as_bytes()).map_err(|e| Error::io("writing", path, e))
-}
-
-/// The side-by-side table printed at the end of an evaluation.
-/// The side-by-side table: "model H" is the model's own entropy per token (T = 1),
-/// "sampled H" that of the distribution the tokens were drawn from (after EM-INF, at the
-/// sampling temperature), "EM steps" EM-INF's Adam steps per token.
-pub fn table(summaries: &[MethodSummary]) -> String {
-    let mut s = format!(
-        "{:<17} {:>5} {:>9} {:>17} {:>9} {:>9} {:>11} {:>11} {:>8} {:>9}\n",
-        "method", "n", "accuracy", "95% CI", "model H", "sampled H", "EM steps", "mean tokens", "tok/s", "wall"
-    );
-    for m in summaries {
-        let sampled = m.mean_sampled_entropy.map_or("-".to_string(), |h| format!("{h:.3}"));
-        s += &format!(
-            "{:<17} {:>5} {:>8.1}% {:>7.1}% – {:>5.1}% {:>9.3} {:>9} {:>11.2} {:>11.1} {:>8.1} {:>8.0}s\n",
-            m.method,
-            m.n,
-            100.0 * m.accuracy,
-            100.0 * m.ci95.0,
-            100.0 * m.ci95.1,
-            m.mean_entropy,
-            sampled,
-            m.em_inf_steps_per_token,
-            m.mean_tokens,
-            m.tokens_per_sec,
-            m.wall_secs
-        );
-    }
-    s
+    let share = t.elapsed().as_secs_f64() / results.len().max(1) as f64;
+    results.iter_mut().for_each(|r| r.seconds = share);
+    progress.finish();
+    let path = opts.out_dir.join("solutions.jsonl");
+    let text: String = results.iter().map(|r| serde_json::to_string(r).expect("results serialise") + "\n").collect();
+    entmin_models::durable::replace_with_bytes(&path, text.as_bytes()).map_err(|e| Error::io("writing", &path, e))?;
+    Ok(results)
 }
 
 #[cfg(test)]
@@ -404,17 +328,6 @@ mod tests {
             let back: f32 = serde_json::from_str(&text).unwrap();
             assert_eq!(serde_json::to_string(&back).unwrap(), text);
         }
-    }
-
-    #[test]
-    fn wilson_interval_matches_known_values() {
-        // 50/100: 40.4% – 59.6%; 0/10: 0 – 27.8%; 10/10: 72.2% – 100%.
-        let (lo, hi) = wilson95(50, 100);
-        assert!((lo - 0.4038).abs() < 1e-3 && (hi - 0.5962).abs() < 1e-3, "{lo} {hi}");
-        let (lo, hi) = wilson95(0, 10);
-        assert!(lo == 0.0 && (hi - 0.2775).abs() < 1e-3, "{hi}");
-        let (lo, hi) = wilson95(10, 10);
-        assert!((lo - 0.7225).abs() < 1e-3 && hi == 1.0, "{lo}");
     }
 
     #[test]
@@ -441,6 +354,7 @@ mod tests {
             tokens: 3,
             seconds: 0.1,
             votes: vec![],
+            runs: vec![],
         };
         let line = serde_json::to_string(&r).unwrap();
         let p = dir.join("m.jsonl");

@@ -30,6 +30,9 @@ use super::rl_objective::{
     RewardReduction,
 };
 use super::trainable::Trainable;
+use crate::code::{extract_program, Pool, Status};
+use crate::dataset::CodeTask;
+use crate::eval::test_program;
 
 /// Settings of an EM-RL run (docs/methods.md, "EM-RL"; docs/training.md, "EM-RL").
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -199,6 +202,8 @@ pub struct EmRl<'a, B: Backend> {
     reference: Option<&'a LoadedModel<B>>,
     /// The run's settings.
     pub config: EmRlConfig,
+    /// The tests reward: each prompt's code task (by prompt index) and the sandbox pool.
+    tests: Option<(Vec<CodeTask>, Pool)>,
 }
 
 /// Sums over one epoch's response tokens, for the metrics.
@@ -236,7 +241,14 @@ impl<'a, B: Backend> EmRl<'a, B> {
                 opt.step
             )));
         }
-        Ok(EmRl { t: Trainable::new(backend, lm, opt)?, reference: reference.filter(|_| config.kl_coef > 0.0), config })
+        let reference = reference.filter(|_| config.kl_coef > 0.0);
+        Ok(EmRl { t: Trainable::new(backend, lm, opt)?, reference, config, tests: None })
+    }
+
+    /// The tests reward's inputs: `tasks[i]` holds prompt i's tests, run in `pool`.
+    pub fn with_tests(mut self, tasks: Vec<CodeTask>, pool: Pool) -> Self {
+        self.tests = Some((tasks, pool));
+        self
     }
 
     /// RL steps completed.
@@ -296,12 +308,10 @@ impl<'a, B: Backend> EmRl<'a, B> {
     pub fn collect(&self, backend: &B, prompts: &[Vec<u32>], step: u64) -> Result<Collected> {
         let c = &self.config;
         let order = prompt_order(prompts.len(), c.seed);
-        let seqs: Vec<Vec<u32>> = (0..c.batch)
-            .flat_map(|j| {
-                let p = &prompts[order[((step - 1) as usize * c.batch + j) % prompts.len()]];
-                std::iter::repeat_n(p.clone(), c.rollouts_per_prompt)
-            })
-            .collect();
+        let chosen: Vec<usize> =
+            (0..c.batch).map(|j| order[((step - 1) as usize * c.batch + j) % prompts.len()]).collect();
+        let seqs: Vec<Vec<u32>> =
+            chosen.iter().flat_map(|&p| std::iter::repeat_n(prompts[p].clone(), c.rollouts_per_prompt)).collect();
         let seeds: Vec<u64> = (0..seqs.len() as u64).map(|i| c.seed ^ (step << 20) ^ i).collect();
 
         let t0 = Instant::now();
@@ -313,6 +323,24 @@ impl<'a, B: Backend> EmRl<'a, B> {
         let rollout_secs = t0.elapsed().as_secs_f64();
         let response_tokens: usize = gens.iter().map(|g| g.tokens.len()).sum();
 
+        // The tests reward: the programs run in the sandbox during the passes below.
+        let test_runs = match (&self.tests, c.reward) {
+            (Some((tasks, pool)), RewardKind::Tests) => {
+                let mut runs = Vec::with_capacity(gens.len());
+                for (i, g) in gens.iter().enumerate() {
+                    let task = tasks
+                        .get(chosen[i / c.rollouts_per_prompt])
+                        .ok_or_else(|| Error::invalid("the tests reward needs a code task for every prompt"))?;
+                    let program = extract_program(&task.prompt, &g.text, &task.entry_point);
+                    runs.push(pool.submit(test_program(task, &program)));
+                }
+                runs
+            }
+            (None, RewardKind::Tests) => {
+                return Err(Error::invalid("the tests reward needs code prompts with tests (EmRl::with_tests)"))
+            }
+            _ => Vec::new(),
+        };
         let t1 = Instant::now();
         let mut rollouts = Vec::with_capacity(seqs.len());
         let (mut rewards, mut entropy_sum, mut gap) = (Vec::new(), 0f64, 0f64);
@@ -340,10 +368,13 @@ impl<'a, B: Backend> EmRl<'a, B> {
             rewards.push(match c.reward {
                 RewardKind::Token => token_reward(entropy, c.reward_reduction),
                 RewardKind::Sequence => sequence_reward(logp, c.reward_reduction),
-                RewardKind::SelfConsistency => 0.0,
+                RewardKind::SelfConsistency | RewardKind::Tests => 0.0,
             });
             r.old_logp = old.logp;
             rollouts.push(r);
+        }
+        for (reward, run) in rewards.iter_mut().zip(test_runs) {
+            *reward = f64::from(u8::from(run.wait()?.status == Status::Passed));
         }
         for (g, group) in rewards.chunks_mut(c.rollouts_per_prompt).enumerate() {
             if c.reward == RewardKind::SelfConsistency {

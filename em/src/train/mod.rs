@@ -215,7 +215,19 @@ pub fn em_rl<B: Backend>(
         setup.lr,
         if reference.is_some() { p.base.display().to_string() } else { "none (KL coefficient 0)".into() }
     ));
+    let tests = config.reward == rl_objective::RewardKind::Tests;
+    if tests && p.tasks.len() != p.prompts.len() {
+        return Err(Error::invalid(
+            "the tests reward needs code prompts with tests: --prompts humaneval, or a JSONL file with --test-field",
+        ));
+    }
+    let tasks = std::mem::take(&mut p.tasks);
     let mut rl = emrl::EmRl::new(backend, &mut p.lm, reference.as_ref(), p.opt, config)?;
+    if tests {
+        let pool = crate::eval::CodeOptions::default().pool()?;
+        progress.note(&format!("tests reward: sandbox {}", pool.sandbox().isolation().describe()));
+        rl = rl.with_tests(tasks, pool);
+    }
     run_shown(backend, &mut rl, &p.prompts, setup.steps, &p.opts, progress, on_step)
 }
 

@@ -23,16 +23,22 @@ pub enum RewardKind {
     /// The fraction of the group agreeing with the majority answer, for the responses that
     /// give it; 0 for the others.
     SelfConsistency,
+    /// 1 if the response's program passes the prompt's tests in the sandbox, else 0
+    /// (code prompts only; the labelled baseline on code).
+    Tests,
 }
 
 impl RewardKind {
-    /// The reward called `s`: "token", "sequence" or "self-consistency".
+    /// The reward called `s`: "token", "sequence", "self-consistency" or "tests".
     pub fn parse(s: &str) -> Result<Self> {
         match s {
             "token" => Ok(RewardKind::Token),
             "sequence" => Ok(RewardKind::Sequence),
             "self-consistency" => Ok(RewardKind::SelfConsistency),
-            other => Err(Error::invalid(format!("unknown reward {other:?} (token, sequence, self-consistency)"))),
+            "tests" => Ok(RewardKind::Tests),
+            other => {
+                Err(Error::invalid(format!("unknown reward {other:?} (token, sequence, self-consistency, tests)")))
+            }
         }
     }
 }

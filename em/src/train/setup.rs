@@ -8,9 +8,10 @@ use serde_json::json;
 
 use super::optim::{AdamW, AdamWConfig, Schedule};
 use super::{latest_model, new_optimizer, resume_optimizer, RunOptions};
+use crate::dataset::{CodeTask, Fields};
 use crate::engine::{Backend, DType};
 use crate::error::{Error, Result};
-use crate::eval::prompt_ids;
+use crate::eval::{code_prompt_ids, prompt_ids};
 use crate::models::LoadedModel;
 use crate::progress::Progress;
 
@@ -21,8 +22,13 @@ pub struct TrainSetup {
     pub model: String,
     /// A dataset name or JSONL file; only the prompts are read (no labels).
     pub prompts: String,
-    /// Prompt field of a JSONL file (default "question").
+    /// Prompt field of a JSONL file (default "question"; "prompt" for code prompts).
     pub prompt_field: Option<String>,
+    /// Code prompts: the tests field of a JSONL file (its presence, or the `humaneval`
+    /// set, makes the prompts code problems, for EM-RL's tests reward).
+    pub test_field: Option<String>,
+    /// Code prompts: the entry-point field (default "entry_point").
+    pub entry_point_field: Option<String>,
     /// Use only the first N prompts.
     pub limit: Option<usize>,
     /// Steps to reach (a resumed run may raise it).
@@ -64,6 +70,8 @@ pub struct Prepared<B: Backend> {
     pub opt: AdamW,
     /// The prompts, in the evaluation's prompt format, as token ids.
     pub prompts: Vec<Vec<u32>>,
+    /// Code prompts: each prompt's task (tests, entry point), by index; empty otherwise.
+    pub tasks: Vec<CodeTask>,
     /// Output, checkpoint cadence and the settings a resume must match.
     pub opts: RunOptions,
 }
@@ -78,6 +86,8 @@ impl TrainSetup {
             model: model.into(),
             prompts: prompts.into(),
             prompt_field: None,
+            test_field: None,
+            entry_point_field: None,
             limit: None,
             steps: 10,
             lr: 1e-6,
@@ -119,6 +129,7 @@ impl TrainSetup {
         };
         let settings = json!({
             "model": self.model, "prompts": self.prompts, "prompt_field": self.prompt_field, "limit": self.limit,
+            "test_field": self.test_field, "entry_point_field": self.entry_point_field,
             // Only the step count may change on resume: it is kept out of the nested settings.
             "method": method, "optim": AdamWConfig { total_steps: 0, ..optim }, "head_chunk": self.head_chunk,
             "freeze": self.freeze, "recompute": self.recompute, "seed": self.seed, "steps": self.steps,
@@ -147,11 +158,24 @@ impl TrainSetup {
             }
             None => new_optimizer(&lm, optim, &self.freeze)?,
         };
-        let mut texts = crate::dataset::load_prompts(&self.prompts, self.prompt_field.as_deref(), progress)?;
-        if let Some(n) = self.limit {
-            texts.truncate(n);
-        }
-        let prompts = texts.iter().map(|t| prompt_ids(&lm, t, None)).collect::<Result<Vec<_>>>()?;
-        Ok(Prepared { lm, base, opt, prompts, opts })
+        let code = self.prompts == "humaneval" || self.test_field.is_some();
+        let (prompts, tasks) = if code {
+            let fields = Fields {
+                prompt: self.prompt_field.clone(),
+                test: self.test_field.clone(),
+                entry_point: self.entry_point_field.clone(),
+                ..Fields::default()
+            };
+            let mut problems = crate::dataset::load(&self.prompts, &fields, progress)?;
+            problems.truncate(self.limit.unwrap_or(usize::MAX));
+            let prompts =
+                problems.iter().map(|p| code_prompt_ids(&lm, &p.question, None, false)).collect::<Result<Vec<_>>>()?;
+            (prompts, problems.into_iter().filter_map(|p| p.code).collect())
+        } else {
+            let mut texts = crate::dataset::load_prompts(&self.prompts, self.prompt_field.as_deref(), progress)?;
+            texts.truncate(self.limit.unwrap_or(usize::MAX));
+            (texts.iter().map(|t| prompt_ids(&lm, t, None)).collect::<Result<Vec<_>>>()?, Vec::new())
+        };
+        Ok(Prepared { lm, base, opt, prompts, tasks, opts })
     }
 }

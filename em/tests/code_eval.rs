@@ -1,0 +1,212 @@
+//! `entmin eval` on code problems end to end: the harness self-check on HumanEval's
+//! canonical solutions (164/164), statuses of given solutions in a JSONL file of our own,
+//! and generation with pass@k, self-consistency over programs and resume on the small
+//! catalog model.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn entmin(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_entmin")).args(args).output().expect("entmin runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("entmin-code-eval-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn lines(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn humaneval_canonical_solutions_pass_164_of_164() {
+    let out_dir = scratch("canonical");
+    let out = entmin(&["eval", "--dataset", "humaneval", "--canonical", "--out", out_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("runs: passed 164\n"), "{}", text(&out.stdout));
+    let results = lines(&out_dir.join("solutions.jsonl"));
+    assert_eq!(results.len(), 164);
+    for r in &results {
+        assert_eq!(r["runs"][0]["status"], "passed", "{}", r["id"]);
+    }
+    assert_eq!(results[0]["id"], "HumanEval/0");
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["methods"][0]["n"], 164);
+    assert_eq!(summary["methods"][0]["accuracy"], 1.0);
+    assert!(summary["sandbox"].as_str().unwrap().contains("namespaces"), "{summary}");
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
+/// Our own problems in named fields, MBPP-style plain asserts and HumanEval-style
+/// `check`, a setup field, and solutions that pass, fail, raise and loop.
+fn write_problems(dir: &Path) -> PathBuf {
+    let check = "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(3) == 9\n";
+    let rows = [
+        ("sq-right", "def sq(x):\n    \"\"\"Square x.\"\"\"\n", check, "sq", "    return x * x\n"),
+        (
+            "sq-wrong",
+            "def sq(x):\n    \"\"\"Square x.\"\"\"\n",
+            check,
+            "sq",
+            "```python\ndef sq(x):\n    return x + x\n```",
+        ),
+        ("sq-raises", "def sq(x):\n    \"\"\"Square x.\"\"\"\n", check, "sq", "    return math.nope(x)\n"),
+        ("sq-loops", "def sq(x):\n    \"\"\"Square x.\"\"\"\n", check, "sq", "    while True:\n        pass\n"),
+        (
+            "add-mbpp",
+            "def add(a, b):\n    \"\"\"Add a and b.\"\"\"\n",
+            "assert add(1, 2) == 3\nassert add(-1, 1) == 0\n",
+            "add",
+            "    return a + b\n",
+        ),
+    ];
+    let path = dir.join("problems.jsonl");
+    let body: String = rows
+        .iter()
+        .map(|(id, prompt, test, entry, solution)| {
+            serde_json::json!({"name": id, "signature": prompt, "tests": test, "func": entry, "ref": solution, "pre": "import math"})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+#[test]
+fn given_solutions_get_their_statuses_from_named_fields() {
+    let dir = scratch("fields");
+    let problems = write_problems(&dir);
+    let out_dir = dir.join("out");
+    let out = entmin(&[
+        "eval",
+        "--dataset",
+        problems.to_str().unwrap(),
+        "--prompt-field",
+        "signature",
+        "--test-field",
+        "tests",
+        "--entry-point-field",
+        "func",
+        "--id-field",
+        "name",
+        "--setup-field",
+        "pre",
+        "--solution-field",
+        "ref",
+        "--timeout",
+        "2",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let results = lines(&out_dir.join("solutions.jsonl"));
+    let status: Vec<(String, String)> = results
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().to_string(), r["runs"][0]["status"].as_str().unwrap().to_string()))
+        .collect();
+    let want = [
+        ("sq-right", "passed"),
+        ("sq-wrong", "failed"),
+        ("sq-raises", "error"),
+        ("sq-loops", "timeout"),
+        ("add-mbpp", "passed"),
+    ];
+    assert_eq!(status, want.map(|(a, b)| (a.to_string(), b.to_string())).to_vec());
+    assert!(results[2]["runs"][0]["detail"].as_str().unwrap().contains("AttributeError"), "{}", results[2]);
+    // A missing field names the file, the line and the field.
+    let out = entmin(&["eval", "--dataset", problems.to_str().unwrap(), "--test-field", "nope", "--canonical"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("problems.jsonl") && err.contains("line 1") && err.contains("\"prompt\""), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn generation_reports_pass_at_k_votes_over_programs_and_resumes() {
+    let home = std::env::var_os("ENTMIN_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/entmin"));
+    let model = home.join("models/smollm2-135m-instruct/model.gguf");
+    if !model.exists() {
+        assert_ne!(std::env::var("ENTMIN_REQUIRE_ASSETS").as_deref(), Ok("1"), "{} missing", model.display());
+        eprintln!("skipped: {} missing", model.display());
+        return;
+    }
+    let dir = scratch("generate");
+    let problems = write_problems(&dir);
+    let out_dir = dir.join("out");
+    let run = || {
+        entmin(&[
+            "eval",
+            "-m",
+            "smollm2-135m-instruct",
+            "--dataset",
+            problems.to_str().unwrap(),
+            "--prompt-field",
+            "signature",
+            "--test-field",
+            "tests",
+            "--entry-point-field",
+            "func",
+            "--id-field",
+            "name",
+            "--limit",
+            "2",
+            "--methods",
+            "plain,self-consistency",
+            "--votes",
+            "3",
+            "-n",
+            "2",
+            "--temperature",
+            "0.8",
+            "--max-new-tokens",
+            "40",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ])
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plain = lines(&out_dir.join("plain.jsonl"));
+    assert_eq!(plain.len(), 2);
+    for r in &plain {
+        assert_eq!(r["runs"].as_array().unwrap().len(), 2, "two samples per problem: {r}");
+        assert!(r["runs"][0]["program"].as_str().unwrap().starts_with("def sq(x):"), "{r}");
+    }
+    let sc = lines(&out_dir.join("self-consistency.jsonl"));
+    for r in &sc {
+        assert_eq!(r["runs"].as_array().unwrap().len(), 1, "one chosen program: {r}");
+        let votes: u64 = r["votes"].as_array().unwrap().iter().map(|v| v[1].as_u64().unwrap()).sum();
+        assert_eq!(votes, 3, "{r}");
+    }
+    let summary: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap()).unwrap();
+    let m = &summary["methods"][0];
+    assert_eq!(m["pass_at"][0]["k"], 1);
+    // pass@1 is the mean fraction of passing samples.
+    let passed: usize =
+        plain.iter().flat_map(|r| r["runs"].as_array().unwrap()).filter(|run| run["status"] == "passed").count();
+    assert!((m["accuracy"].as_f64().unwrap() - passed as f64 / 4.0).abs() < 1e-12, "{m}");
+    assert_eq!(summary["paired"][0]["method"], "self-consistency");
+    assert!(text(&out.stdout).contains("self-consistency vs plain: fixed"), "{}", text(&out.stdout));
+    // A second run finds every problem done and regenerates nothing.
+    let before = std::fs::read_to_string(out_dir.join("plain.jsonl")).unwrap();
+    let out = run();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(out_dir.join("plain.jsonl")).unwrap(), before);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
