@@ -1,29 +1,10 @@
 //! The `entmin` binary end to end on the small catalog model (pulled by
 //! scripts/test.sh): generate, logits --json, info, and clear errors.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn entmin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_entmin")).args(args).output().expect("entmin runs")
-}
-
-fn smollm2() -> Option<PathBuf> {
-    let home = std::env::var_os("ENTMIN_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/entmin"));
-    let p = home.join("models/smollm2-135m-instruct/model.gguf");
-    if p.exists() {
-        return Some(p);
-    }
-    assert_ne!(std::env::var("ENTMIN_REQUIRE_ASSETS").as_deref(), Ok("1"), "{} missing", p.display());
-    eprintln!("skipped: {} missing", p.display());
-    None
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+mod common;
+use common::{entmin, smollm2, text};
 
 #[test]
 fn generate_streams_an_answer_and_a_summary() {

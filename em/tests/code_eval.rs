@@ -4,23 +4,14 @@
 //! catalog model.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn entmin(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_entmin")).args(args).output().expect("entmin runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+mod common;
+use common::{entmin, smollm2, text};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("entmin-code-eval-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::scratch(&format!("code-eval-{name}"))
 }
 
 fn lines(path: &Path) -> Vec<Value> {
@@ -137,13 +128,7 @@ fn given_solutions_get_their_statuses_from_named_fields() {
 
 #[test]
 fn generation_reports_pass_at_k_votes_over_programs_and_resumes() {
-    let home = std::env::var_os("ENTMIN_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/entmin"));
-    let model = home.join("models/smollm2-135m-instruct/model.gguf");
-    if !model.exists() {
-        assert_ne!(std::env::var("ENTMIN_REQUIRE_ASSETS").as_deref(), Ok("1"), "{} missing", model.display());
-        eprintln!("skipped: {} missing", model.display());
+    if smollm2().is_none() {
         return;
     }
     let dir = scratch("generate");

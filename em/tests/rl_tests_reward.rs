@@ -4,8 +4,6 @@
 //! tests every valid program passes, one whose tests nothing passes; the check re-derives
 //! each rollout's prompt from its token ids, not from the trainer's prompt order.
 
-use std::path::PathBuf;
-
 use entmin::code::{extract_program, Limits, Pool, Sandbox, Status};
 use entmin::engine::cpu::CpuBackend;
 use entmin::eval::test_program;
@@ -14,17 +12,8 @@ use entmin::train::emrl::{EmRl, EmRlConfig};
 use entmin::train::rl_objective::{KlEstimator, RewardKind, RewardReduction};
 use entmin::train::TrainSetup;
 
-fn smollm2_present() -> bool {
-    let home = std::env::var_os("ENTMIN_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/entmin"));
-    let p = home.join("models/smollm2-135m-instruct/model.gguf");
-    if !p.exists() {
-        assert_ne!(std::env::var("ENTMIN_REQUIRE_ASSETS").as_deref(), Ok("1"), "{} missing", p.display());
-        eprintln!("skipped: {} missing", p.display());
-    }
-    p.exists()
-}
+mod common;
+use common::{scratch, smollm2};
 
 fn config(reward: RewardKind) -> EmRlConfig {
     EmRlConfig {
@@ -49,12 +38,10 @@ fn config(reward: RewardKind) -> EmRlConfig {
 
 #[test]
 fn the_tests_reward_is_each_rollouts_own_sandbox_verdict() {
-    if !smollm2_present() {
+    if smollm2().is_none() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("entmin-rl-tests-reward-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("rl-tests-reward");
     let problems = dir.join("code.jsonl");
     let lenient = r#"{"prompt": "def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n", "entry_point": "add", "test": "def check(candidate):\n    assert callable(candidate)\n"}"#;
     let impossible = r#"{"prompt": "def double(x):\n    \"\"\"Return 2 * x.\"\"\"\n", "entry_point": "double", "test": "def check(candidate):\n    assert False, 'no program passes'\n"}"#;
@@ -62,7 +49,7 @@ fn the_tests_reward_is_each_rollouts_own_sandbox_verdict() {
 
     let b = CpuBackend;
     let mut setup = TrainSetup::new("smollm2-135m-instruct", problems.display().to_string(), dir.join("run"));
-    setup.test_field = Some("test".into());
+    setup.code_fields.test = Some("test".into());
     let cfg = config(RewardKind::Tests);
     let settings = serde_json::to_value(&cfg).unwrap();
     let mut p = setup.prepare(&b, settings, cfg.updates_per_step(), &Quiet).unwrap();
@@ -92,12 +79,10 @@ fn the_tests_reward_is_each_rollouts_own_sandbox_verdict() {
 
 #[test]
 fn the_tests_reward_refuses_prompts_without_tests() {
-    if !smollm2_present() {
+    if smollm2().is_none() {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("entmin-rl-tests-refuse-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("rl-tests-refuse");
     let prompts = dir.join("math.jsonl");
     std::fs::write(&prompts, "{\"question\": \"What is 2+2?\"}\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_entmin"))

@@ -2,28 +2,12 @@
 //! `--resume`d: the final checkpoint equals an uninterrupted run's to the byte, and the
 //! metrics agree. On SmolLM2-135M (pulled by scripts/test.sh) with tiny settings.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn smollm2_present() -> bool {
-    let home = std::env::var_os("ENTMIN_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/entmin"));
-    let p = home.join("models/smollm2-135m-instruct/model.gguf");
-    if !p.exists() {
-        assert_ne!(std::env::var("ENTMIN_REQUIRE_ASSETS").as_deref(), Ok("1"), "{} missing", p.display());
-        eprintln!("skipped: {} missing", p.display());
-    }
-    p.exists()
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("entmin-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{scratch, smollm2};
 
 fn latest_step(out: &Path) -> u64 {
     std::fs::read_to_string(out.join("latest.json"))
@@ -104,7 +88,7 @@ fn kill_and_resume(tag: &str, args: &[&str], steps: u64, second_panel: &str) {
 
 #[test]
 fn a_killed_rl_run_resumes_exactly() {
-    if !smollm2_present() {
+    if smollm2().is_none() {
         return;
     }
     let args = [
@@ -129,7 +113,7 @@ fn a_killed_rl_run_resumes_exactly() {
 
 #[test]
 fn a_killed_ft_run_resumes_exactly() {
-    if !smollm2_present() {
+    if smollm2().is_none() {
         return;
     }
     let args = [

@@ -6,6 +6,7 @@ use entmin::dataset;
 use entmin::dataset::Fields;
 use entmin::eval::{check_solutions, compare, paired_table, summarize, table, CodeOptions, EvalOptions};
 
+use super::code_args::CodeFieldArgs;
 use super::method_args::{parse_method, MethodArgs};
 use super::progress::Bars;
 use super::ModelArgs;
@@ -27,15 +28,8 @@ pub struct Args {
     /// Code problems: the prompt (function signature and docstring) field (default "prompt").
     #[arg(long)]
     pub prompt_field: Option<String>,
-    /// Code problems: the tests field; giving it selects code mode.
-    #[arg(long)]
-    pub test_field: Option<String>,
-    /// Code problems: the field naming the function the tests call (default "entry_point").
-    #[arg(long)]
-    pub entry_point_field: Option<String>,
-    /// Code problems: a field of imports or definitions run before the program.
-    #[arg(long)]
-    pub setup_field: Option<String>,
+    #[command(flatten)]
+    pub code_fields: CodeFieldArgs,
     /// The problem-id field (default: unique_id, id or task_id, else the line number).
     #[arg(long)]
     pub id_field: Option<String>,
@@ -94,12 +88,9 @@ pub fn run(a: Args) -> Result<()> {
     let fields = Fields {
         question: a.question_field.clone(),
         answer: a.answer_field.clone(),
-        prompt: a.prompt_field.clone(),
-        test: a.test_field.clone(),
-        entry_point: a.entry_point_field.clone(),
-        setup: a.setup_field.clone(),
         solution: solution_field.clone(),
         id: a.id_field.clone(),
+        ..a.code_fields.fields(a.prompt_field.clone())
     };
     let mut problems = dataset::load(&a.dataset, &fields, &bars)?;
     if let Some(n) = a.limit {
@@ -138,9 +129,9 @@ pub fn run(a: Args) -> Result<()> {
             "question_field": a.question_field,
             "answer_field": a.answer_field,
             "prompt_field": a.prompt_field,
-            "test_field": a.test_field,
-            "entry_point_field": a.entry_point_field,
-            "setup_field": a.setup_field,
+            "test_field": a.code_fields.test_field,
+            "entry_point_field": a.code_fields.entry_point_field,
+            "setup_field": a.code_fields.setup_field,
             "id_field": a.id_field,
         }),
         samples: a.samples,

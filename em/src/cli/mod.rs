@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod bench_train;
+pub mod code_args;
 pub mod cuda_libraries;
 pub mod doctor;
 pub mod eval;

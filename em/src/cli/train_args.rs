@@ -11,6 +11,7 @@ use entmin::runtime::{BackendTask, Device};
 use entmin::train::optim::Schedule;
 use entmin::train::{RunConfig, TrainSetup};
 
+use super::code_args::CodeFieldArgs;
 use super::progress::Bars;
 
 #[derive(clap::Args, Debug)]
@@ -25,13 +26,8 @@ pub struct TrainArgs {
     /// Prompt field of a JSONL file.
     #[arg(long)]
     pub prompt_field: Option<String>,
-    /// Code prompts: the tests field of a JSONL file (selects code prompts, as
-    /// `--prompts humaneval` does).
-    #[arg(long)]
-    pub test_field: Option<String>,
-    /// Code prompts: the entry-point field (default "entry_point").
-    #[arg(long)]
-    pub entry_point_field: Option<String>,
+    #[command(flatten)]
+    pub code_fields: CodeFieldArgs,
     /// Use only the first N prompts.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -86,8 +82,7 @@ impl TrainArgs {
             model: self.model.clone(),
             prompts: self.prompts.clone(),
             prompt_field: self.prompt_field.clone(),
-            test_field: self.test_field.clone(),
-            entry_point_field: self.entry_point_field.clone(),
+            code_fields: self.code_fields.fields(None),
             limit: self.limit,
             steps: self.steps,
             lr: self.lr,

@@ -24,11 +24,10 @@ pub struct TrainSetup {
     pub prompts: String,
     /// Prompt field of a JSONL file (default "question"; "prompt" for code prompts).
     pub prompt_field: Option<String>,
-    /// Code prompts: the tests field of a JSONL file (its presence, or the `humaneval`
-    /// set, makes the prompts code problems, for EM-RL's tests reward).
-    pub test_field: Option<String>,
-    /// Code prompts: the entry-point field (default "entry_point").
-    pub entry_point_field: Option<String>,
+    /// Code prompts: the tests, entry-point and setup fields of a JSONL file (a tests
+    /// field, or the `humaneval` set, makes the prompts code problems, for EM-RL's tests
+    /// reward); the prompt field is `prompt_field`, the others are not read.
+    pub code_fields: Fields,
     /// Use only the first N prompts.
     pub limit: Option<usize>,
     /// Steps to reach (a resumed run may raise it).
@@ -86,8 +85,7 @@ impl TrainSetup {
             model: model.into(),
             prompts: prompts.into(),
             prompt_field: None,
-            test_field: None,
-            entry_point_field: None,
+            code_fields: Fields::default(),
             limit: None,
             steps: 10,
             lr: 1e-6,
@@ -129,7 +127,8 @@ impl TrainSetup {
         };
         let settings = json!({
             "model": self.model, "prompts": self.prompts, "prompt_field": self.prompt_field, "limit": self.limit,
-            "test_field": self.test_field, "entry_point_field": self.entry_point_field,
+            "test_field": self.code_fields.test, "entry_point_field": self.code_fields.entry_point,
+            "setup_field": self.code_fields.setup,
             // Only the step count may change on resume: it is kept out of the nested settings.
             "method": method, "optim": AdamWConfig { total_steps: 0, ..optim }, "head_chunk": self.head_chunk,
             "freeze": self.freeze, "recompute": self.recompute, "seed": self.seed, "steps": self.steps,
@@ -158,14 +157,9 @@ impl TrainSetup {
             }
             None => new_optimizer(&lm, optim, &self.freeze)?,
         };
-        let code = self.prompts == "humaneval" || self.test_field.is_some();
+        let code = self.prompts == "humaneval" || self.code_fields.test.is_some();
         let (prompts, tasks) = if code {
-            let fields = Fields {
-                prompt: self.prompt_field.clone(),
-                test: self.test_field.clone(),
-                entry_point: self.entry_point_field.clone(),
-                ..Fields::default()
-            };
+            let fields = Fields { prompt: self.prompt_field.clone(), ..self.code_fields.clone() };
             let mut problems = crate::dataset::load(&self.prompts, &fields, progress)?;
             problems.truncate(self.limit.unwrap_or(usize::MAX));
             let prompts =
