@@ -21,6 +21,12 @@ pub fn extract_answer(text: &str) -> Option<String> {
     }
 }
 
+/// Whether the text ends its reasoning the way the prompt asks: a complete `\boxed{...}`
+/// (or `\fbox`) with something in it. The format control reward of EM-RL.
+pub fn has_boxed_answer(text: &str) -> bool {
+    last_boxed(text).is_some_and(|b| !normalize(&b).is_empty())
+}
+
 /// The gold answer of a GSM8K solution: the text after `#### ` (`"#### 1,234"` -> `"1,234"`).
 pub fn gsm8k_gold(solution: &str) -> Option<String> {
     let line = solution[solution.rfind("####")? + 4..].trim().lines().next()?.trim();

@@ -8,8 +8,10 @@ use entmin::code::{extract_program, Limits, Pool, Sandbox, Status};
 use entmin::engine::cpu::CpuBackend;
 use entmin::eval::test_program;
 use entmin::progress::Quiet;
+use entmin::train::advantage::Advantage;
 use entmin::train::emrl::{EmRl, EmRlConfig};
-use entmin::train::rl_objective::{KlEstimator, RewardKind, RewardReduction};
+use entmin::train::rewards::{Reward, RewardKind, RewardReduction};
+use entmin::train::rl_objective::KlEstimator;
 use entmin::train::TrainSetup;
 
 mod common;
@@ -17,8 +19,9 @@ use common::{scratch, smollm2};
 
 fn config(reward: RewardKind) -> EmRlConfig {
     EmRlConfig {
-        reward,
+        reward: Reward::single(reward),
         reward_reduction: RewardReduction::Mean,
+        advantage: Advantage::Rloo,
         rollouts_per_prompt: 4,
         rollout_temperature: 0.7,
         max_new_tokens: 64,
@@ -52,7 +55,7 @@ fn the_tests_reward_is_each_rollouts_own_sandbox_verdict() {
     setup.code_fields.test = Some("test".into());
     let cfg = config(RewardKind::Tests);
     let settings = serde_json::to_value(&cfg).unwrap();
-    let mut p = setup.prepare(&b, settings, cfg.updates_per_step(), &Quiet).unwrap();
+    let mut p = setup.prepare(&b, settings, cfg.updates_per_step(), false, &Quiet).unwrap();
     assert_eq!(p.tasks.len(), 2, "both lines are code tasks");
     let tasks = p.tasks.clone();
     let prompts = p.prompts.clone();

@@ -8,7 +8,9 @@ use entmin::models::train_head::HeadSpec;
 use entmin::models::{Architecture, LoadedModel};
 use entmin::train::emrl::{EmRl, EmRlConfig, EpochTotals, RlStepMetrics, Rollout};
 use entmin::train::optim::{AdamWConfig, Schedule};
-use entmin::train::rl_objective::{KlEstimator, RewardKind, RewardReduction};
+use entmin::train::advantage::Advantage;
+use entmin::train::rewards::{Reward, RewardKind, RewardReduction};
+use entmin::train::rl_objective::KlEstimator;
 use entmin::train::{latest_model, new_optimizer, resume_optimizer, run, RunOptions};
 use entmin_tests::gguf_writer::tiny_model_gguf;
 use entmin_tests::tiny::{config, random_weights};
@@ -17,8 +19,9 @@ use entmin_tests::{cached_model, scratch_dir};
 
 fn rl_config(kl_coef: f32, mini_batch: usize, ppo_epochs: usize) -> EmRlConfig {
     EmRlConfig {
-        reward: RewardKind::Token,
+        reward: Reward::single(RewardKind::Token),
         reward_reduction: RewardReduction::Mean,
+        advantage: Advantage::Rloo,
         rollouts_per_prompt: 4,
         rollout_temperature: 1.0,
         max_new_tokens: 6,

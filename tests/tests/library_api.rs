@@ -261,13 +261,13 @@ fn errors_are_typed_and_name_their_cause() {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("latest.json"), r#"{"step": 1, "folder": "step-000001", "settings": {}}"#).unwrap();
     let setup = TrainSetup::new("no-such-model", "no-such-prompts.jsonl", &out);
-    match setup.prepare(&CpuBackend, serde_json::json!({}), 1, &Quiet) {
+    match setup.prepare(&CpuBackend, serde_json::json!({}), 1, false, &Quiet) {
         Err(Error::RunExists { out: folder }) => assert_eq!(folder, out),
         other => panic!("expected a run-exists error, got {:?}", other.err()),
     }
     let resumed = TrainSetup { resume: true, ..setup };
     assert!(
-        matches!(resumed.prepare(&CpuBackend, serde_json::json!({}), 1, &Quiet), Err(Error::ModelSpec { .. })),
+        matches!(resumed.prepare(&CpuBackend, serde_json::json!({}), 1, false, &Quiet), Err(Error::ModelSpec { .. })),
         "with resume the setup goes on to resolve the model"
     );
 }

@@ -4,8 +4,10 @@
 //! started from, loaded once beside the policy, and only when the KL coefficient is not 0.
 
 use anyhow::Result;
+use entmin::train::advantage::Advantage;
 use entmin::train::emrl::EmRlConfig;
-use entmin::train::rl_objective::{KlEstimator, RewardKind, RewardReduction};
+use entmin::train::rewards::{Reward, RewardReduction};
+use entmin::train::rl_objective::KlEstimator;
 
 use super::train_args::TrainArgs;
 
@@ -13,10 +15,17 @@ use super::train_args::TrainArgs;
 pub struct Args {
     #[command(flatten)]
     pub train: TrainArgs,
-    /// token (−entropy) | sequence (log-probability) | self-consistency (majority
-    /// agreement) | tests (the program passes the prompt's tests; code prompts).
+    /// A term or a weighted sum such as `verified+0.5*token` (each term normalised within
+    /// the group before the sum). Label-free: token (−entropy), sequence
+    /// (log-probability), self-consistency (majority agreement), answer-cluster (the
+    /// share of the group with the same answer). Labelled: verified (the answer equals the
+    /// gold one), tests (the program passes the prompt's tests; code prompts). Controls:
+    /// random (a seeded coin), format (a \boxed{} answer is present).
     #[arg(long, default_value = "token")]
     pub reward: String,
+    /// rloo (r − mean of the others) | grpo ((r − mean)/(std + 1e-6)) | grpo-no-std (r − mean).
+    #[arg(long, default_value = "rloo")]
+    pub advantage: String,
     /// mean (the official code) | sum (the paper's formulas) over response tokens.
     #[arg(long, default_value = "mean")]
     pub reward_reduction: String,
@@ -50,7 +59,8 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let t = &a.train;
     let config = EmRlConfig {
-        reward: RewardKind::parse(&a.reward)?,
+        reward: Reward::parse(&a.reward)?,
+        advantage: Advantage::parse(&a.advantage)?,
         reward_reduction: match a.reward_reduction.as_str() {
             "mean" => RewardReduction::Mean,
             "sum" => RewardReduction::Sum,

@@ -26,6 +26,10 @@ pub struct TrainArgs {
     /// Prompt field of a JSONL file.
     #[arg(long)]
     pub prompt_field: Option<String>,
+    /// Gold-answer field of a JSONL file (default "answer"; GSM8K's "… #### 42" is cut
+    /// to 42), read only by `rl --reward verified`.
+    #[arg(long)]
+    pub answer_field: Option<String>,
     #[command(flatten)]
     pub code_fields: CodeFieldArgs,
     /// Use only the first N prompts.
@@ -82,6 +86,7 @@ impl TrainArgs {
             model: self.model.clone(),
             prompts: self.prompts.clone(),
             prompt_field: self.prompt_field.clone(),
+            answer_field: self.answer_field.clone(),
             code_fields: self.code_fields.fields(None),
             limit: self.limit,
             steps: self.steps,

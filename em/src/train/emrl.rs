@@ -1,13 +1,15 @@
 //! EM-RL (docs/methods.md, "EM-RL"): reinforcement learning with the model's own negative entropy as
-//! the only reward. Each step:
+//! the reward, and the same loop with the labelled baselines and the follow-up work's
+//! rewards (`rewards`). Each step:
 //! 1. rollout: N responses for each of B prompts with the current weights at the rollout
 //!    temperature (batched generation, top-p 1, no top-k);
 //! 2. old/reference pass: a teacher-forced forward pass of every response under the
 //!    rollout weights gives the log-probability and full-vocabulary entropy of every
 //!    response token at the rollout temperature (fused kernels); the frozen reference
 //!    model's log-probabilities likewise when the KL coefficient is not 0;
-//! 3. rewards from those values (token, sequence) or from the group's answers
-//!    (self-consistency), RLOO advantages per group;
+//! 3. rewards from those values (token, sequence), from the group's answers
+//!    (self-consistency, answer-cluster), from labels (verified, tests) or controls
+//!    (random, format); advantages per group (RLOO, GRPO);
 //! 4. update: for each PPO epoch and mini-batch, the clipped surrogate + KL penalty −
 //!    entropy bonus, averaged over the mini-batch's response tokens (verl's
 //!    "token-mean"), backward through the model, one AdamW update per mini-batch.
@@ -23,12 +25,16 @@ use crate::models::train_head::HeadSpec;
 use crate::models::LoadedModel;
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
+use super::advantage::Advantage;
 use super::emft::prompt_order;
 use super::optim::AdamW;
-use super::rl_objective::{
-    ppo_clipped, rloo_advantages, self_consistency_rewards, sequence_reward, token_reward, KlEstimator, RewardKind,
-    RewardReduction,
+use super::rewards::{
+    answer_cluster_rewards, format_reward, random_reward, self_consistency_rewards, sequence_reward, token_reward,
+    verified_reward, Reward, RewardKind, RewardReduction,
 };
+use super::rl_objective::{ppo_clipped, KlEstimator};
 use super::trainable::Trainable;
 use crate::code::{extract_program, Pool, Status};
 use crate::dataset::CodeTask;
@@ -37,12 +43,15 @@ use crate::eval::test_program;
 /// Settings of an EM-RL run (docs/methods.md, "EM-RL"; docs/training.md, "EM-RL").
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EmRlConfig {
-    /// What a response is rewarded for.
-    pub reward: RewardKind,
+    /// What a response is rewarded for: one term or a weighted sum (docs/training.md,
+    /// "Rewards").
+    pub reward: Reward,
     /// Mean or sum over the response tokens, for the token and sequence rewards.
     pub reward_reduction: RewardReduction,
-    /// Responses sampled per prompt (N), one RLOO group; at least 2 for the
-    /// self-consistency reward.
+    /// How a group's rewards become advantages.
+    pub advantage: Advantage,
+    /// Responses sampled per prompt (N), one group; at least 2 for the self-consistency
+    /// and answer-cluster rewards.
     pub rollouts_per_prompt: usize,
     /// Temperature of the rollouts, and of the log-probabilities and entropies of the
     /// rewards and the loss (> 0).
@@ -93,15 +102,20 @@ impl EmRlConfig {
 
     /// Refuse settings that cannot run: a count of 0, a temperature or clip that is not
     /// positive, a negative KL coefficient, or fewer than 2 rollouts per prompt for the
-    /// self-consistency reward.
+    /// self-consistency and answer-cluster rewards.
     pub fn validate(&self) -> Result<()> {
         if self.batch == 0 || self.rollouts_per_prompt == 0 || self.ppo_epochs == 0 || self.head_chunk == 0 {
             return Err(Error::invalid(
                 "--batch, --rollouts-per-prompt, --ppo-epochs and --head-chunk must be at least 1",
             ));
         }
-        if self.reward == RewardKind::SelfConsistency && self.rollouts_per_prompt < 2 {
-            return Err(Error::invalid("the self-consistency reward needs at least 2 rollouts per prompt"));
+        if let Some((_, group)) = self.reward.terms.iter().find(|(_, k)| k.needs_group()) {
+            if self.rollouts_per_prompt < 2 {
+                return Err(Error::invalid(format!(
+                    "the {} reward compares a prompt's rollouts: it needs at least 2 rollouts per prompt",
+                    group.name()
+                )));
+            }
         }
         let positive = |x: f32| x > 0.0;
         if !positive(self.rollout_temperature) || !positive(self.clip) || self.kl_coef < 0.0 {
@@ -118,8 +132,12 @@ impl EmRlConfig {
 pub struct RlStepMetrics {
     /// The RL step's number, from 1.
     pub step: u64,
-    /// Mean reward of the step's responses (under the rollout weights).
+    /// Mean reward of the step's responses (under the rollout weights; for a sum of
+    /// terms, of the group-normalised sum).
     pub mean_reward: f64,
+    /// Mean over the step's responses of each term's own value, as `reward/NAME`.
+    #[serde(flatten)]
+    pub reward_terms: BTreeMap<String, f64>,
     /// Mean entropy (nats, rollout temperature) of the response tokens' distributions.
     pub mean_entropy: f64,
     /// Mean tokens per response.
@@ -185,6 +203,8 @@ pub struct Collected {
     pub rollouts: Vec<Rollout>,
     /// Each response's reward, in the order of `rollouts`.
     pub rewards: Vec<f64>,
+    /// Each term's values, `terms[t][i]` for term t of the spec and response i.
+    pub terms: Vec<Vec<f64>>,
     entropy_sum: f64,
     /// Largest |sampler log p − teacher-forced log p| over the response tokens.
     pub logprob_gap: f64,
@@ -204,6 +224,8 @@ pub struct EmRl<'a, B: Backend> {
     pub config: EmRlConfig,
     /// The tests reward: each prompt's code task (by prompt index) and the sandbox pool.
     tests: Option<(Vec<CodeTask>, Pool)>,
+    /// The verified reward: each prompt's gold answer, by prompt index.
+    golds: Option<Vec<String>>,
 }
 
 /// Sums over one epoch's response tokens, for the metrics.
@@ -242,12 +264,18 @@ impl<'a, B: Backend> EmRl<'a, B> {
             )));
         }
         let reference = reference.filter(|_| config.kl_coef > 0.0);
-        Ok(EmRl { t: Trainable::new(backend, lm, opt)?, reference, config, tests: None })
+        Ok(EmRl { t: Trainable::new(backend, lm, opt)?, reference, config, tests: None, golds: None })
     }
 
     /// The tests reward's inputs: `tasks[i]` holds prompt i's tests, run in `pool`.
     pub fn with_tests(mut self, tasks: Vec<CodeTask>, pool: Pool) -> Self {
         self.tests = Some((tasks, pool));
+        self
+    }
+
+    /// The verified reward's inputs: `golds[i]` is prompt i's gold answer.
+    pub fn with_golds(mut self, golds: Vec<String>) -> Self {
+        self.golds = Some(golds);
         self
     }
 
@@ -283,9 +311,17 @@ impl<'a, B: Backend> EmRl<'a, B> {
         let all_tokens = (batch.response_tokens + batch.prompt_tokens) as f64;
         let n = batch.rollouts.len() as f64;
         let per_token = |x: f64| x / last.tokens.max(1) as f64;
+        let reward_terms = c
+            .reward
+            .terms
+            .iter()
+            .zip(&batch.terms)
+            .map(|((_, kind), values)| (format!("reward/{}", kind.name()), values.iter().sum::<f64>() / n))
+            .collect();
         Ok(RlStepMetrics {
             step,
             mean_reward: batch.rewards.iter().sum::<f64>() / n,
+            reward_terms,
             mean_entropy: batch.entropy_sum / batch.response_tokens.max(1) as f64,
             mean_response_tokens: batch.response_tokens as f64 / n,
             pg_loss: per_token(last.pg_loss),
@@ -324,27 +360,36 @@ impl<'a, B: Backend> EmRl<'a, B> {
         let response_tokens: usize = gens.iter().map(|g| g.tokens.len()).sum();
 
         // The tests reward: the programs run in the sandbox during the passes below.
-        let test_runs = match (&self.tests, c.reward) {
-            (Some((tasks, pool)), RewardKind::Tests) => {
+        let prompt_of = |i: usize| chosen[i / c.rollouts_per_prompt];
+        let mut test_runs = match (&self.tests, c.reward.has(RewardKind::Tests)) {
+            (Some((tasks, pool)), true) => {
                 let mut runs = Vec::with_capacity(gens.len());
                 for (i, g) in gens.iter().enumerate() {
                     let task = tasks
-                        .get(chosen[i / c.rollouts_per_prompt])
+                        .get(prompt_of(i))
                         .ok_or_else(|| Error::invalid("the tests reward needs a code task for every prompt"))?;
                     let program = extract_program(&task.prompt, &g.text, &task.entry_point);
                     runs.push(pool.submit(test_program(task, &program)));
                 }
                 runs
             }
-            (None, RewardKind::Tests) => {
+            (None, true) => {
                 return Err(Error::invalid("the tests reward needs code prompts with tests (EmRl::with_tests)"))
             }
-            _ => Vec::new(),
+            (_, false) => Vec::new(),
+        };
+        let golds = match (&self.golds, c.reward.has(RewardKind::Verified)) {
+            (Some(golds), true) if chosen.iter().all(|&p| p < golds.len()) => golds.as_slice(),
+            (_, true) => {
+                return Err(Error::invalid("the verified reward needs a gold answer for every prompt (--answer-field)"))
+            }
+            (_, false) => &[],
         };
         let t1 = Instant::now();
         let mut rollouts = Vec::with_capacity(seqs.len());
-        let (mut rewards, mut entropy_sum, mut gap) = (Vec::new(), 0f64, 0f64);
-        for (prompt, g) in seqs.iter().zip(&gens) {
+        let mut terms = vec![vec![0f64; seqs.len()]; c.reward.terms.len()];
+        let (mut entropy_sum, mut gap) = (0f64, 0f64);
+        for (i, (prompt, g)) in seqs.iter().zip(&gens).enumerate() {
             let ids: Vec<u32> = prompt.iter().chain(&g.tokens).copied().collect();
             let mut r = Rollout { ids, prompt_len: prompt.len(), old_logp: vec![], ref_logp: vec![], advantage: 0.0 };
             let active = r.active();
@@ -365,30 +410,53 @@ impl<'a, B: Backend> EmRl<'a, B> {
             }
             gap = logp.iter().zip(&g.logprobs).fold(gap, |m, (a, b)| m.max((a - b).abs() as f64));
             entropy_sum += entropy.iter().map(|&h| h as f64).sum::<f64>();
-            rewards.push(match c.reward {
-                RewardKind::Token => token_reward(entropy, c.reward_reduction),
-                RewardKind::Sequence => sequence_reward(logp, c.reward_reduction),
-                RewardKind::SelfConsistency | RewardKind::Tests => 0.0,
-            });
+            for ((_, kind), values) in c.reward.terms.iter().zip(terms.iter_mut()) {
+                values[i] = match kind {
+                    RewardKind::Token => token_reward(entropy, c.reward_reduction),
+                    RewardKind::Sequence => sequence_reward(logp, c.reward_reduction),
+                    RewardKind::Verified => verified_reward(&g.text, &golds[prompt_of(i)]),
+                    RewardKind::Format => format_reward(&g.text),
+                    RewardKind::Random => random_reward(c.seed, step, i),
+                    // Filled in below: they need the group, or the sandbox's verdict.
+                    RewardKind::SelfConsistency | RewardKind::AnswerCluster | RewardKind::Tests => 0.0,
+                };
+            }
             r.old_logp = old.logp;
             rollouts.push(r);
         }
-        for (reward, run) in rewards.iter_mut().zip(test_runs) {
-            *reward = f64::from(u8::from(run.wait()?.status == Status::Passed));
+        let n = c.rollouts_per_prompt;
+        for ((_, kind), values) in c.reward.terms.iter().zip(terms.iter_mut()) {
+            match kind {
+                RewardKind::Tests => {
+                    for (v, run) in values.iter_mut().zip(std::mem::take(&mut test_runs)) {
+                        *v = f64::from(u8::from(run.wait()?.status == Status::Passed));
+                    }
+                }
+                RewardKind::SelfConsistency | RewardKind::AnswerCluster => {
+                    for (group, texts) in values.chunks_mut(n).zip(gens.chunks(n)) {
+                        let texts: Vec<String> = texts.iter().map(|x| x.text.clone()).collect();
+                        group.copy_from_slice(&match kind {
+                            RewardKind::SelfConsistency => self_consistency_rewards(&texts),
+                            _ => answer_cluster_rewards(&texts),
+                        });
+                    }
+                }
+                _ => {}
+            }
         }
-        for (g, group) in rewards.chunks_mut(c.rollouts_per_prompt).enumerate() {
-            if c.reward == RewardKind::SelfConsistency {
-                let texts: Vec<String> =
-                    gens[g * c.rollouts_per_prompt..][..group.len()].iter().map(|x| x.text.clone()).collect();
-                group.copy_from_slice(&self_consistency_rewards(&texts));
+        let mut rewards = Vec::with_capacity(rollouts.len());
+        for (g, group) in rollouts.chunks_mut(n).enumerate() {
+            let group_terms: Vec<Vec<f64>> = terms.iter().map(|t| t[g * n..][..group.len()].to_vec()).collect();
+            let group_rewards = c.reward.combine(&group_terms);
+            for (r, a) in group.iter_mut().zip(c.advantage.of(&group_rewards)) {
+                r.advantage = a;
             }
-            for (i, a) in rloo_advantages(group).into_iter().enumerate() {
-                rollouts[g * c.rollouts_per_prompt + i].advantage = a;
-            }
+            rewards.extend(group_rewards);
         }
         Ok(Collected {
             rollouts,
             rewards,
+            terms,
             entropy_sum,
             logprob_gap: gap,
             prompt_tokens: seqs.iter().map(Vec::len).sum(),

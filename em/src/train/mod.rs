@@ -1,11 +1,13 @@
 //! Training: AdamW and schedules (`optim`), crash-safe checkpoints (`checkpoint`), the
-//! state every method shares (`trainable`), EM-FT (`emft`) and EM-RL (`emrl`,
-//! `rl_objective`); `run` drives any [`Method`] with a metrics JSONL and `--resume`.
+//! state every method shares (`trainable`), EM-FT (`emft`) and EM-RL (`emrl`, its
+//! `rewards`, `advantage` and `rl_objective`); `run` drives any [`Method`] with a metrics JSONL and `--resume`.
 
+pub mod advantage;
 pub mod checkpoint;
 pub mod emft;
 pub mod emrl;
 pub mod optim;
+pub mod rewards;
 pub mod rl_objective;
 pub mod setup;
 pub mod trainable;
@@ -173,7 +175,7 @@ pub fn em_ft<B: Backend>(
     on_step: &mut dyn FnMut(&emft::StepMetrics),
 ) -> Result<()> {
     let settings = serde_json::to_value(emft::EmFtConfig { steps: 0, ..config.clone() }).expect("config serialises");
-    let mut p = setup.prepare(backend, settings, 1, progress)?;
+    let mut p = setup.prepare(backend, settings, 1, false, progress)?;
     progress.note(&format!(
         "EM-FT: {} prompts, {} per step × {} samples, {} steps, lr {}, {} parameters",
         p.prompts.len(),
@@ -200,14 +202,16 @@ pub fn em_rl<B: Backend>(
     config.validate()?;
     let settings = serde_json::to_value(emrl::EmRlConfig { steps: 0, ..config.clone() }).expect("config serialises");
     let updates = config.updates_per_step();
-    let mut p = setup.prepare(backend, settings, updates, progress)?;
+    let needs_gold = config.reward.has(rewards::RewardKind::Verified);
+    let mut p = setup.prepare(backend, settings, updates, needs_gold, progress)?;
     let reference = match config.kl_coef > 0.0 {
         true => Some(crate::models::load(backend, &p.base, crate::engine::DType::F32)?),
         false => None,
     };
     progress.note(&format!(
-        "EM-RL ({:?} reward): {} prompts, {} per step × {} rollouts, {} steps of {updates} updates, lr {}, reference {}",
+        "EM-RL ({} reward, {:?} advantage): {} prompts, {} per step × {} rollouts, {} steps of {updates} updates, lr {}, reference {}",
         config.reward,
+        config.advantage,
         p.prompts.len(),
         config.batch,
         config.rollouts_per_prompt,
@@ -215,14 +219,18 @@ pub fn em_rl<B: Backend>(
         setup.lr,
         if reference.is_some() { p.base.display().to_string() } else { "none (KL coefficient 0)".into() }
     ));
-    let tests = config.reward == rl_objective::RewardKind::Tests;
+    let tests = config.reward.has(rewards::RewardKind::Tests);
     if tests && p.tasks.len() != p.prompts.len() {
         return Err(Error::invalid(
             "the tests reward needs code prompts with tests: --prompts humaneval, or a JSONL file with --test-field",
         ));
     }
     let tasks = std::mem::take(&mut p.tasks);
+    let golds = std::mem::take(&mut p.golds);
     let mut rl = emrl::EmRl::new(backend, &mut p.lm, reference.as_ref(), p.opt, config)?;
+    if needs_gold {
+        rl = rl.with_golds(golds);
+    }
     if tests {
         let pool = crate::eval::CodeOptions::default().pool()?;
         progress.note(&format!("tests reward: sandbox {}", pool.sandbox().isolation().describe()));

@@ -1,56 +1,12 @@
-//! EM-RL's rewards, advantages and per-token loss (docs/methods.md, "EM-RL"; the official code
-//! builds on verl, whose definitions these follow):
-//! - rewards from the rollout policy: token = −(mean or sum) of the response tokens'
-//!   entropies, sequence = (mean or sum) of their log-probabilities, self-consistency =
-//!   the fraction of the group whose extracted answer agrees with the group's majority;
-//! - RLOO advantage per group, A_i = r_i − mean_{j≠i} r_j, on every response token;
+//! EM-RL's per-token loss (docs/methods.md, "EM-RL"; the official code builds on verl,
+//! whose definitions these follow; the rewards are in `rewards`, the advantages in
+//! `advantage`):
 //! - PPO's clipped surrogate with verl's dual clip (c = 3 for negative advantages), a KL
 //!   penalty to the frozen reference (k1, k2 or k3 = "low_var_kl") and an optional
 //!   entropy bonus; each term returns its value and its derivative in log p.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-
-use crate::methods::self_consistency::majority_vote;
-
-/// What EM-RL rewards a response for (docs/methods.md, "Rewards").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RewardKind {
-    /// −(mean or sum) of the response tokens' entropies.
-    Token,
-    /// (mean or sum) of the response tokens' log-probabilities.
-    Sequence,
-    /// The fraction of the group agreeing with the majority answer, for the responses that
-    /// give it; 0 for the others.
-    SelfConsistency,
-    /// 1 if the response's program passes the prompt's tests in the sandbox, else 0
-    /// (code prompts only; the labelled baseline on code).
-    Tests,
-}
-
-impl RewardKind {
-    /// The reward called `s`: "token", "sequence", "self-consistency" or "tests".
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "token" => Ok(RewardKind::Token),
-            "sequence" => Ok(RewardKind::Sequence),
-            "self-consistency" => Ok(RewardKind::SelfConsistency),
-            "tests" => Ok(RewardKind::Tests),
-            other => {
-                Err(Error::invalid(format!("unknown reward {other:?} (token, sequence, self-consistency, tests)")))
-            }
-        }
-    }
-}
-
-/// How the token and sequence rewards combine the response tokens' values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RewardReduction {
-    /// The official code's choice.
-    Mean,
-    /// The paper's formulas.
-    Sum,
-}
 
 /// How the per-token KL penalty to the reference is estimated from the two log-probabilities.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,53 +51,6 @@ impl KlEstimator {
     }
 }
 
-fn reduce(values: impl Iterator<Item = f64>, reduction: RewardReduction) -> f64 {
-    let (mut sum, mut n) = (0f64, 0usize);
-    for v in values {
-        sum += v;
-        n += 1;
-    }
-    match reduction {
-        RewardReduction::Sum => sum,
-        RewardReduction::Mean => sum / n.max(1) as f64,
-    }
-}
-
-/// Token reward: −(mean or sum) of the response tokens' entropies.
-pub fn token_reward(entropies: &[f32], reduction: RewardReduction) -> f64 {
-    -reduce(entropies.iter().map(|&h| h as f64), reduction)
-}
-
-/// Sequence reward: (mean or sum) of the response tokens' log-probabilities.
-pub fn sequence_reward(logprobs: &[f32], reduction: RewardReduction) -> f64 {
-    reduce(logprobs.iter().map(|&l| l as f64), reduction)
-}
-
-/// Self-consistency reward of each response of one group: the fraction of the group
-/// whose answer agrees with the majority answer, for responses that give it; 0 for the
-/// others (and for everyone when no response has an answer).
-pub fn self_consistency_rewards(texts: &[String]) -> Vec<f64> {
-    let vote = majority_vote(texts);
-    let Some(majority) = vote.answer else { return vec![0.0; texts.len()] };
-    let agree: Vec<bool> = texts
-        .iter()
-        .map(|t| crate::answer::extract_answer(t).is_some_and(|a| crate::answer::is_equivalent(&a, &majority)))
-        .collect();
-    let fraction = agree.iter().filter(|&&a| a).count() as f64 / texts.len() as f64;
-    agree.iter().map(|&a| if a { fraction } else { 0.0 }).collect()
-}
-
-/// RLOO advantages of one group: r_i minus the mean of the others' rewards (0 for a
-/// group of one).
-pub fn rloo_advantages(rewards: &[f64]) -> Vec<f64> {
-    let n = rewards.len();
-    if n < 2 {
-        return vec![0.0; n];
-    }
-    let total: f64 = rewards.iter().sum();
-    rewards.iter().map(|&r| r - (total - r) / (n - 1) as f64).collect()
-}
-
 /// verl's dual-clip constant: a negative advantage's loss is capped at −A·3.
 pub const DUAL_CLIP: f64 = 3.0;
 
@@ -166,32 +75,6 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() <= 1e-12 * (1.0 + b.abs())
-    }
-
-    #[test]
-    fn rewards_by_hand() {
-        assert!(close(token_reward(&[0.5, 1.5], RewardReduction::Mean), -1.0));
-        assert!(close(token_reward(&[0.5, 1.5], RewardReduction::Sum), -2.0));
-        assert!(close(sequence_reward(&[-0.25, -1.0, -0.25], RewardReduction::Mean), -0.5));
-        assert!(close(sequence_reward(&[-0.25, -1.0, -0.25], RewardReduction::Sum), -1.5));
-        assert_eq!(token_reward(&[], RewardReduction::Mean), 0.0);
-        let texts: Vec<String> =
-            ["so \\boxed{4}", "it is 4.0", "\\boxed{5}", "no answer here"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(self_consistency_rewards(&texts), vec![0.5, 0.5, 0.0, 0.0]);
-        assert_eq!(self_consistency_rewards(&["none".to_string(), "none".to_string()]), vec![0.0, 0.0]);
-    }
-
-    #[test]
-    fn rloo_by_hand() {
-        // r = [1, 2, 3, 6]: others' means 11/3, 10/3, 3, 2.
-        let a = rloo_advantages(&[1.0, 2.0, 3.0, 6.0]);
-        for (got, want) in a.iter().zip([1.0 - 11.0 / 3.0, 2.0 - 10.0 / 3.0, 0.0, 4.0]) {
-            assert!(close(*got, want), "{a:?}");
-        }
-        // The identity in docs/methods.md, "RLOO advantage": A_i = N/(N−1)·(r_i − mean).
-        assert!(close(a[3], 4.0 / 3.0 * (6.0 - 3.0)));
-        assert_eq!(rloo_advantages(&[5.0]), vec![0.0]);
-        assert!(rloo_advantages(&[2.0, 2.0, 2.0]).iter().all(|&x| x == 0.0));
     }
 
     #[test]

@@ -24,6 +24,9 @@ pub struct TrainSetup {
     pub prompts: String,
     /// Prompt field of a JSONL file (default "question"; "prompt" for code prompts).
     pub prompt_field: Option<String>,
+    /// Gold-answer field of a JSONL file (default "answer"), read only by EM-RL's verified
+    /// reward; the named math sets bring their own.
+    pub answer_field: Option<String>,
     /// Code prompts: the tests, entry-point and setup fields of a JSONL file (a tests
     /// field, or the `humaneval` set, makes the prompts code problems, for EM-RL's tests
     /// reward); the prompt field is `prompt_field`, the others are not read.
@@ -71,6 +74,8 @@ pub struct Prepared<B: Backend> {
     pub prompts: Vec<Vec<u32>>,
     /// Code prompts: each prompt's task (tests, entry point), by index; empty otherwise.
     pub tasks: Vec<CodeTask>,
+    /// Each prompt's gold answer, by index, when the run asked for them; empty otherwise.
+    pub golds: Vec<String>,
     /// Output, checkpoint cadence and the settings a resume must match.
     pub opts: RunOptions,
 }
@@ -85,6 +90,7 @@ impl TrainSetup {
             model: model.into(),
             prompts: prompts.into(),
             prompt_field: None,
+            answer_field: None,
             code_fields: Fields::default(),
             limit: None,
             steps: 10,
@@ -106,12 +112,14 @@ impl TrainSetup {
     /// Load the model (the latest checkpoint when resuming), the optimiser and the
     /// prompts. `method` holds the method's settings (everything but the step count),
     /// recorded so that a resume with other settings is refused; one step is
-    /// `updates_per_step` optimiser updates.
+    /// `updates_per_step` optimiser updates. `needs_gold`: read each prompt's gold answer
+    /// too (an error names the file and line that lacks one).
     pub fn prepare<B: Backend>(
         &self,
         backend: &B,
         method: serde_json::Value,
         updates_per_step: u64,
+        needs_gold: bool,
         progress: &dyn Progress,
     ) -> Result<Prepared<B>> {
         let optim = AdamWConfig {
@@ -127,6 +135,7 @@ impl TrainSetup {
         };
         let settings = json!({
             "model": self.model, "prompts": self.prompts, "prompt_field": self.prompt_field, "limit": self.limit,
+            "answer_field": self.answer_field,
             "test_field": self.code_fields.test, "entry_point_field": self.code_fields.entry_point,
             "setup_field": self.code_fields.setup,
             // Only the step count may change on resume: it is kept out of the nested settings.
@@ -158,18 +167,39 @@ impl TrainSetup {
             None => new_optimizer(&lm, optim, &self.freeze)?,
         };
         let code = self.prompts == "humaneval" || self.code_fields.test.is_some();
+        let mut golds = Vec::new();
         let (prompts, tasks) = if code {
+            if needs_gold {
+                return Err(Error::invalid(format!(
+                    "{}: the verified reward checks math answers; code prompts are rewarded with --reward tests",
+                    self.prompts
+                )));
+            }
             let fields = Fields { prompt: self.prompt_field.clone(), ..self.code_fields.clone() };
             let mut problems = crate::dataset::load(&self.prompts, &fields, progress)?;
             problems.truncate(self.limit.unwrap_or(usize::MAX));
             let prompts =
                 problems.iter().map(|p| code_prompt_ids(&lm, &p.question, None, false)).collect::<Result<Vec<_>>>()?;
             (prompts, problems.into_iter().filter_map(|p| p.code).collect())
+        } else if needs_gold {
+            let fields =
+                Fields { question: self.prompt_field.clone(), answer: self.answer_field.clone(), ..Fields::default() };
+            let mut problems = crate::dataset::load(&self.prompts, &fields, progress).map_err(|e| match e {
+                Error::Dataset { dataset, msg } => Error::Dataset {
+                    dataset,
+                    msg: format!("{msg} (the verified reward reads gold answers: --answer-field)"),
+                },
+                e => e,
+            })?;
+            problems.truncate(self.limit.unwrap_or(usize::MAX));
+            let prompts = problems.iter().map(|p| prompt_ids(&lm, &p.question, None)).collect::<Result<Vec<_>>>()?;
+            golds = problems.into_iter().map(|p| p.gold).collect();
+            (prompts, Vec::new())
         } else {
             let mut texts = crate::dataset::load_prompts(&self.prompts, self.prompt_field.as_deref(), progress)?;
             texts.truncate(self.limit.unwrap_or(usize::MAX));
             (texts.iter().map(|t| prompt_ids(&lm, t, None)).collect::<Result<Vec<_>>>()?, Vec::new())
         };
-        Ok(Prepared { lm, base, opt, prompts, tasks, opts })
+        Ok(Prepared { lm, base, opt, prompts, tasks, golds, opts })
     }
 }

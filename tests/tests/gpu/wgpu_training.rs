@@ -161,14 +161,17 @@ fn an_emft_run_on_wgpu_writes_a_checkpoint() {
 #[test]
 fn an_emrl_step_matches_the_cpu() {
     use entmin::train::emrl::{EmRl, EmRlConfig, RlStepMetrics};
-    use entmin::train::rl_objective::{KlEstimator, RewardKind, RewardReduction};
+    use entmin::train::advantage::Advantage;
+    use entmin::train::rewards::{Reward, RewardKind, RewardReduction};
+    use entmin::train::rl_objective::KlEstimator;
     let Some((_, gpu)) = wgpu_backends().first() else { return };
     let c = config(Architecture::Qwen2, false);
     let path = scratch_dir("wgpu-rl").join("tiny.gguf");
     std::fs::write(&path, tiny_model_gguf(&c, &random_weights(&c, 4)).build()).unwrap();
     let config = EmRlConfig {
-        reward: RewardKind::Token,
+        reward: Reward::single(RewardKind::Token),
         reward_reduction: RewardReduction::Mean,
+        advantage: Advantage::Rloo,
         rollouts_per_prompt: 4,
         rollout_temperature: 1.0,
         max_new_tokens: 6,
