@@ -2,12 +2,14 @@
 //! SmolLM2-135M (pulled by scripts/test.sh), two math prompts with gold answers read from
 //! a named field, one answerable and one whose gold no response can give. Each term's
 //! value is re-derived from the rollout's own text and its own prompt's gold (the prompt
-//! found from the token ids, not from the trainer's order), and every advantage is
+//! found from the token ids, not from the trainer's order; self-certainty from a fresh head
+//! pass), and every advantage is
 //! recomputed by hand from the definitions: each term z-scored within the group, weighed,
 //! summed, then GRPO's (r − mean)/(std + 1e-6).
 
 use entmin::answer::{extract_answer, is_equivalent};
 use entmin::engine::cpu::CpuBackend;
+use entmin::models::train_head::HeadSpec;
 use entmin::progress::Quiet;
 use entmin::train::advantage::Advantage;
 use entmin::train::emrl::{EmRl, EmRlConfig};
@@ -42,7 +44,7 @@ fn each_term_and_advantage_is_recomputed_from_the_rollouts() {
     .unwrap();
     let mut setup = TrainSetup::new("smollm2-135m-instruct", prompts.display().to_string(), dir.join("run"));
     setup.answer_field = Some("solution".into());
-    let spec = "verified+0.5*format+0.25*random+answer-cluster";
+    let spec = "verified+0.5*format+0.25*random+answer-cluster+0.1*self-certainty";
     let cfg = EmRlConfig {
         reward: Reward::parse(spec).unwrap(),
         reward_reduction: RewardReduction::Mean,
@@ -69,14 +71,14 @@ fn each_term_and_advantage_is_recomputed_from_the_rollouts() {
     let (prompt_ids, golds) = (p.prompts.clone(), p.golds.clone());
     let rl = EmRl::new(&b, &mut p.lm, None, p.opt, cfg).unwrap().with_golds(golds.clone());
     let c = rl.collect(&b, &prompt_ids, 1).unwrap();
-    assert_eq!((c.rollouts.len(), c.terms.len()), (8, 4));
+    assert_eq!((c.rollouts.len(), c.terms.len()), (8, 5));
 
     let mut correct = [0usize; 2];
     for (g, group) in c.rollouts.chunks(4).enumerate() {
         let texts: Vec<String> =
             group.iter().map(|r| rl.t.lm.tokenizer.decode(&r.ids[r.prompt_len..], true).unwrap()).collect();
         let t = prompt_ids.iter().position(|q| q[..] == group[0].ids[..group[0].prompt_len]).unwrap();
-        let mut own = vec![Vec::new(); 4];
+        let mut own = vec![Vec::new(); 5];
         for (j, text) in texts.iter().enumerate() {
             let i = g * 4 + j;
             let verified = f64::from(u8::from(extract_answer(text).is_some_and(|a| is_equivalent(&a, &golds[t]))));
@@ -90,7 +92,19 @@ fn each_term_and_advantage_is_recomputed_from_the_rollouts() {
         }
         own[3] = answer_cluster_rewards(&texts);
         assert_eq!(c.terms[3][g * 4..][..4], own[3][..]);
-        let weights = [1.0, 0.5, 0.25, 1.0];
+        // Self-certainty: the mean over the response of a fresh head pass's values.
+        for (j, r) in group.iter().enumerate() {
+            let lm = &rl.t.lm;
+            let acts = lm.model.forward_train(&b, &r.ids, false).unwrap();
+            let active = r.active();
+            let head = HeadSpec { active: &active, inv_temperature: 1.0 / 0.7, banned: &lm.banned_ids, chunk: 64 };
+            let stats = lm.model.token_stats(&b, &acts, head).unwrap();
+            let span = &stats.self_certainty[r.prompt_len - 1..r.ids.len() - 1];
+            own[4].push(span.iter().map(|&x| x as f64).sum::<f64>() / span.len() as f64);
+            let got = c.terms[4][g * 4 + j];
+            assert!(got > 0.0 && (got - own[4][j]).abs() < 1e-9, "self-certainty {got} vs {}", own[4][j]);
+        }
+        let weights = [1.0, 0.5, 0.25, 1.0, 0.1];
         let mut reward = [0f64; 4];
         for (w, term) in weights.iter().zip(&own) {
             for (r, z) in reward.iter_mut().zip(z_scores(term)) {

@@ -104,6 +104,17 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// returns `(lse [rows], entropy [rows])` in nats. Rows of only −inf give
     /// lse = −inf and entropy = 0.
     fn softmax_entropy(&self, logits: &Tensor<Self>, inv_temperature: f32) -> Result<(Tensor<Self>, Tensor<Self>)>;
+    /// [`Backend::softmax_entropy`] with, from the same pass, each row's self-certainty
+    /// KL(U ‖ p) = −log n − (1/n)·Σ_j log p_j over the row's n unmasked entries, which is
+    /// lse − mean_j x_j − log n with x = z·inv_temperature (Intuitor's reward, in nats,
+    /// ≥ 0): `(lse, entropy, self_certainty)`. Rows with nothing unmasked give 0; rows
+    /// holding NaN give NaN.
+    #[allow(clippy::type_complexity)]
+    fn softmax_entropy_certainty(
+        &self,
+        logits: &Tensor<Self>,
+        inv_temperature: f32,
+    ) -> Result<(Tensor<Self>, Tensor<Self>, Tensor<Self>)>;
     /// ∂H/∂z of H(softmax(z / T)) for each row, scaled by `upstream[row]`, given the row's
     /// `lse` and `entropy` from [`Backend::softmax_entropy`] at the same temperature:
     /// −(1/T)·p_i·(x_i − Σ_j p_j x_j) with x = z/T and Σ_j p_j x_j = lse − H.

@@ -92,6 +92,19 @@ pub fn softmax_entropy(row: &[f32], inv_temperature: f32) -> (f64, f64) {
     (lse, lse - mean)
 }
 
+/// Self-certainty KL(U ‖ p) of softmax(z·inv_t) in f64 from the definition, over the n
+/// unmasked entries: −log n − (1/n)·Σ_j log p_j. Rows with nothing unmasked give 0.
+pub fn self_certainty(row: &[f32], inv_temperature: f32) -> f64 {
+    let (lse, _) = softmax_entropy(row, inv_temperature);
+    let log_p: Vec<f64> =
+        row.iter().filter(|z| z.is_finite()).map(|&z| z as f64 * inv_temperature as f64 - lse).collect();
+    if log_p.is_empty() {
+        return 0.0;
+    }
+    let n = log_p.len() as f64;
+    -n.ln() - log_p.iter().sum::<f64>() / n
+}
+
 /// ∂H/∂z of H(softmax(z·inv_t)) in f64 from the definition: −inv_t·p_i·(log p_i + H).
 /// Masked entries (p = 0) get 0.
 pub fn entropy_grad(row: &[f32], inv_temperature: f32) -> Vec<f64> {

@@ -348,9 +348,14 @@ __device__ __forceinline__ void online_push(Online& o, float x) {
     o.t += e * d;
 }
 
-// (lse, H) of the whole block's row, the same in every thread. Nothing pushed (all
-// masked, or empty) gives lse = −inf and H = 0.
-__device__ __forceinline__ float2 online_finish(Online o) {
+// The whole block's row, the same in every thread: lse, H, the row max m and log s =
+// lse − m (exact, where lse − m would round). Nothing pushed (all masked, or empty) gives
+// lse = −inf, H = 0, log s = 0 and m = LOWEST.
+struct Finished {
+    float lse, h, m, log_s;
+};
+
+__device__ __forceinline__ Finished online_finish_full(Online o) {
     const float m = block_max(o.s > 0.0f ? o.m : LOWEST);
     float s = 0.0f, t = 0.0f;
     if (o.s > 0.0f) {
@@ -361,9 +366,15 @@ __device__ __forceinline__ float2 online_finish(Online o) {
     }
     const float s_total = block_sum(s);
     const float t_total = block_sum(t);
-    if (s_total == 0.0f) return make_float2(NEG_INF, 0.0f);
+    if (s_total == 0.0f) return Finished{NEG_INF, 0.0f, m, 0.0f};
     const float log_s = logf(s_total);
     const float h = log_s - t_total / s_total;
     // Rounding can leave a tiny negative H on one-hot rows; NaN stays NaN.
-    return make_float2(m + log_s, h < 0.0f ? 0.0f : h);
+    return Finished{m + log_s, h < 0.0f ? 0.0f : h, m, log_s};
+}
+
+// (lse, H) of the whole block's row, as online_finish_full.
+__device__ __forceinline__ float2 online_finish(Online o) {
+    const Finished f = online_finish_full(o);
+    return make_float2(f.lse, f.h);
 }

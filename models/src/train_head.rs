@@ -28,12 +28,14 @@ pub struct HeadSpec<'a> {
     pub chunk: usize,
 }
 
-/// log p(next token) and H of the next-token distribution at each position (0 where the
-/// position is not active). The last position has no next token: its log p is 0.
+/// log p(next token), H and the self-certainty KL(U ‖ p) of the next-token distribution
+/// at each position (0 where the position is not active), from one fused pass over each
+/// row of logits. The last position has no next token: its log p is 0.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TokenStats {
     pub logp: Vec<f32>,
     pub entropy: Vec<f32>,
+    pub self_certainty: Vec<f32>,
 }
 
 /// The objective's upstream gradients for the positions `start..start + n`, given their
@@ -118,7 +120,8 @@ impl<B: Backend> Model<B> {
         }
         let head = self.head();
         let targets: Vec<u32> = (0..tokens).map(|p| acts.ids.get(p + 1).copied().unwrap_or(0)).collect();
-        let mut stats = TokenStats { logp: vec![0.0; tokens], entropy: vec![0.0; tokens] };
+        let mut stats =
+            TokenStats { logp: vec![0.0; tokens], entropy: vec![0.0; tokens], self_certainty: vec![0.0; tokens] };
         let mut d_rows = Vec::new();
         for start in (0..tokens).step_by(spec.chunk) {
             let end = (start + spec.chunk).min(tokens);
@@ -132,9 +135,10 @@ impl<B: Backend> Model<B> {
             let h = b.slice_rows(&acts.hidden, start, end)?;
             let mut logits = b.linear(&h, head, None)?;
             b.mask_columns(&mut logits, spec.banned)?;
-            let (lse, ent) = b.softmax_entropy(&logits, spec.inv_temperature)?;
+            let (lse, ent, certainty) = b.softmax_entropy_certainty(&logits, spec.inv_temperature)?;
             let logp = b.token_logprobs(&logits, &lse, &targets[start..end], spec.inv_temperature)?;
             let (logp_host, ent_host) = (b.to_host_f32(&logp)?, b.to_host_f32(&ent)?);
+            let certainty_host = b.to_host_f32(&certainty)?;
             for (i, &is_active) in active.iter().enumerate() {
                 if !is_active {
                     continue;
@@ -144,6 +148,7 @@ impl<B: Backend> Model<B> {
                 }
                 stats.entropy[start + i] = ent_host[i];
                 stats.logp[start + i] = logp_host[i];
+                stats.self_certainty[start + i] = certainty_host[i];
             }
             let Some((upstream, d_head)) = grad.as_mut() else { continue };
             let (mut d_logp, mut d_ent) = upstream(start, &stats.logp[start..end], &stats.entropy[start..end])?;

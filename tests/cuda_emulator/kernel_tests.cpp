@@ -249,10 +249,10 @@ static void test_elementwise() {
             CHECK(m[r * cols + c] == ((c == 0 || c == 49 || c == 7) ? NEG : 1.f), "mask_columns r%u c%u", r, c);
 }
 
-// lse and entropy of softmax(z·inv_t) over the unmasked logits; NaN for a row holding NaN
-// or +inf, (−inf, 0) for a fully masked one.
+// lse, entropy and self-certainty (−log n − mean log p over the n unmasked logits) of
+// softmax(z·inv_t); NaN for a row holding NaN or +inf, (−inf, 0, 0) for a fully masked one.
 struct RowRef {
-    double lse, h;
+    double lse, h, kl;
     bool bad;
 };
 static RowRef ref_entropy(const src_t* z, unsigned cols, float inv_t) {
@@ -264,11 +264,15 @@ static RowRef ref_entropy(const src_t* z, unsigned cols, float inv_t) {
         if (std::isnan(v) || v == INFINITY) bad = true;
         else if (v != NEG) xs.push_back((double)(v * inv_t)), mx = std::max(mx, xs.back());
     }
-    if (bad) return {NAN, NAN, true};
-    if (xs.empty()) return {-INFINITY, 0, false};
+    if (bad) return {NAN, NAN, NAN, true};
+    if (xs.empty()) return {-INFINITY, 0, 0, false};
     double s = 0, t = 0;
     for (double x : xs) s += std::exp(x - mx), t += std::exp(x - mx) * (x - mx);
-    return {mx + std::log(s), std::max(0.0, std::log(s) - t / s), false};
+    const double lse = mx + std::log(s);
+    double sum_log_p = 0;
+    for (double x : xs) sum_log_p += x - lse;
+    const double n = (double)xs.size();
+    return {lse, std::max(0.0, std::log(s) - t / s), -std::log(n) - sum_log_p / n, false};
 }
 
 static void test_softmax_entropy_and_grad() {
@@ -276,14 +280,16 @@ static void test_softmax_entropy_and_grad() {
         const unsigned rows = KINDS;
         const float inv_t = 0.7f;
         Buf<src_t> z = make_rows(cols);
-        Buf<float> lse(rows), ent(rows);
-        emu::launch({rows}, {ROW_WG}, [&] { softmax_entropy(z.p, lse.p, ent.p, rows, cols, inv_t); });
+        Buf<float> lse(rows), ent(rows), kl(rows, 0, 99.f);
+        emu::launch({rows}, {ROW_WG}, [&] { softmax_entropy(z.p, lse.p, ent.p, kl.p, rows, cols, inv_t); });
         for (unsigned r = 0; r < rows; r++) {
             const RowRef want = ref_entropy(z.p + r * cols, cols, inv_t);
             CHECK(near(lse[r], want.lse, 1e-5, 1e-5), "softmax_entropy lse cols%u row%u: %g vs %g", cols, r, lse[r],
                   want.lse);
             CHECK(near(ent[r], want.h, 2e-5, 1e-4), "softmax_entropy H cols%u row%u: %g vs %g", cols, r, ent[r],
                   want.h);
+            CHECK(near(kl[r], want.kl, 2e-5, 1e-4), "softmax_entropy self-certainty cols%u row%u: %g vs %g", cols, r,
+                  kl[r], want.kl);
         }
         Buf<float> upstream(rows), grad(rows * cols, 0, 99.f);
         for (unsigned r = 0; r < rows; r++) upstream[r] = urand(0.5, 2);

@@ -238,6 +238,20 @@ pub fn softmax_entropy<B: Backend>(b: &B) {
             for inv_t in [1.0f32, 2.0, 0.3] {
                 let (lse, ent) = b.softmax_entropy(&t, inv_t).unwrap();
                 let (lse, ent) = (b.to_host_f32(&lse).unwrap(), b.to_host_f32(&ent).unwrap());
+                // The certainty variant is the same pass with one more output: the same
+                // lse and entropy to the bit, and a self-certainty against the f64 definition.
+                let (lse2, ent2, kl) = b.softmax_entropy_certainty(&t, inv_t).unwrap();
+                let host = |x| b.to_host_f32(&x).unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!((host(lse2), host(ent2)), (bits(&lse), bits(&ent)), "V={v} {dtype} 1/T={inv_t}");
+                let kl = b.to_host_f32(&kl).unwrap();
+                for r in 0..rows.len() {
+                    let want_kl = reference::self_certainty(&stored[r * v..(r + 1) * v], inv_t);
+                    assert!(
+                        (kl[r] as f64 - want_kl).abs() <= 1e-5 * want_kl.max(1.0),
+                        "self-certainty V={v} {dtype} 1/T={inv_t} row {r}: {} vs f64 {want_kl}",
+                        kl[r]
+                    );
+                }
                 for r in 0..rows.len() {
                     let (want_lse, want_h) = reference::softmax_entropy(&stored[r * v..(r + 1) * v], inv_t);
                     let what = format!("softmax_entropy V={v} {dtype} 1/T={inv_t} row {r}");
@@ -264,8 +278,25 @@ pub fn softmax_entropy<B: Backend>(b: &B) {
     let (lse, ent) = b.softmax_entropy(&empty, 1.0).unwrap();
     assert_eq!(b.to_host_f32(&ent).unwrap(), [0.0, 0.0], "empty rows have zero entropy");
     assert_eq!(b.to_host_f32(&lse).unwrap(), [f32::NEG_INFINITY; 2]);
+    let kl = b.softmax_entropy_certainty(&empty, 1.0).unwrap().2;
+    assert_eq!(b.to_host_f32(&kl).unwrap(), [0.0, 0.0], "empty rows have zero self-certainty");
     let nan = upload(b, &[0.0, f32::NAN, 1.0], &[1, 3]);
     assert!(b.to_host_f32(&b.softmax_entropy(&nan, 1.0).unwrap().1).unwrap()[0].is_nan(), "NaN must not be hidden");
+    let kl = b.softmax_entropy_certainty(&nan, 1.0).unwrap().2;
+    assert!(b.to_host_f32(&kl).unwrap()[0].is_nan(), "NaN must not be hidden from self-certainty");
+    // By hand: p = (½, ½, 0 masked) is uniform over its n = 2 entries, KL(U ‖ p) = 0; a
+    // row of 1000 zeros and one 10 has KL = lse − mean − log n with lse = log(1000 + e¹⁰).
+    let uniform = upload(b, &[3.0, 3.0, f32::NEG_INFINITY], &[1, 3]);
+    assert!(b.to_host_f32(&b.softmax_entropy_certainty(&uniform, 1.0).unwrap().2).unwrap()[0].abs() < 1e-6);
+    let mut peaked = vec![0f32; 1001];
+    peaked[500] = 10.0;
+    let want = (1000f64 + 10f64.exp()).ln() - 10.0 / 1001.0 - 1001f64.ln();
+    let got = b.to_host_f32(&b.softmax_entropy_certainty(&upload(b, &peaked, &[1, 1001]), 1.0).unwrap().2).unwrap();
+    assert!((got[0] as f64 - want).abs() < 1e-5, "{} vs {want}", got[0]);
+}
+
+fn bits(x: &[f32]) -> Vec<u32> {
+    x.iter().map(|v| v.to_bits()).collect()
 }
 
 pub fn sample<B: Backend>(b: &B) {

@@ -110,8 +110,9 @@ fn policy_objective_gradients_match_finite_differences() {
     let (kl_coef, bonus, clip) = (0.3, 0.05, 0.2);
     let c = config(Architecture::Qwen2, false);
     let w = random_weights(&c, 21);
-    // log p(next token) and H at temperature 0.7 from the independent forward.
-    let stats = |w: &MemorySource| -> Vec<(f64, f64)> {
+    // log p(next token), H and the self-certainty −log V − mean_j log p_j at temperature
+    // 0.7 from the independent forward.
+    let stats = |w: &MemorySource| -> Vec<(f64, f64, f64)> {
         reference_forward(&c, w, &IDS)
             .chunks(c.vocab_size)
             .enumerate()
@@ -122,19 +123,20 @@ fn policy_objective_gradients_match_finite_differences() {
                 let lse = m + s.ln();
                 let h = -x.iter().map(|v| (v - lse).exp() * (v - lse)).sum::<f64>();
                 let target = IDS.get(p + 1).copied().unwrap_or(0) as usize;
-                (x[target] - lse, h)
+                let v = x.len() as f64;
+                (x[target] - lse, h, -v.ln() - x.iter().map(|x| x - lse).sum::<f64>() / v)
             })
             .collect()
     };
     let base = stats(&w);
-    let old: Vec<f64> = base.iter().zip(OLD_OFFSET).map(|((l, _), o)| l + o).collect();
-    let reference: Vec<f64> = base.iter().enumerate().map(|(p, (l, _))| l - 0.3 + 0.15 * p as f64).collect();
+    let old: Vec<f64> = base.iter().zip(OLD_OFFSET).map(|((l, ..), o)| l + o).collect();
+    let reference: Vec<f64> = base.iter().enumerate().map(|(p, (l, ..))| l - 0.3 + 0.15 * p as f64).collect();
     let loss_of = |p: usize, logp: f64, h: f64| {
         ppo_clipped(ADVANTAGE[p], logp, old[p], clip).0 + kl_coef * KlEstimator::LowVarKl.eval(logp, reference[p]).0
             - bonus * h
     };
     let reference_loss = |w: &MemorySource| -> f64 {
-        stats(w).iter().enumerate().filter(|(p, _)| ACTIVE[*p]).map(|(p, &(l, h))| loss_of(p, l, h)).sum()
+        stats(w).iter().enumerate().filter(|(p, _)| ACTIVE[*p]).map(|(p, &(l, h, _))| loss_of(p, l, h)).sum()
     };
     let model = Model::load(&CpuBackend, c.clone(), &w, DType::F32).unwrap();
     let acts = model.forward_train(&CpuBackend, &IDS, false).unwrap();
@@ -163,9 +165,11 @@ fn policy_objective_gradients_match_finite_differences() {
             d_head,
         )
         .unwrap();
-    for (p, &(l, h)) in base.iter().enumerate().filter(|(p, _)| ACTIVE[*p]) {
+    for (p, &(l, h, kl)) in base.iter().enumerate().filter(|(p, _)| ACTIVE[*p]) {
         assert!((got_stats.logp[p] as f64 - l).abs() < 1e-4, "log p at {p}: {} vs {l}", got_stats.logp[p]);
         assert!((got_stats.entropy[p] as f64 - h).abs() < 1e-4, "H at {p}: {} vs {h}", got_stats.entropy[p]);
+        let certainty = got_stats.self_certainty[p] as f64;
+        assert!((certainty - kl).abs() < 1e-4 && kl > 0.01, "self-certainty at {p}: {certainty} vs {kl}");
         loss -= bonus * got_stats.entropy[p] as f64;
     }
     assert!((loss - reference_loss(&w)).abs() < 1e-4, "loss {loss} vs {}", reference_loss(&w));

@@ -31,8 +31,8 @@ use super::advantage::Advantage;
 use super::emft::prompt_order;
 use super::optim::AdamW;
 use super::rewards::{
-    answer_cluster_rewards, format_reward, random_reward, self_consistency_rewards, sequence_reward, token_reward,
-    verified_reward, Reward, RewardKind, RewardReduction,
+    answer_cluster_rewards, format_reward, random_reward, self_certainty_reward, self_consistency_rewards,
+    sequence_reward, token_reward, verified_reward, Reward, RewardKind, RewardReduction,
 };
 use super::rl_objective::{ppo_clipped, KlEstimator};
 use super::trainable::Trainable;
@@ -140,6 +140,9 @@ pub struct RlStepMetrics {
     pub reward_terms: BTreeMap<String, f64>,
     /// Mean entropy (nats, rollout temperature) of the response tokens' distributions.
     pub mean_entropy: f64,
+    /// Mean self-certainty KL(U ‖ p) (nats, rollout temperature) of the response tokens'
+    /// distributions.
+    pub self_certainty: f64,
     /// Mean tokens per response.
     pub mean_response_tokens: f64,
     /// Token-mean PPO surrogate and KL of the last epoch.
@@ -206,6 +209,7 @@ pub struct Collected {
     /// Each term's values, `terms[t][i]` for term t of the spec and response i.
     pub terms: Vec<Vec<f64>>,
     entropy_sum: f64,
+    certainty_sum: f64,
     /// Largest |sampler log p − teacher-forced log p| over the response tokens.
     pub logprob_gap: f64,
     prompt_tokens: usize,
@@ -323,6 +327,7 @@ impl<'a, B: Backend> EmRl<'a, B> {
             mean_reward: batch.rewards.iter().sum::<f64>() / n,
             reward_terms,
             mean_entropy: batch.entropy_sum / batch.response_tokens.max(1) as f64,
+            self_certainty: batch.certainty_sum / batch.response_tokens.max(1) as f64,
             mean_response_tokens: batch.response_tokens as f64 / n,
             pg_loss: per_token(last.pg_loss),
             kl: per_token(last.kl),
@@ -388,7 +393,7 @@ impl<'a, B: Backend> EmRl<'a, B> {
         let t1 = Instant::now();
         let mut rollouts = Vec::with_capacity(seqs.len());
         let mut terms = vec![vec![0f64; seqs.len()]; c.reward.terms.len()];
-        let (mut entropy_sum, mut gap) = (0f64, 0f64);
+        let (mut entropy_sum, mut certainty_sum, mut gap) = (0f64, 0f64, 0f64);
         for (i, (prompt, g)) in seqs.iter().zip(&gens).enumerate() {
             let ids: Vec<u32> = prompt.iter().chain(&g.tokens).copied().collect();
             let mut r = Rollout { ids, prompt_len: prompt.len(), old_logp: vec![], ref_logp: vec![], advantage: 0.0 };
@@ -402,6 +407,7 @@ impl<'a, B: Backend> EmRl<'a, B> {
                 r.ref_logp = reference.model.token_stats(backend, &acts, self.spec(&active, &lm.banned_ids))?.logp;
             }
             let (logp, entropy) = (&old.logp[span.clone()], &old.entropy[span.clone()]);
+            let certainty = &old.self_certainty[span.clone()];
             if let Some(bad) = logp.iter().position(|l| !l.is_finite()) {
                 return Err(Error::training(format!(
                     "response token {bad} has log-probability {} under the rollout policy",
@@ -410,10 +416,12 @@ impl<'a, B: Backend> EmRl<'a, B> {
             }
             gap = logp.iter().zip(&g.logprobs).fold(gap, |m, (a, b)| m.max((a - b).abs() as f64));
             entropy_sum += entropy.iter().map(|&h| h as f64).sum::<f64>();
+            certainty_sum += certainty.iter().map(|&x| x as f64).sum::<f64>();
             for ((_, kind), values) in c.reward.terms.iter().zip(terms.iter_mut()) {
                 values[i] = match kind {
                     RewardKind::Token => token_reward(entropy, c.reward_reduction),
                     RewardKind::Sequence => sequence_reward(logp, c.reward_reduction),
+                    RewardKind::SelfCertainty => self_certainty_reward(certainty, c.reward_reduction),
                     RewardKind::Verified => verified_reward(&g.text, &golds[prompt_of(i)]),
                     RewardKind::Format => format_reward(&g.text),
                     RewardKind::Random => random_reward(c.seed, step, i),
@@ -458,6 +466,7 @@ impl<'a, B: Backend> EmRl<'a, B> {
             rewards,
             terms,
             entropy_sum,
+            certainty_sum,
             logprob_gap: gap,
             prompt_tokens: seqs.iter().map(Vec::len).sum(),
             response_tokens,

@@ -1,7 +1,8 @@
 //! What EM-RL rewards a response for (docs/training.md, "Rewards"): the terms, each a
 //! number per response, and `--reward` specs that weigh several of them.
 //! - label-free: token (−entropy), sequence (log-probability), self-consistency (the
-//!   paper's), answer-cluster (EMPO's soft self-consistency);
+//!   paper's), self-certainty (Intuitor's KL(U ‖ p)), answer-cluster (EMPO's soft
+//!   self-consistency);
 //! - labelled baselines: verified (the answer equals the gold one), tests (the program
 //!   passes the prompt's tests);
 //! - controls: random (a seeded coin) and format (a `\boxed{}` answer is present), which
@@ -28,6 +29,9 @@ pub enum RewardKind {
     Token,
     /// (mean or sum) of the response tokens' log-probabilities.
     Sequence,
+    /// (mean or sum) of the response tokens' self-certainty KL(U ‖ p) = −log V −
+    /// mean_j log p_j (Intuitor): how far each next-token distribution is from uniform.
+    SelfCertainty,
     /// The fraction of the group agreeing with the majority answer, for the responses that
     /// give it; 0 for the others.
     SelfConsistency,
@@ -47,9 +51,10 @@ pub enum RewardKind {
     Format,
 }
 
-const NAMES: [(&str, RewardKind); 8] = [
+const NAMES: [(&str, RewardKind); 9] = [
     ("token", RewardKind::Token),
     ("sequence", RewardKind::Sequence),
+    ("self-certainty", RewardKind::SelfCertainty),
     ("self-consistency", RewardKind::SelfConsistency),
     ("answer-cluster", RewardKind::AnswerCluster),
     ("verified", RewardKind::Verified),
@@ -199,6 +204,11 @@ pub fn sequence_reward(logprobs: &[f32], reduction: RewardReduction) -> f64 {
     reduce(logprobs.iter().map(|&l| l as f64), reduction)
 }
 
+/// Self-certainty reward: (mean or sum) of the response tokens' KL(U ‖ p).
+pub fn self_certainty_reward(certainties: &[f32], reduction: RewardReduction) -> f64 {
+    reduce(certainties.iter().map(|&c| c as f64), reduction)
+}
+
 /// Self-consistency reward of each response of one group: the fraction of the group
 /// whose answer agrees with the majority answer, for responses that give it; 0 for the
 /// others (and for everyone when no response has an answer).
@@ -293,6 +303,8 @@ mod tests {
         assert!(close(sequence_reward(&[-0.25, -1.0, -0.25], RewardReduction::Mean), -0.5));
         assert!(close(sequence_reward(&[-0.25, -1.0, -0.25], RewardReduction::Sum), -1.5));
         assert_eq!(token_reward(&[], RewardReduction::Mean), 0.0);
+        assert!(close(self_certainty_reward(&[2.0, 4.0, 0.0], RewardReduction::Mean), 2.0));
+        assert!(close(self_certainty_reward(&[2.0, 4.0, 0.0], RewardReduction::Sum), 6.0));
         let group = texts(&["so \\boxed{4}", "it is 4.0", "\\boxed{5}", "no answer here"]);
         assert_eq!(self_consistency_rewards(&group), vec![0.5, 0.5, 0.0, 0.0]);
         assert_eq!(self_consistency_rewards(&texts(&["none", "none"])), vec![0.0, 0.0]);

@@ -106,11 +106,27 @@ pub fn merge_in_order(parts: impl IntoIterator<Item = Online>) -> Online {
     parts.into_iter().fold(Online::EMPTY, Online::merge)
 }
 
+/// Σ x and the count of the finite x of a segment, gathered in the walk that builds its
+/// online state: the row mean self-certainty needs. In f64, so that neither a huge
+/// logit nor 152k terms cost digits.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FiniteSum {
+    sum: f64,
+    n: usize,
+}
+
 /// The online state of one segment (at most `SEGMENT` elements) of `row · inv_temperature`.
 #[inline(always)]
 pub fn segment_state<E: Element>(row: &[E], inv_temperature: f32) -> Online {
+    segment_walk::<E, false>(row, inv_temperature).0
+}
+
+/// [`segment_state`], and with `SUM` the segment's [`FiniteSum`] from the same walk.
+#[inline(always)]
+fn segment_walk<E: Element, const SUM: bool>(row: &[E], inv_temperature: f32) -> (Online, FiniteSum) {
     debug_assert!(row.len() <= SEGMENT);
     let mut st = Online::EMPTY;
+    let mut finite = FiniteSum::default();
     let mut buf = [0f32; BLOCK];
     for (i, block) in row.chunks(BLOCK).enumerate() {
         prefetch_range(row, (i + PREFETCH_BLOCKS) * BLOCK, BLOCK);
@@ -118,11 +134,17 @@ pub fn segment_state<E: Element>(row: &[E], inv_temperature: f32) -> Online {
         for (x, z) in xs.iter_mut().zip(block) {
             *x = z.to_f32() * inv_temperature;
         }
+        if SUM {
+            for &x in xs.iter().filter(|x| x.is_finite()) {
+                finite.sum += x as f64;
+                finite.n += 1;
+            }
+        }
         // `max` ignores NaN, so NaN is caught below through the sums instead.
         let block_max = lane_max(xs);
         if block_max == f32::NEG_INFINITY {
             if xs.iter().any(|x| x.is_nan()) {
-                return Online::NAN;
+                return (Online::NAN, finite);
             }
             continue;
         }
@@ -133,7 +155,31 @@ pub fn segment_state<E: Element>(row: &[E], inv_temperature: f32) -> Online {
         st.s += s;
         st.t += t;
     }
-    st
+    (st, finite)
+}
+
+/// (lse, entropy, self-certainty) of softmax(row · inv_temperature) in one walk of the
+/// row (see `Backend::softmax_entropy_certainty`), its segments on rayon's threads.
+pub fn softmax_entropy_certainty_row<E: Element>(row: &[E], inv_temperature: f32) -> (f32, f32, f32) {
+    let parts: Vec<(Online, FiniteSum)> = if row.len() <= SEGMENT {
+        vec![vectorized!(segment_walk::<E, true>(row, inv_temperature))]
+    } else {
+        row.par_chunks(SEGMENT).map(|s| vectorized!(segment_walk::<E, true>(s, inv_temperature))).collect()
+    };
+    let st = merge_in_order(parts.iter().map(|p| p.0));
+    let (sum, n) = parts.iter().fold((0f64, 0usize), |(sum, n), p| (sum + p.1.sum, n + p.1.n));
+    let (lse, h) = st.finish();
+    let certainty = if lse.is_nan() || h.is_nan() {
+        f32::NAN
+    } else if n == 0 || lse == f32::NEG_INFINITY {
+        0.0
+    } else {
+        // lse − mean x = log s − (mean x − m): both terms stay small whatever the logits'
+        // offset, where lse − mean x would subtract two large numbers.
+        let c = (st.s as f64).ln() - (sum / n as f64 - st.m as f64) - (n as f64).ln();
+        c.max(0.0) as f32
+    };
+    (lse, h, certainty)
 }
 
 /// Largest element, NaN ignored, with LANES independent maxima so the loop vectorises.
@@ -176,6 +222,27 @@ fn exp_sums(xs: &[f32], m: f32) -> (f32, f32) {
         t_sum += et;
     }
     (s_sum, t_sum)
+}
+
+/// [`softmax_entropy`] with each row's self-certainty from the same walk.
+pub fn softmax_entropy_certainty(logits: &CpuTensor, inv_t: f32) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
+    let (rows, cols) = dims2("softmax_entropy_certainty", logits)?;
+    let mut out = vec![(0f32, 0f32, 0f32); rows];
+    fn run<E: Element>(data: &[E], cols: usize, inv_t: f32, out: &mut [(f32, f32, f32)]) {
+        out.par_iter_mut().enumerate().for_each(|(r, o)| {
+            *o = softmax_entropy_certainty_row(&data[r * cols..(r + 1) * cols], inv_t);
+        });
+    }
+    match logits.storage() {
+        CpuStorage::F32(d) => run(d, cols, inv_t, &mut out),
+        CpuStorage::F16(d) => run(d, cols, inv_t, &mut out),
+        CpuStorage::BF16(d) => run(d, cols, inv_t, &mut out),
+        CpuStorage::Blocks(_) => {
+            return Err(EngineError::DType { op: "softmax_entropy_certainty", dtype: logits.dtype() })
+        }
+    }
+    let column = |f: fn(&(f32, f32, f32)) -> f32| output(out.iter().map(f).collect(), &[rows]);
+    Ok((column(|o| o.0), column(|o| o.1), column(|o| o.2)))
 }
 
 pub fn softmax_entropy(logits: &CpuTensor, inv_temperature: f32) -> Result<(CpuTensor, CpuTensor)> {

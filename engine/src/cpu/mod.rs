@@ -277,6 +277,14 @@ impl Backend for CpuBackend {
         entropy::softmax_entropy(logits, inv_temperature)
     }
 
+    fn softmax_entropy_certainty(
+        &self,
+        logits: &CpuTensor,
+        inv_temperature: f32,
+    ) -> Result<(CpuTensor, CpuTensor, CpuTensor)> {
+        entropy::softmax_entropy_certainty(logits, inv_temperature)
+    }
+
     fn entropy_grad(
         &self,
         logits: &CpuTensor,

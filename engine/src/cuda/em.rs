@@ -27,10 +27,17 @@ pub fn mask_columns(b: &CudaBackend, x: &mut CudaTensor, ids: &[u32]) -> Result<
     launch!(b.dev, Kernel::MaskColumns, DType::F32, (total.div_ceil(WG as usize), 1), WG, [buf(x), &id_buf, &r, &c, &n])
 }
 
-pub fn softmax_entropy(b: &CudaBackend, logits: &CudaTensor, inv_t: f32) -> Result<(CudaTensor, CudaTensor)> {
+/// (lse, entropy, self-certainty) per row: the one kernel behind `softmax_entropy` (which
+/// drops the third) and `softmax_entropy_certainty`.
+pub fn softmax_entropy_certainty(
+    b: &CudaBackend,
+    logits: &CudaTensor,
+    inv_t: f32,
+) -> Result<(CudaTensor, CudaTensor, CudaTensor)> {
     let (rows, cols) = dims2("softmax_entropy", logits)?;
     let lse = b.empty(&[rows], DType::F32)?;
     let ent = b.empty(&[rows], DType::F32)?;
+    let certainty = b.empty(&[rows], DType::F32)?;
     if rows > 0 {
         let (r, c) = (u32_of("softmax_entropy", rows)?, u32_of("softmax_entropy", cols)?);
         launch!(
@@ -39,10 +46,10 @@ pub fn softmax_entropy(b: &CudaBackend, logits: &CudaTensor, inv_t: f32) -> Resu
             logits.dtype(),
             (rows, 1),
             ROW_WG,
-            [buf(logits), buf(&lse), buf(&ent), &r, &c, &inv_t]
+            [buf(logits), buf(&lse), buf(&ent), buf(&certainty), &r, &c, &inv_t]
         )?;
     }
-    Ok((lse, ent))
+    Ok((lse, ent, certainty))
 }
 
 pub fn entropy_grad(

@@ -132,7 +132,10 @@ impl Backend for CudaBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             device: format!("{} (sm_{}{})", self.dev.name, self.dev.arch.0, self.dev.arch.1),
-            weight_dtypes: [DType::F32, DType::F16, DType::BF16].into_iter().chain(crate::kernel::GPU_BLOCK_FORMATS).collect(),
+            weight_dtypes: [DType::F32, DType::F16, DType::BF16]
+                .into_iter()
+                .chain(crate::kernel::GPU_BLOCK_FORMATS)
+                .collect(),
             simd_width: Some(32),
             max_buffer_bytes: self.dev.total_mem as u64,
             parallelism: self.dev.multiprocessors,
@@ -246,7 +249,16 @@ impl Backend for CudaBackend {
     }
 
     fn softmax_entropy(&self, logits: &CudaTensor, inv_temperature: f32) -> Result<(CudaTensor, CudaTensor)> {
-        em::softmax_entropy(self, logits, inv_temperature)
+        let (lse, entropy, _) = em::softmax_entropy_certainty(self, logits, inv_temperature)?;
+        Ok((lse, entropy))
+    }
+
+    fn softmax_entropy_certainty(
+        &self,
+        logits: &CudaTensor,
+        inv_temperature: f32,
+    ) -> Result<(CudaTensor, CudaTensor, CudaTensor)> {
+        em::softmax_entropy_certainty(self, logits, inv_temperature)
     }
 
     fn entropy_grad(

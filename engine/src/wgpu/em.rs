@@ -31,22 +31,29 @@ pub fn mask_columns(b: &WgpuBackend, x: &mut WgpuTensor, ids: &[u32]) -> Result<
     )
 }
 
-pub fn softmax_entropy(b: &WgpuBackend, logits: &WgpuTensor, inv_t: f32) -> Result<(WgpuTensor, WgpuTensor)> {
+/// (lse, entropy, self-certainty) per row: the one kernel behind `softmax_entropy` (which
+/// drops the third) and `softmax_entropy_certainty`.
+pub fn softmax_entropy_certainty(
+    b: &WgpuBackend,
+    logits: &WgpuTensor,
+    inv_t: f32,
+) -> Result<(WgpuTensor, WgpuTensor, WgpuTensor)> {
     let (rows, cols) = dims2("softmax_entropy", logits)?;
     let lse = b.empty(&[rows], DType::F32)?;
     let ent = b.empty(&[rows], DType::F32)?;
+    let certainty = b.empty(&[rows], DType::F32)?;
     for w in b.gpu.row_windows("softmax_entropy", rows, &[(cols * logits.dtype().size_bytes()) as u64])? {
         let params = [(w.end - w.start) as u32, cols as u32, inv_t.to_bits(), w.start as u32];
         b.gpu.dispatch(
             Kernel::SoftmaxEntropy,
             logits.dtype(),
             0,
-            &[rows_of(logits, cols, &w), whole(&lse), whole(&ent)],
+            &[rows_of(logits, cols, &w), whole(&lse), whole(&ent), whole(&certainty)],
             &params,
             w.end - w.start,
         )?;
     }
-    Ok((lse, ent))
+    Ok((lse, ent, certainty))
 }
 
 pub fn entropy_grad(

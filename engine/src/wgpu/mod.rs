@@ -16,7 +16,6 @@ mod forward;
 mod kernels;
 mod quiet;
 
-
 pub use device::WgpuOptions;
 use device::{Binding, Gpu};
 
@@ -307,7 +306,16 @@ impl Backend for WgpuBackend {
     }
 
     fn softmax_entropy(&self, logits: &WgpuTensor, inv_temperature: f32) -> Result<(WgpuTensor, WgpuTensor)> {
-        em::softmax_entropy(self, logits, inv_temperature)
+        let (lse, entropy, _) = em::softmax_entropy_certainty(self, logits, inv_temperature)?;
+        Ok((lse, entropy))
+    }
+
+    fn softmax_entropy_certainty(
+        &self,
+        logits: &WgpuTensor,
+        inv_temperature: f32,
+    ) -> Result<(WgpuTensor, WgpuTensor, WgpuTensor)> {
+        em::softmax_entropy_certainty(self, logits, inv_temperature)
     }
 
     fn entropy_grad(
